@@ -1,0 +1,175 @@
+/**
+ * The one resumable copy every runbook uses: streams pages from a PointSource
+ * to a PointTarget with bounded concurrency, and heartbeats the cursor of the
+ * last page that is durably written. A retried attempt (worker crash, target
+ * outage) starts from that heartbeat, so only the batches since it are redone,
+ * and idempotent upserts make redoing them harmless.
+ *
+ * Memory stays flat: at most `concurrency` pages are held at once.
+ */
+import { Context, CancelledFailure, ApplicationFailure } from '@temporalio/activity';
+import type { CopyControl, CopyProgress } from '../workflows/messages';
+import type { MemoryPoint, Page, PointSource, PointTarget } from './stores/contract';
+
+/** How the running copy talks to its workflow (see copy-control.ts). */
+export interface CopyChannel {
+  control(): Promise<CopyControl>;
+  report(progress: CopyProgress): Promise<void>;
+}
+
+export interface CopyJob {
+  source: PointSource;
+  target: PointTarget;
+  channel: CopyChannel;
+  /** Reshapes a page before it is written (re-embedding, sparse vectors). */
+  transform?: (points: MemoryPoint[]) => Promise<MemoryPoint[]>;
+}
+
+/** What the heartbeat carries: a cursor and counts, never points. */
+export interface CopyCheckpoint {
+  cursor: string | null;
+  copied: number;
+}
+
+export interface CopyResult {
+  copied: number;
+  /** Points already copied when this attempt started (from the last heartbeat). */
+  resumedFrom: number;
+  /** Points this attempt wrote; redone work after a crash shows up here. */
+  writtenThisAttempt: number;
+  attempt: number;
+  seconds: number;
+}
+
+const CONTROL_POLL_MS = 1_000;
+const PROGRESS_REPORT_MS = 2_000;
+
+interface PendingWrite {
+  page: Page;
+  written: Promise<void>;
+}
+
+export async function copyPointsResumably(job: CopyJob): Promise<CopyResult> {
+  const ctx = Context.current();
+  const checkpoint: CopyCheckpoint = ctx.info.heartbeatDetails ?? { cursor: null, copied: 0 };
+  const total = await job.source.count();
+  const started = Date.now();
+  let committed = checkpoint;
+  let written = 0;
+  let readCursor = checkpoint.cursor;
+  let exhausted = false;
+  const pending: PendingWrite[] = [];
+
+  let control = await job.channel.control();
+  let lastPoll = Date.now();
+  let lastReport = 0;
+
+  const report = async (force = false) => {
+    if (!force && Date.now() - lastReport < PROGRESS_REPORT_MS) return;
+    lastReport = Date.now();
+    const seconds = Math.max((Date.now() - started) / 1000, 0.001);
+    await job.channel.report({ total, copied: committed.copied, rate: written / seconds, attempt: ctx.info.attempt });
+  };
+
+  const startWrite = (page: Page): PendingWrite => {
+    const written = (async () => {
+      if (page.points.length === 0) return;
+      const points = job.transform ? await job.transform(page.points) : page.points;
+      await job.target.upsert(points);
+      await verifyBatch(job.target, points);
+    })();
+    written.catch(() => undefined); // surfaced when this page reaches the head of the queue
+    return { page, written };
+  };
+
+  ctx.heartbeat(committed);
+  while (!exhausted || pending.length > 0) {
+    if (ctx.cancellationSignal.aborted) throw new CancelledFailure('Copy cancelled; resume point is the last heartbeat.');
+    if (Date.now() - lastPoll >= CONTROL_POLL_MS) {
+      control = await job.channel.control();
+      lastPoll = Date.now();
+    }
+    if (control.paused) {
+      await report(true);
+      ctx.heartbeat(committed);
+      await ctx.sleep(CONTROL_POLL_MS);
+      continue;
+    }
+    while (!exhausted && pending.length < control.concurrency) {
+      const page = await job.source.readPage(readCursor, control.batchSize);
+      readCursor = page.next;
+      exhausted = page.next === null;
+      pending.push(startWrite(page));
+    }
+    // Pages commit in read order, so the heartbeated cursor never passes a gap.
+    const head = pending.shift()!;
+    await head.written;
+    written += head.page.points.length;
+    committed = { cursor: head.page.next, copied: committed.copied + head.page.points.length };
+    ctx.heartbeat(committed);
+    await report();
+  }
+  await report(true);
+  return {
+    copied: committed.copied,
+    resumedFrom: checkpoint.copied,
+    writtenThisAttempt: written,
+    attempt: ctx.info.attempt,
+    seconds: (Date.now() - started) / 1000,
+  };
+}
+
+/** Reads back the first and last point of a written batch: per-batch validation. */
+async function verifyBatch(target: PointTarget, points: MemoryPoint[]): Promise<void> {
+  const probes = points.length > 1 ? [points[0], points[points.length - 1]] : points;
+  const stored = new Map((await target.retrieve(probes.map((p) => p.id))).map((p) => [p.id, p]));
+  for (const expected of probes) {
+    const mismatch = comparePoints(expected, stored.get(expected.id));
+    if (mismatch) throw ApplicationFailure.retryable(`Batch check failed for point ${expected.id}: ${mismatch}`, 'BatchCheckFailed');
+  }
+}
+
+export const MIN_COSINE = 0.99;
+
+/** Why two points differ (null when equal): vector by cosine, payload exactly. */
+export function comparePoints(expected: MemoryPoint, actual: MemoryPoint | undefined): string | null {
+  if (!actual) return 'missing from target';
+  if (expected.vector.length !== actual.vector.length) {
+    return `vector has ${actual.vector.length} dimensions, expected ${expected.vector.length}`;
+  }
+  const similarity = cosine(expected.vector, actual.vector);
+  if (similarity < MIN_COSINE) return `vector cosine ${similarity.toFixed(4)} < ${MIN_COSINE}`;
+  const field = firstDifferentField(expected.payload, actual.payload);
+  if (field) return `payload field '${field}' differs`;
+  return null;
+}
+
+export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let dot = 0;
+  let na = 0;
+  let nb = 0;
+  for (let i = 0; i < a.length; i++) {
+    dot += a[i] * b[i];
+    na += a[i] * a[i];
+    nb += b[i] * b[i];
+  }
+  if (na === 0 && nb === 0) return 1;
+  return dot / (Math.sqrt(na) * Math.sqrt(nb));
+}
+
+function firstDifferentField(expected: Record<string, unknown>, actual: Record<string, unknown>): string | null {
+  const keys = new Set([...Object.keys(expected), ...Object.keys(actual)]);
+  for (const key of keys) {
+    if (canonicalJson(expected[key]) !== canonicalJson(actual[key])) return key;
+  }
+  return null;
+}
+
+/** JSON with sorted keys, so stores that reorder object keys (jsonb) compare equal. */
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v) =>
+    v && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : v,
+  );
+}

@@ -1,0 +1,54 @@
+/**
+ * The one small contract every store adapter speaks, so the resumable copy
+ * (activities/copy-engine.ts) and validation are written once.
+ *
+ * A point is what moves: a stable id, a dense vector, a flat JSON payload and,
+ * for Qdrant targets that want it, named sparse vectors (mem0's `bm25`).
+ * Points live only inside activities; workflows see counts and cursors.
+ */
+export interface SparseVector {
+  indices: number[];
+  values: number[];
+}
+
+export interface MemoryPoint {
+  /** UUID string (Qdrant and pgvector both key on it). */
+  id: string;
+  vector: number[];
+  payload: Record<string, unknown>;
+  sparse?: Record<string, SparseVector>;
+}
+
+/** One page read by a stable cursor: `next` is null when the source is exhausted. */
+export interface Page {
+  points: MemoryPoint[];
+  next: string | null;
+}
+
+export interface PointSource {
+  /** Exact number of points the copy will read. */
+  count(): Promise<number>;
+  /**
+   * The page that `cursor` names (null = from the start), in cursor order, and
+   * the cursor of the page after it. Cursors are opaque strings that only the
+   * source interprets (a primary key, a point id), never row offsets, so a
+   * resumed copy neither skips nor repeats rows inserted meanwhile.
+   */
+  readPage(cursor: string | null, limit: number): Promise<Page>;
+  close(): Promise<void>;
+}
+
+export interface PointTarget {
+  /** Idempotent: writing the same ids twice leaves one copy of each. */
+  upsert(points: MemoryPoint[]): Promise<void>;
+  count(): Promise<number>;
+  /** Points by id; ids that are absent are simply missing from the result. */
+  retrieve(ids: string[]): Promise<MemoryPoint[]>;
+  close(): Promise<void>;
+}
+
+/** Counting by one payload value, for per-user parity (`metadata.user_id`). */
+export interface CountsByPayload {
+  /** Points whose payload at `path` (dot-separated) equals `value`. */
+  countMatching(path: string, value: string): Promise<number>;
+}

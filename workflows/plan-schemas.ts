@@ -1,0 +1,90 @@
+/**
+ * Plan pieces shared by every runbook, validated with zod at the workflow's
+ * first step (and by `memshift start` before it starts anything).
+ * Plans name endpoints and files only: credentials live in the worker's environment.
+ */
+import { z } from 'zod';
+
+export const duration = z
+  .string()
+  .regex(/^\d+(ms|s|m|h|d)$/, "must be a duration like '90s', '30m', '2h' or '1d'");
+
+export const sqlIdentifier = z
+  .string()
+  .regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, 'must be a plain SQL identifier (letters, digits, underscores)');
+
+export const collectionName = z
+  .string()
+  .regex(/^[A-Za-z0-9_.-]{1,255}$/, 'must be a Qdrant collection name (letters, digits, _ . -)');
+
+/** An http(s) or postgres URL that carries no password (a user name is not a secret). */
+export function endpointUrl(protocols: string[], credentialsFrom: string) {
+  return z.string().superRefine((value, ctx) => {
+    let url: URL;
+    try {
+      url = new URL(value);
+    } catch {
+      ctx.addIssue({ code: 'custom', message: `'${value}' is not a URL` });
+      return;
+    }
+    if (!protocols.includes(url.protocol)) {
+      ctx.addIssue({ code: 'custom', message: `must start with ${protocols.map((p) => `${p}//`).join(' or ')}` });
+    }
+    if (url.password) {
+      // Never echo the URL back: it holds a secret.
+      ctx.addIssue({
+        code: 'custom',
+        message: `must not contain a password (it would be stored in workflow history); set ${credentialsFrom} in the worker's environment instead`,
+      });
+    }
+  });
+}
+
+export const qdrantUrl = endpointUrl(['http:', 'https:'], 'QDRANT_API_KEY');
+export const postgresUrl = endpointUrl(['postgres:', 'postgresql:'], 'PGUSER/PGPASSWORD');
+
+export const QdrantTarget = z
+  .object({
+    kind: z.literal('qdrant'),
+    url: qdrantUrl,
+    collection: collectionName,
+    /** The vector size the target must have; defaults to the source's. */
+    dimensions: z.number().int().positive().optional(),
+  })
+  .strict();
+
+export const PgvectorTarget = z
+  .object({
+    kind: z.literal('pgvector'),
+    url: postgresUrl,
+    schema: sqlIdentifier.default('public'),
+    table: sqlIdentifier,
+    /** The vector size the target must have; defaults to the source's. */
+    dimensions: z.number().int().positive().optional(),
+  })
+  .strict();
+
+export const TargetSpec = z.discriminatedUnion('kind', [QdrantTarget, PgvectorTarget]);
+export type TargetSpec = z.output<typeof TargetSpec>;
+
+export const CopyPlan = z
+  .object({
+    batchSize: z.number().int().min(1).max(10_000).default(500),
+    concurrency: z.number().int().min(1).max(16).default(2),
+  })
+  .strict();
+
+export const ApprovalPlan = z
+  .object({
+    /** Who may approve, reject or roll back; empty means anyone. */
+    approvers: z.array(z.string().min(1)).default([]),
+    /** Without a decision by then, the workflow ends without cutover. */
+    timeout: duration.optional(),
+  })
+  .strict();
+
+/** A one-line, credential-free name of a target for search attributes and logs. */
+export function describeTarget(target: TargetSpec): string {
+  const host = new URL(target.url).host;
+  return target.kind === 'qdrant' ? `qdrant://${host}/${target.collection}` : `pgvector://${host}/${target.schema}.${target.table}`;
+}

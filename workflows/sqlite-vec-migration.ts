@@ -1,0 +1,143 @@
+/**
+ * Runbook 001 (../shared/seeds/001-sqlite-vec-to-qdrant-guide.md) as a workflow:
+ * an mcp-memory-service SQLite-vec store moved to a Qdrant collection or a
+ * pgvector table — backed up, copied resumably, validated, approved, cut over,
+ * verified, and rolled back on request or on failed verification.
+ */
+import { ApplicationFailure, proxyActivities } from '@temporalio/workflow';
+import { z } from 'zod';
+import type { createActivities } from '../activities';
+import type { Outcome, ValidationReport } from './messages';
+import { MigrationRun, errorMessage, parsePlan } from './migration-run';
+import { ApprovalPlan, CopyPlan, TargetSpec, describeTarget, duration, endpointUrl } from './plan-schemas';
+
+export const SqliteVecPlan = z
+  .object({
+    source: z
+      .object({
+        /** The mcp-memory-service database file; opened read-only. */
+        path: z.string().min(1),
+        /** Soft-deleted memories (deleted_at set): left behind, or copied with deleted_at in the payload. */
+        deleted: z.enum(['skip', 'copy']).default('skip'),
+      })
+      .strict(),
+    target: TargetSpec,
+    /** What to do when the target already holds points. */
+    existingTarget: z.enum(['refuse', 'resume', 'overwrite']).default('refuse'),
+    /** Re-embed every memory with a new model instead of copying vectors. */
+    reembed: z
+      .object({
+        url: endpointUrl(['http:', 'https:'], 'MEMSHIFT_EMBEDDINGS_API_KEY'),
+        model: z.string().min(1),
+        dimensions: z.number().int().positive(),
+      })
+      .strict()
+      .optional(),
+    /** Where the verified SQLite backup goes; default beside the source. */
+    backupPath: z.string().min(1).optional(),
+    copy: CopyPlan.prefault({}),
+    validation: z.object({ sampleSize: z.number().int().min(1).max(10_000).default(200) }).strict().prefault({}),
+    approval: ApprovalPlan.prefault({}),
+    /** After a rejection or approval timeout: remove what was copied, or keep it for a later `resume`. */
+    onReject: z.enum(['drop-target', 'keep-target']).default('drop-target'),
+    /** The file that names the live backend; cutover rewrites it, rollback restores it. */
+    cutover: z.object({ file: z.string().min(1) }).strict(),
+    /** How long after cutover a `rollback` signal is still taken. */
+    rollbackWindow: duration.default('0s'),
+    dryRun: z.boolean().default(false),
+  })
+  .strict();
+
+/** The plan as a person writes it (defaults optional). */
+export type SqliteVecPlanInput = z.input<typeof SqliteVecPlan>;
+/** The plan after validation, as activities receive it. */
+export type SqliteVecPlan = z.output<typeof SqliteVecPlan>;
+
+export interface SqliteVecResult {
+  outcome: Outcome;
+  report: ValidationReport | null;
+  notes: string[];
+  copied: number;
+  backupPath: string | null;
+}
+
+const quick = proxyActivities<ReturnType<typeof createActivities>>({
+  startToCloseTimeout: '30m',
+  retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['InvalidPlan'] },
+});
+
+const copying = proxyActivities<ReturnType<typeof createActivities>>({
+  startToCloseTimeout: '7d',
+  // A worker that dies mid-copy is noticed within this, and the retry resumes from the last heartbeat.
+  heartbeatTimeout: '10s',
+  retry: { initialInterval: '1s', maximumInterval: '30s' },
+});
+
+export async function sqliteVecMigration(input: SqliteVecPlanInput): Promise<SqliteVecResult> {
+  const plan = parsePlan(SqliteVecPlan, input);
+  const run = new MigrationRun({
+    workflow: 'sqliteVecMigration',
+    kind: 'sqlite-vec',
+    source: `sqlite://${plan.source.path}`,
+    target: describeTarget(plan.target),
+    approvers: plan.approval.approvers,
+    dryRun: plan.dryRun,
+    copy: plan.copy,
+  });
+  const result = (outcome: Outcome, copied: number, backupPath: string | null) =>
+    run.finish(outcome, { copied, backupPath });
+
+  const preflight = await run.phase('preflight', () => quick.preflightSqliteVec(plan));
+  run.setCopyTotal(preflight.memories);
+  run.note(`Source holds ${preflight.memories} memories (${preflight.dimensions}-dim) from ${preflight.users} users; ${preflight.deleted} soft-deleted.`);
+
+  if (plan.dryRun) {
+    const estimate = await run.phase('copy', () => copying.dryRunSqliteVec(plan));
+    run.note(`Dry run: read ${estimate.memories} memories in ${estimate.batches} batches in ${estimate.readSeconds}s; estimated copy time ${estimate.estimatedSeconds}s. Nothing was written.`);
+    return result('dry-run', 0, null);
+  }
+
+  const backup = await run.phase('backup', () => quick.backupSqliteVec(plan));
+  run.note(`Backup verified: ${backup.path} (${backup.memories} memories).`);
+  await run.phase('prepare-target', () => quick.prepareSqliteVecTarget(plan));
+  const copy = await run.phase('copy', () => copying.copySqliteVecPoints(plan));
+  if (copy.resumedFrom > 0) {
+    run.note(`Copy resumed at ${copy.resumedFrom} memories (attempt ${copy.attempt}) and wrote the remaining ${copy.writtenThisAttempt}.`);
+  }
+
+  const report = await run.phase('validate', () => quick.validateSqliteVecCopy(plan));
+  run.setReport(report);
+  if (!report.ok) {
+    throw ApplicationFailure.nonRetryable(
+      `Validation failed, cutover blocked; the target is kept for inspection: ${report.checks.filter((c) => !c.ok).map((c) => c.detail).join('; ')}`,
+      'ValidationFailed',
+    );
+  }
+
+  const decision = await run.awaitCutoverApproval(plan.approval.timeout);
+  if (decision !== 'approved') {
+    if (plan.onReject === 'drop-target') {
+      await run.phase('rollback', () => quick.dropTarget(plan.target));
+      run.note(`Removed ${describeTarget(plan.target)}; the source was never changed.`);
+    }
+    return result(decision === 'rejected' ? 'rejected' : 'approval-timed-out', copy.copied, backup.path);
+  }
+
+  const rollback = async (why: string) => {
+    const undone = await run.phase('rollback', () => quick.rollbackSqliteVec(plan, backup.path));
+    run.note(`Rolled back (${why}): ${undone.summary}`);
+    return result('rolled-back', copy.copied, backup.path);
+  };
+
+  await run.phase('cutover', () => quick.recordCutover(plan));
+  try {
+    await run.phase('verify', () => quick.verifySqliteVecCutover(plan));
+  } catch (err) {
+    return rollback(`verification failed: ${errorMessage(err)}`);
+  }
+  if (!/^0+[a-z]+$/.test(plan.rollbackWindow)) {
+    const request = await run.awaitRollbackRequest(plan.rollbackWindow);
+    if (request) return rollback(`requested by ${request.by}${request.reason ? `: ${request.reason}` : ''}`);
+  }
+  return result('cut-over', copy.copied, backup.path);
+}
