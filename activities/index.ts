@@ -1,0 +1,17 @@
+/**
+ * Every activity the memshift worker registers. Workflows import this file's
+ * type only (`proxyActivities<ReturnType<typeof createActivities>>`).
+ */
+import type { Client } from '@temporalio/client';
+import { sqliteVecActivities } from './sqlite-vec';
+
+export interface ActivityDeps {
+  /** Lets the copy activity query and signal its own workflow. */
+  client: Client;
+}
+
+export function createActivities(deps: ActivityDeps) {
+  return {
+    ...sqliteVecActivities(deps),
+  };
+}

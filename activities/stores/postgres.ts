@@ -1,0 +1,109 @@
+/**
+ * A pgvector table as a point store: `id uuid PRIMARY KEY, embedding
+ * vector(dim), payload jsonb`. Works on any PostgreSQL with pgvector — PGlite
+ * over TCP by default, DATABASE_URL otherwise. Credentials come from the
+ * worker's PGUSER/PGPASSWORD, never from the plan's URL.
+ */
+import pg from 'pg';
+import type { CountsByPayload, MemoryPoint, Page, PointSource, PointTarget } from './contract';
+
+export interface PgvectorTableSpec {
+  url: string;
+  schema: string;
+  table: string;
+}
+
+export interface TableDescription {
+  exists: boolean;
+  dimensions: number | null;
+  points: number;
+}
+
+const quoteIdent = (name: string) => `"${name.replace(/"/g, '""')}"`;
+
+export class PgvectorTable implements PointSource, PointTarget, CountsByPayload {
+  private readonly pool: pg.Pool;
+  private readonly qualified: string;
+
+  constructor(private readonly spec: PgvectorTableSpec) {
+    this.pool = new pg.Pool({ connectionString: spec.url, max: 4 });
+    this.qualified = `${quoteIdent(spec.schema)}.${quoteIdent(spec.table)}`;
+  }
+
+  async describe(): Promise<TableDescription> {
+    const column = await this.pool.query<{ typmod: number }>(
+      `SELECT a.atttypmod AS typmod FROM pg_attribute a
+       JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE n.nspname = $1 AND c.relname = $2 AND a.attname = 'embedding' AND NOT a.attisdropped`,
+      [this.spec.schema, this.spec.table],
+    );
+    if (column.rowCount === 0) return { exists: false, dimensions: null, points: 0 };
+    return { exists: true, dimensions: column.rows[0].typmod, points: await this.count() };
+  }
+
+  async create(dimensions: number): Promise<void> {
+    await this.pool.query('CREATE EXTENSION IF NOT EXISTS vector');
+    await this.pool.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(this.spec.schema)}`);
+    await this.pool.query(
+      `CREATE TABLE IF NOT EXISTS ${this.qualified} (
+         id uuid PRIMARY KEY,
+         embedding vector(${Math.floor(dimensions)}) NOT NULL,
+         payload jsonb NOT NULL)`,
+    );
+  }
+
+  async drop(): Promise<void> {
+    await this.pool.query(`DROP TABLE IF EXISTS ${this.qualified}`);
+  }
+
+  async upsert(points: MemoryPoint[]): Promise<void> {
+    if (points.length === 0) return;
+    // One statement per batch: arrays unnested server-side, idempotent by primary key.
+    await this.pool.query(
+      `INSERT INTO ${this.qualified} (id, embedding, payload)
+       SELECT id, embedding::vector, payload FROM unnest($1::uuid[], $2::text[], $3::jsonb[]) AS t(id, embedding, payload)
+       ON CONFLICT (id) DO UPDATE SET embedding = EXCLUDED.embedding, payload = EXCLUDED.payload`,
+      [points.map((p) => p.id), points.map((p) => `[${p.vector.join(',')}]`), points.map((p) => JSON.stringify(p.payload))],
+    );
+  }
+
+  async count(): Promise<number> {
+    const result = await this.pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${this.qualified}`);
+    return Number(result.rows[0].n);
+  }
+
+  async countMatching(path: string, value: string): Promise<number> {
+    const result = await this.pool.query<{ n: string }>(
+      `SELECT count(*) AS n FROM ${this.qualified} WHERE payload #>> $1::text[] = $2`,
+      [path.split('.'), value],
+    );
+    return Number(result.rows[0].n);
+  }
+
+  async retrieve(ids: string[]): Promise<MemoryPoint[]> {
+    const result = await this.pool.query(
+      `SELECT id, embedding::text AS embedding, payload FROM ${this.qualified} WHERE id = ANY($1::uuid[])`,
+      [ids],
+    );
+    return result.rows.map(toPoint);
+  }
+
+  /** The cursor is the last id read (uuid order). */
+  async readPage(cursor: string | null, limit: number): Promise<Page> {
+    const result = await this.pool.query(
+      `SELECT id, embedding::text AS embedding, payload FROM ${this.qualified}
+       WHERE ($1::uuid IS NULL OR id > $1::uuid) ORDER BY id LIMIT $2`,
+      [cursor, limit],
+    );
+    const points = result.rows.map(toPoint);
+    return { points, next: points.length < limit ? null : points[points.length - 1].id };
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+}
+
+function toPoint(row: { id: string; embedding: string; payload: Record<string, unknown> }): MemoryPoint {
+  return { id: row.id, vector: JSON.parse(row.embedding), payload: row.payload };
+}

@@ -1,0 +1,151 @@
+/**
+ * What must never happen: bad input that touches data, or workflow history
+ * that holds a credential or a memory. Real Temporal, real SQLite, Qdrant double.
+ */
+import type { Client } from '@temporalio/client';
+import Database from 'better-sqlite3';
+import { existsSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openTarget } from '../activities/targets';
+import { openReadOnly } from '../activities/stores/sqlite';
+import { generateMcpStore } from '../scripts/generate-mcp-store';
+import { approveUpdate } from '../workflows/messages';
+import { sqliteVecMigration, type SqliteVecPlanInput } from '../workflows/sqlite-vec-migration';
+import { startQdrantDouble, type QdrantDouble } from './qdrant-double/server';
+import { connectClient, failureMessage, startWorker, tempDir, uniqueQueue, waitForPhase } from './support/harness';
+import { uniqueName } from './support/postgres';
+
+const API_KEY = 'qdrant-secret-key-7f3a9';
+const EMBEDDINGS_KEY = 'sk-embeddings-secret-51c2';
+let client: Client;
+let qdrant: QdrantDouble;
+let worker: { stop(): Promise<void> };
+const taskQueue = uniqueQueue('guards');
+const dir = tempDir();
+const sourcePath = path.join(dir, 'sqlite_vec.db');
+
+beforeAll(async () => {
+  generateMcpStore(sourcePath, { count: 300, dimensions: 384 });
+  // The worker reads credentials from its environment; plans never carry them.
+  process.env.QDRANT_API_KEY = API_KEY;
+  process.env.MEMSHIFT_EMBEDDINGS_API_KEY = EMBEDDINGS_KEY;
+  qdrant = await startQdrantDouble({ apiKey: API_KEY });
+  client = await connectClient();
+  worker = await startWorker(taskQueue);
+});
+
+afterAll(async () => {
+  await worker?.stop();
+  await qdrant?.stop();
+});
+
+const plan = (overrides: Partial<SqliteVecPlanInput> = {}): SqliteVecPlanInput => ({
+  source: { path: sourcePath },
+  target: { kind: 'qdrant', url: qdrant.url, collection: uniqueName('memories') },
+  cutover: { file: path.join(dir, 'live.json') },
+  ...overrides,
+});
+
+async function failureOf(input: unknown): Promise<string> {
+  const handle = await client.workflow.start(sqliteVecMigration, { taskQueue, workflowId: uniqueName('bad'), args: [input as SqliteVecPlanInput] });
+  return failureMessage(handle);
+}
+
+async function collectionExists(name: string): Promise<boolean> {
+  const target = openTarget({ kind: 'qdrant', url: qdrant.url, collection: name });
+  try {
+    return (await target.describe()).exists;
+  } finally {
+    await target.close();
+  }
+}
+
+describe('bad input fails fast with a message a person can act on, and touches nothing', () => {
+  const untouched = async (input: SqliteVecPlanInput) => {
+    expect(await collectionExists((input.target as { collection: string }).collection)).toBe(false);
+    expect(readdirSync(dir).filter((f) => f.endsWith('.bak'))).toEqual([]);
+    expect(existsSync(path.join(dir, 'live.json'))).toBe(false);
+  };
+
+  it('missing source file', async () => {
+    const input = plan({ source: { path: path.join(dir, 'nope.db') } });
+    expect(await failureOf(input)).toMatch(/Source database not found: .*nope\.db\. Check source\.path\./);
+    await untouched(input);
+  });
+
+  it('not an mcp-memory-service database', async () => {
+    const other = path.join(dir, 'other.db');
+    new Database(other).exec('CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)').close();
+    const input = plan({ source: { path: other } });
+    expect(await failureOf(input)).toMatch(/other\.db is not an mcp-memory-service database: missing table memories, vec0 table memory_embeddings/);
+    await untouched(input);
+  });
+
+  it('embedding dimension mismatch', async () => {
+    const input = plan();
+    (input.target as { dimensions?: number }).dimensions = 768;
+    expect(await failureOf(input)).toMatch(/source holds 384-dim embeddings but the target wants 768\. Add a 'reembed' section/);
+    await untouched(input);
+  });
+
+  it('unknown plan field and several bad fields are all named', async () => {
+    const message = await failureOf({ ...plan(), batchsize: 10, copy: { batchSize: 0 }, rollbackWindow: 'soon' });
+    expect(message).toMatch(/^Invalid plan — fix these fields: /);
+    expect(message).toMatch(/Unrecognized key.*batchsize/);
+    expect(message).toMatch(/copy\.batchSize: /);
+    expect(message).toMatch(/rollbackWindow: must be a duration/);
+  });
+
+  it('credentials in a URL are refused without being echoed', async () => {
+    const message = await failureOf(plan({ target: { kind: 'pgvector', url: 'postgres://admin:hunter2@127.0.0.1:5432/db', table: 'memories' } }));
+    expect(message).toMatch(/target\.url: must not contain a password .* set PGUSER\/PGPASSWORD in the worker's environment/);
+    expect(message).not.toMatch(/hunter2/);
+  });
+
+  it('a source locked by a writer is refused', async () => {
+    const writer = new Database(sourcePath);
+    writer.exec('BEGIN IMMEDIATE');
+    try {
+      const input = plan();
+      expect(await failureOf(input)).toMatch(/is locked by another process that is writing to it; stop mcp-memory-service/);
+      await untouched(input);
+    } finally {
+      writer.exec('ROLLBACK');
+      writer.close();
+    }
+  });
+});
+
+it('workflow history holds no credentials and no memory contents', async () => {
+  const input = plan({ cutover: { file: path.join(dir, 'history-live.json') } });
+  const handle = await client.workflow.start(sqliteVecMigration, { taskQueue, workflowId: uniqueName('history'), args: [input] });
+  await waitForPhase(handle, 'await-approval');
+  await handle.executeUpdate(approveUpdate, { args: [{ by: 'ops' }] });
+  expect((await handle.result()).outcome).toBe('cut-over');
+
+  const history = historyText(await handle.fetchHistory());
+  expect(history).toContain(input.target.kind === 'qdrant' ? input.target.collection : ''); // the text is really decoded
+  expect(history).not.toContain(API_KEY);
+  expect(history).not.toContain(EMBEDDINGS_KEY);
+  const db = openReadOnly(sourcePath);
+  const memories = db.prepare('SELECT content, content_hash FROM memories').all() as { content: string; content_hash: string }[];
+  db.close();
+  for (const { content, content_hash } of memories) {
+    expect(history).not.toContain(content);
+    expect(history).not.toContain(content_hash);
+  }
+});
+
+/** Every string and payload in the history, payload bytes decoded as UTF-8. */
+function historyText(value: unknown): string {
+  const parts: string[] = [];
+  const walk = (v: unknown) => {
+    if (v instanceof Uint8Array) parts.push(Buffer.from(v).toString('utf8'));
+    else if (typeof v === 'string') parts.push(v);
+    else if (Array.isArray(v)) v.forEach(walk);
+    else if (v && typeof v === 'object') Object.values(v).forEach(walk);
+  };
+  walk(value);
+  return parts.join('\n');
+}

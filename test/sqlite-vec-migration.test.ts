@@ -1,0 +1,180 @@
+/**
+ * sqliteVecMigration end to end on a real Temporal server with a real worker,
+ * a real SQLite-vec source, and both targets: pgvector (PGlite or
+ * DATABASE_URL) and Qdrant (the test double, or QDRANT_URL).
+ */
+import type { Client } from '@temporalio/client';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openTarget } from '../activities/targets';
+import { generateMcpStore } from '../scripts/generate-mcp-store';
+import { approveSignal, approveUpdate, rejectSignal, rollbackSignal } from '../workflows/messages';
+import type { TargetSpec } from '../workflows/plan-schemas';
+import { sqliteVecMigration, type SqliteVecPlanInput } from '../workflows/sqlite-vec-migration';
+import { startTestPostgres, uniqueName, type TestPostgres } from './support/postgres';
+import { connectClient, failureMessage, startWorker, tempDir, uniqueQueue, waitForPhase } from './support/harness';
+import { startTestQdrant, type TestQdrant } from './support/qdrant';
+
+const MEMORIES = 1_200;
+const DELETED_EVERY = 50; // 24 soft-deleted rows the default plan leaves behind
+const LIVE = MEMORIES - MEMORIES / DELETED_EVERY;
+
+let client: Client;
+let worker: { stop(): Promise<void> };
+let postgres: TestPostgres;
+let qdrant: TestQdrant;
+const taskQueue = uniqueQueue('sqlite-vec');
+const dir = tempDir();
+const sourcePath = path.join(dir, 'sqlite_vec.db');
+
+beforeAll(async () => {
+  generateMcpStore(sourcePath, { count: MEMORIES, dimensions: 384, deletedEvery: DELETED_EVERY });
+  [client, postgres, qdrant] = await Promise.all([connectClient(), startTestPostgres(), startTestQdrant()]);
+  worker = await startWorker(taskQueue);
+});
+
+afterAll(async () => {
+  await worker?.stop();
+  await postgres?.stop();
+  await qdrant?.stop();
+});
+
+const backups = () => readdirSync(dir).filter((f) => f.endsWith('.bak'));
+const sha256 = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
+
+function targets(): Record<string, () => TargetSpec> {
+  return {
+    pgvector: () => ({ kind: 'pgvector', url: postgres.url, schema: 'public', table: uniqueName('memories') }),
+    qdrant: () => ({ kind: 'qdrant', url: qdrant.url, collection: uniqueName('memories') }),
+  };
+}
+
+function planFor(target: TargetSpec, overrides: Partial<SqliteVecPlanInput> = {}): SqliteVecPlanInput & { target: TargetSpec } {
+  return {
+    source: { path: sourcePath },
+    copy: { batchSize: 100, concurrency: 3 },
+    approval: { approvers: ['alice', 'bob'] },
+    cutover: { file: path.join(dir, `${uniqueName('live')}.json`) },
+    ...overrides,
+    target,
+  };
+}
+
+async function start(plan: SqliteVecPlanInput) {
+  return client.workflow.start(sqliteVecMigration, { taskQueue, workflowId: uniqueName('wf'), args: [plan] });
+}
+
+async function targetState(spec: TargetSpec) {
+  const target = openTarget(spec);
+  try {
+    return await target.describe();
+  } finally {
+    await target.close();
+  }
+}
+
+describe.each(Object.entries(targets()))('to %s', (_name, makeTarget) => {
+  it('copies, validates, waits for approval (update), cuts over and verifies', async () => {
+    const sourceBefore = sha256(sourcePath);
+    const plan = planFor(makeTarget());
+    const handle = await start(plan);
+    const waiting = await waitForPhase(handle, 'await-approval');
+    expect(waiting.report?.ok).toBe(true);
+    expect(waiting.report?.sourceCount).toBe(LIVE);
+    expect(waiting.report?.targetCount).toBe(LIVE);
+    expect(waiting.report?.perUser.map((u) => u.user).sort()).toEqual(['alice', 'bob', 'carol', 'dave']);
+    expect(waiting.report?.perUser.every((u) => u.source === u.target && u.source > 0)).toBe(true);
+    expect(waiting.report?.minCosine).toBeGreaterThanOrEqual(0.99);
+    expect(waiting.copy.copied).toBe(LIVE);
+
+    // An approver not on the list is refused by the update's validator.
+    const refused = await handle.executeUpdate(approveUpdate, { args: [{ by: 'mallory' }] }).catch((e: Error) => e);
+    expect((refused as Error & { cause?: Error }).cause?.message).toMatch(/'mallory' is not on this plan's approver list \(alice, bob\)/);
+    const approved = await handle.executeUpdate(approveUpdate, { args: [{ by: 'alice', reason: 'report is clean' }] });
+    expect(approved.approval.decision).toMatchObject({ by: 'alice', approved: true });
+
+    const result = await handle.result();
+    expect(result.outcome).toBe('cut-over');
+    expect(result.copied).toBe(LIVE);
+    expect(await targetState(plan.target)).toMatchObject({ exists: true, points: LIVE });
+    const live = JSON.parse(readFileSync(plan.cutover.file, 'utf8'));
+    expect(live).toMatchObject({ kind: plan.target.kind, workflowId: handle.workflowId });
+    expect(result.backupPath && existsSync(result.backupPath)).toBe(true);
+    expect(sha256(sourcePath)).toBe(sourceBefore); // the source is read-only
+  });
+
+  it('approves through the signal; an update with nothing to approve is refused', async () => {
+    const plan = planFor(makeTarget(), { source: { path: sourcePath, deleted: 'copy' } });
+    const handle = await start(plan);
+    await waitForPhase(handle, 'await-approval');
+    await handle.signal(approveSignal, { by: 'mallory' }); // ignored: not an approver
+    await handle.signal(approveSignal, { by: 'bob', reason: 'ok' });
+    const result = await handle.result();
+    expect(result.outcome).toBe('cut-over');
+    expect(result.copied).toBe(MEMORIES); // soft-deleted rows copied as the plan says
+    expect(result.notes.join('\n')).toMatch(/Ignored approval: 'mallory' is not on this plan's approver list/);
+    await expect(handle.executeUpdate(approveUpdate, { args: [{ by: 'bob' }] })).rejects.toThrow(); // nothing left to approve
+  });
+
+  it('reject: no cutover, target removed', async () => {
+    const plan = planFor(makeTarget());
+    const handle = await start(plan);
+    await waitForPhase(handle, 'await-approval');
+    await handle.signal(rejectSignal, { by: 'bob', reason: 'wrong window' });
+    const result = await handle.result();
+    expect(result.outcome).toBe('rejected');
+    expect(existsSync(plan.cutover.file)).toBe(false);
+    expect((await targetState(plan.target)).exists).toBe(false);
+  });
+
+  it('rollback after cutover: live-backend file restored, target removed', async () => {
+    const plan = planFor(makeTarget(), { rollbackWindow: '5m' });
+    writeFileSync(plan.cutover.file, '{"kind":"sqlite_vec"}\n');
+    const handle = await start(plan);
+    await waitForPhase(handle, 'await-approval');
+    await handle.executeUpdate(approveUpdate, { args: [{ by: 'alice' }] });
+    await waitForPhase(handle, 'rollback-window');
+    expect(JSON.parse(readFileSync(plan.cutover.file, 'utf8')).workflowId).toBe(handle.workflowId);
+    await handle.signal(rollbackSignal, { by: 'bob', reason: 'latency regression' });
+    const result = await handle.result();
+    expect(result.outcome).toBe('rolled-back');
+    expect(readFileSync(plan.cutover.file, 'utf8')).toBe('{"kind":"sqlite_vec"}\n');
+    expect((await targetState(plan.target)).exists).toBe(false);
+  });
+});
+
+describe('pgvector-only behaviours', () => {
+  const pgTarget = () => targets().pgvector();
+
+  it('approval timeout ends without cutover and keeps the target when the plan says so', async () => {
+    const plan = planFor(pgTarget(), { approval: { timeout: '2s' }, onReject: 'keep-target' });
+    const result = await (await start(plan)).result();
+    expect(result.outcome).toBe('approval-timed-out');
+    expect(existsSync(plan.cutover.file)).toBe(false);
+    expect(await targetState(plan.target)).toMatchObject({ exists: true, points: LIVE });
+  });
+
+  it('dry run reads, counts and estimates, and writes nothing', async () => {
+    const backupsBefore = backups();
+    const plan = planFor(pgTarget(), { dryRun: true });
+    const handle = await start(plan);
+    const result = await handle.result();
+    expect(result.outcome).toBe('dry-run');
+    expect(result.notes.join('\n')).toMatch(new RegExp(`Dry run: read ${LIVE} memories in 12 batches`));
+    expect((await targetState(plan.target)).exists).toBe(false);
+    expect(existsSync(plan.cutover.file)).toBe(false);
+    expect(backups()).toEqual(backupsBefore);
+  });
+
+  it('a target that already holds data is refused unless the plan says resume', async () => {
+    const target = pgTarget();
+    const first = await start(planFor(target, { approval: { timeout: '1s' }, onReject: 'keep-target' }));
+    await first.result();
+    const refused = await start(planFor(target));
+    expect(await failureMessage(refused)).toMatch(/already holds 1176 points; nothing was written/);
+    const resumed = await start(planFor(target, { existingTarget: 'resume', approval: { timeout: '1s' } }));
+    expect((await resumed.result()).report?.ok).toBe(true);
+  });
+});

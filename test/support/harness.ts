@@ -1,0 +1,75 @@
+/**
+ * What every end-to-end test needs: a client on the suite's Temporal server,
+ * a real memshift worker on a task queue of its own, and ways to watch a run.
+ */
+import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
+import { Runtime, DefaultLogger } from '@temporalio/worker';
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createMemshiftWorker } from '../../workers/worker';
+import { statusQuery, type MigrationStatus, type Phase } from '../../workflows/messages';
+
+Runtime.install({ logger: new DefaultLogger('WARN') });
+
+export const temporalAddress = () => process.env.TEMPORAL_ADDRESS!;
+
+export async function connectClient(): Promise<Client> {
+  return new Client({ connection: await Connection.connect({ address: temporalAddress() }) });
+}
+
+export function uniqueQueue(name: string): string {
+  return `${name}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}`;
+}
+
+/** A real worker in this process; stop() shuts it down and waits. */
+export async function startWorker(taskQueue: string) {
+  const { worker, run } = await createMemshiftWorker({
+    address: temporalAddress(),
+    namespace: 'default',
+    taskQueue,
+    workflowBundlePath: process.env.MEMSHIFT_WORKFLOW_BUNDLE,
+  });
+  const running = run();
+  return {
+    async stop() {
+      worker.shutdown();
+      await running;
+    },
+  };
+}
+
+export function tempDir(): string {
+  return mkdtempSync(path.join(os.tmpdir(), 'memshift-test-'));
+}
+
+/** Polls the status query until `done(status)` holds. */
+export async function waitForStatus(
+  handle: WorkflowHandle,
+  done: (status: MigrationStatus) => boolean,
+  timeoutMs = 120_000,
+): Promise<MigrationStatus> {
+  const deadline = Date.now() + timeoutMs;
+  let last: MigrationStatus | undefined;
+  while (Date.now() < deadline) {
+    last = await handle.query(statusQuery).catch(() => undefined);
+    if (last && done(last)) return last;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`Timed out waiting; last status: ${JSON.stringify(last)}`);
+}
+
+export const waitForPhase = (handle: WorkflowHandle, phase: Phase, timeoutMs?: number) =>
+  waitForStatus(handle, (s) => s.phase === phase, timeoutMs);
+
+/** The innermost cause's message of a failed workflow: what a person reads. */
+export async function failureMessage(handle: WorkflowHandle): Promise<string> {
+  const err = await handle.result().then(
+    () => null,
+    (e: unknown) => e,
+  );
+  if (!err) throw new Error(`Workflow ${handle.workflowId} succeeded; a failure was expected`);
+  let cause = err as Error & { cause?: unknown };
+  while (cause.cause instanceof Error) cause = cause.cause as Error & { cause?: unknown };
+  return cause.message;
+}

@@ -1,0 +1,45 @@
+/**
+ * Builds a memshift worker: all workflows, all activities, one task queue.
+ * Activities get a client of their own so a running copy can query and
+ * signal its workflow (pause, live batch size, progress).
+ */
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection, Worker } from '@temporalio/worker';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { createActivities } from '../activities';
+
+export interface MemshiftWorkerOptions {
+  address: string;
+  namespace: string;
+  taskQueue: string;
+  /** A prebuilt workflow bundle (bundleWorkflowCode) to skip bundling at start. */
+  workflowBundlePath?: string;
+}
+
+export async function createMemshiftWorker(options: MemshiftWorkerOptions) {
+  const connection = await NativeConnection.connect({ address: options.address });
+  const clientConnection = await Connection.connect({ address: options.address });
+  const client = new Client({ connection: clientConnection, namespace: options.namespace });
+  const worker = await Worker.create({
+    connection,
+    namespace: options.namespace,
+    taskQueue: options.taskQueue,
+    ...(options.workflowBundlePath
+      ? { workflowBundle: { code: readFileSync(options.workflowBundlePath, 'utf8') } }
+      : { workflowsPath: path.resolve(__dirname, '../workflows/index.ts') }),
+    activities: createActivities({ client }),
+  });
+  return {
+    worker,
+    /** Runs until shutdown (SIGINT/SIGTERM or worker.shutdown()), then closes connections. */
+    async run() {
+      try {
+        await worker.run();
+      } finally {
+        await clientConnection.close();
+        await connection.close();
+      }
+    },
+  };
+}
