@@ -175,7 +175,7 @@ export class Collection {
   }
 
   private idsInOrder(): PointId[] {
-    this.sortedIds ??= [...this.points.keys()];
+    this.sortedIds ??= [...this.points.keys()].sort(compareIds);
     return this.sortedIds;
   }
 

@@ -85,16 +85,6 @@ export class RequestStats {
     return { ...(this.byRoute.get(route) ?? { requests: 0, injected503: 0, dropped: 0 }) };
   }
 
-  totals(): RouteCounters {
-    const totals = { requests: 0, injected503: 0, dropped: 0 };
-    for (const counters of this.byRoute.values()) {
-      totals.requests += counters.requests;
-      totals.injected503 += counters.injected503;
-      totals.dropped += counters.dropped;
-    }
-    return totals;
-  }
-
   all(): Record<string, RouteCounters> {
     return Object.fromEntries([...this.byRoute].map(([route, counters]) => [route, { ...counters }]));
   }
