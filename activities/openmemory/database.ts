@@ -1,0 +1,518 @@
+/**
+ * "An OpenMemory database", whatever engine holds it: the small contract the
+ * SQLite and PostgreSQL adapters fulfil, and the version logic written once
+ * on top of it — inspect, plan, apply one version, verify.
+ *
+ * Everything here returns schema facts, counts and SQL text; row contents
+ * never leave the database.
+ */
+import { ApplicationFailure } from '@temporalio/common';
+import type { CheckResult } from '../../workflows/messages';
+import {
+  BASELINE,
+  Change,
+  Engine,
+  Expectation,
+  TableName,
+  TableRole,
+  Tables,
+  VERSIONS,
+  Version,
+  expectationsFor,
+  findVersion,
+  knownVersionIds,
+  recordVersionSql,
+  versionsUpTo,
+} from './migrations';
+
+/** Where the database is, as a plan names it: paths and URLs, never credentials. */
+export type OpenMemoryTarget =
+  | { engine: 'sqlite'; path: string }
+  | {
+      engine: 'postgres';
+      /** postgres://host:port/db, without a password: `pg` reads PGUSER/PGPASSWORD from the worker. */
+      url: string;
+      /** OM_PG_SCHEMA; default public. */
+      schema?: string;
+      /** OM_PG_TABLE, the memories table; default openmemory_memories. */
+      table?: string;
+      /** OM_VECTOR_TABLE; default openmemory_vectors. */
+      vectorTable?: string;
+    };
+
+export interface IndexShape {
+  name: string;
+  columns: string[];
+}
+
+export interface TableShape {
+  columns: string[];
+  /** Row-identifying columns (see the `key` expectation); empty when none. */
+  key: string[];
+  indexes: IndexShape[];
+}
+
+/** Every table of the database (SQLite) or schema (PostgreSQL), by bare name. */
+export type SchemaSnapshot = Map<string, TableShape>;
+
+export interface RecordedVersion {
+  version: string;
+  /** Epoch milliseconds, as OpenMemory writes it. */
+  appliedAt: number | null;
+}
+
+export interface SqliteBackup {
+  engine: 'sqlite';
+  file: string;
+  sha256: string;
+  bytes: number;
+  rowCounts: Record<string, number>;
+}
+
+export interface PostgresBackup {
+  engine: 'postgres';
+  schema: string;
+  /** Each table the upgrade may touch; `existed: false` ones are dropped on restore. */
+  tables: { name: string; existed: boolean; rows: number }[];
+}
+
+export type OpenMemoryBackup = SqliteBackup | PostgresBackup;
+
+export interface TableComparison {
+  table: string;
+  backupRows: number;
+  /** Rows of the backup (on the backup's columns) the live table does not have. */
+  missing: number;
+}
+
+export interface RestoreResult {
+  engine: Engine;
+  tables: { name: string; rows: number; action: 'restored' | 'dropped' }[];
+  /** SQLite: the restored file's hash, equal to the backup's. */
+  sha256?: string;
+}
+
+export interface OpenMemoryDatabase {
+  readonly engine: Engine;
+  readonly tables: Tables;
+  /** For messages: a file path, or URL and schema. */
+  readonly location: string;
+  snapshot(): Promise<SchemaSnapshot>;
+  rowCounts(): Promise<Record<string, number>>;
+  /** schema_version's rows, oldest first; none when the table does not exist. */
+  recordedVersions(): Promise<RecordedVersion[]>;
+  countNotNull(table: TableName, column: string): Promise<number>;
+  execute(sql: string): Promise<void>;
+  /** One write transaction: committed when `work` resolves, rolled back when it throws. */
+  transaction<T>(work: () => Promise<T>): Promise<T>;
+  /** A verified copy at `location` (a file for SQLite, a schema for PostgreSQL) of the tables named. */
+  backup(location: string, tables: TableRole[]): Promise<OpenMemoryBackup>;
+  compareWithBackup(backup: OpenMemoryBackup): Promise<TableComparison[]>;
+  /** Puts the backup back and checks it is exactly what was backed up. */
+  restore(backup: OpenMemoryBackup): Promise<RestoreResult>;
+  close(): Promise<void>;
+}
+
+export type FailureType =
+  | 'InvalidTarget'
+  | 'DatabaseNotFound'
+  | 'SchemaNotFound'
+  | 'TableNotFound'
+  | 'NotOpenMemory'
+  | 'UnknownVersion'
+  | 'InconsistentSchema'
+  | 'PlanChanged'
+  | 'MigrationFailed'
+  | 'BackupFailed'
+  | 'RestoreFailed';
+
+/** A problem a person must fix: retrying cannot help. */
+export function refuse(type: FailureType, message: string): never {
+  throw ApplicationFailure.nonRetryable(message, type);
+}
+
+// ---------------------------------------------------------------------------
+// Reports
+
+export type ChangeStatus = 'present' | 'missing' | 'conflict';
+
+export interface ChangeState {
+  id: string;
+  description: string;
+  status: ChangeStatus;
+  /** One line per expectation that holds, e.g. "column memories.user_id: present". */
+  present: string[];
+  /** One line per expectation that does not, saying why. */
+  missing: string[];
+}
+
+export type VersionStatus =
+  | 'recorded'
+  | 'not-started'
+  /** Some changes present, no schema_version row: an earlier script stopped midway. */
+  | 'partial'
+  /** Every change present, no schema_version row. */
+  | 'applied-unrecorded'
+  /** schema_version says applied, the schema says otherwise. */
+  | 'recorded-incomplete';
+
+export interface VersionState {
+  id: string;
+  description: string;
+  status: VersionStatus;
+  appliedAt: number | null;
+  changes: ChangeState[];
+  /** Scratch tables an interrupted run left behind, with their row counts. */
+  leftovers: string[];
+}
+
+export interface OpenMemoryInspection {
+  engine: Engine;
+  location: string;
+  /** Latest known version schema_version records, else the baseline ("1.1"). */
+  currentVersion: string;
+  recordedVersions: RecordedVersion[];
+  /** Recorded versions this memshift does not know (a newer OpenMemory). */
+  unknownRecordedVersions: string[];
+  versions: VersionState[];
+  rowCounts: Record<string, number>;
+}
+
+export interface UpgradeStep {
+  version: string;
+  description: string;
+  status: VersionStatus;
+  /** Ids of the changes this step makes; the approved plan passes them to apply. */
+  changes: string[];
+  /** Exactly the statements apply runs, in one transaction. */
+  sql: string[];
+}
+
+export interface UpgradePlan {
+  targetVersion: string;
+  inspection: OpenMemoryInspection;
+  steps: UpgradeStep[];
+  upToDate: boolean;
+}
+
+export interface AppliedVersion {
+  version: string;
+  /** Change ids made now; empty when the version was already recorded. */
+  applied: string[];
+  alreadyRecorded: boolean;
+  statements: number;
+}
+
+export interface VerificationReport {
+  ok: boolean;
+  checks: CheckResult[];
+}
+
+// ---------------------------------------------------------------------------
+// Inspection
+
+interface Finding {
+  ok: boolean;
+  /** Something with the expected name exists but is not what was expected. */
+  conflict: boolean;
+  text: string;
+}
+
+function evaluate(e: Expectation, snapshot: SchemaSnapshot, engine: Engine, tables: Tables): Finding {
+  const name = tables[e.table].name;
+  const table = snapshot.get(name);
+  const found = (text: string): Finding => ({ ok: true, conflict: false, text: `${text}: present` });
+  const missing = (text: string): Finding => ({ ok: false, conflict: false, text: `${text}: missing` });
+  const conflict = (text: string): Finding => ({ ok: false, conflict: true, text });
+
+  switch (e.kind) {
+    case 'table': {
+      if (!table) return missing(`table ${name}`);
+      const absent = e.columns.filter((c) => !table.columns.includes(c));
+      return absent.length === 0
+        ? found(`table ${name}`)
+        : conflict(`table ${name} exists but lacks column(s) ${absent.join(', ')}`);
+    }
+    case 'column':
+      if (!table) return missing(`column ${name}.${e.column} (no table ${name})`);
+      return table.columns.includes(e.column) ? found(`column ${name}.${e.column}`) : missing(`column ${name}.${e.column}`);
+    case 'index': {
+      const indexName = e.name[engine];
+      const label = `index ${indexName} on ${name}(${e.columns.join(', ')})`;
+      for (const [tableName, shape] of snapshot) {
+        const index = shape.indexes.find((i) => i.name === indexName);
+        if (!index) continue;
+        const same = tableName === name && sameList(index.columns, e.columns);
+        return same ? found(label) : conflict(`${label}: an index of that name exists on ${tableName}(${index.columns.join(', ')})`);
+      }
+      return missing(label);
+    }
+    case 'key': {
+      const label = `${name} keyed by (${e.columns.join(', ')})`;
+      if (!table) return missing(`${label} (no table ${name})`);
+      if (sameList(table.key, e.columns)) return found(label);
+      return missing(`${label} — keyed by (${table.key.join(', ') || 'nothing'})`);
+    }
+  }
+}
+
+function changeState(change: Change, db: OpenMemoryDatabase, snapshot: SchemaSnapshot): ChangeState {
+  const findings = expectationsFor(change, db.engine).map((e) => evaluate(e, snapshot, db.engine, db.tables));
+  const status: ChangeStatus = findings.every((f) => f.ok) ? 'present' : findings.some((f) => f.conflict) ? 'conflict' : 'missing';
+  return {
+    id: change.id,
+    description: change.description,
+    status,
+    present: findings.filter((f) => f.ok).map((f) => f.text),
+    missing: findings.filter((f) => !f.ok).map((f) => f.text),
+  };
+}
+
+function scratchTablesOf(version: Version, engine: Engine): string[] {
+  return version.changes.flatMap((c) => c.scratchTables?.[engine] ?? []);
+}
+
+function versionState(
+  version: Version,
+  db: OpenMemoryDatabase,
+  snapshot: SchemaSnapshot,
+  recorded: RecordedVersion[],
+  rowCounts: Record<string, number>,
+): VersionState {
+  const changes = version.changes.map((c) => changeState(c, db, snapshot));
+  const record = recorded.find((r) => r.version === version.id);
+  const leftovers = scratchTablesOf(version, db.engine)
+    .filter((t) => snapshot.has(t))
+    .map((t) => `${t} (${rowCounts[t] ?? 0} rows)`);
+  const allPresent = changes.every((c) => c.status === 'present');
+  const somePresent = changes.some((c) => c.status === 'present');
+  const status: VersionStatus = record
+    ? allPresent
+      ? 'recorded'
+      : 'recorded-incomplete'
+    : allPresent
+      ? 'applied-unrecorded'
+      : somePresent || leftovers.length > 0
+        ? 'partial'
+        : 'not-started';
+  return { id: version.id, description: version.description, status, appliedAt: record?.appliedAt ?? null, changes, leftovers };
+}
+
+/** Refuses, saying exactly what is missing, a database that is not OpenMemory v1.1 or later. */
+function requireBaseline(db: OpenMemoryDatabase, snapshot: SchemaSnapshot): void {
+  const problems = BASELINE.expect
+    .map((e) => evaluate(e, snapshot, db.engine, db.tables))
+    .filter((f) => !f.ok)
+    .map((f) => f.text);
+  if (problems.length === 0) return;
+  const hints = VERSIONS.flatMap((v) => scratchTablesOf(v, db.engine))
+    .filter((scratch) => snapshot.has(scratch))
+    .map(
+      (scratch) =>
+        ` ${scratch} exists: an earlier migration stopped after dropping the table it rebuilds and before renaming ${scratch} to it —` +
+        ` rename it back by hand or restore your backup, then start again.`,
+    );
+  const found = [...snapshot.keys()].join(', ') || 'none';
+  refuse(
+    'NotOpenMemory',
+    `${db.location} is not an OpenMemory (v${BASELINE.id} or later) database: ${problems.join('; ')}. Tables found: ${found}.${hints.join('')}`,
+  );
+}
+
+function requireVersions(targetVersion: string): Version[] {
+  return (
+    versionsUpTo(targetVersion) ??
+    refuse('UnknownVersion', `unknown target version "${targetVersion}"; known versions: ${knownVersionIds().join(', ')}`)
+  );
+}
+
+function requireVersion(id: string): Version {
+  return findVersion(id) ?? refuse('UnknownVersion', `unknown version "${id}"; known versions: ${knownVersionIds().join(', ')}`);
+}
+
+export async function inspect(db: OpenMemoryDatabase, targetVersion?: string): Promise<OpenMemoryInspection> {
+  const versions = targetVersion === undefined ? [...VERSIONS] : requireVersions(targetVersion);
+  const snapshot = await db.snapshot();
+  requireBaseline(db, snapshot);
+  const recorded = await db.recordedVersions();
+  const rowCounts = await db.rowCounts();
+  const known = new Set(knownVersionIds());
+  const latestKnown = [...VERSIONS].reverse().find((v) => recorded.some((r) => r.version === v.id));
+  return {
+    engine: db.engine,
+    location: db.location,
+    currentVersion: latestKnown?.id ?? BASELINE.id,
+    recordedVersions: recorded,
+    unknownRecordedVersions: recorded.map((r) => r.version).filter((v) => !known.has(v)),
+    versions: versions.map((v) => versionState(v, db, snapshot, recorded, rowCounts)),
+    rowCounts,
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Plan, apply
+
+function statementsFor(db: OpenMemoryDatabase, version: Version, changeIds: string[]): string[] {
+  const changes = version.changes.filter((c) => changeIds.includes(c.id));
+  return [...changes.flatMap((c) => c.sql[db.engine](db.tables)), ...recordVersionSql(db.engine, db.tables, version)];
+}
+
+/** Refuses states no plan can safely finish; names what is wrong. */
+function requireFinishable(state: VersionState, location: string): void {
+  if (state.status === 'recorded-incomplete') {
+    refuse(
+      'InconsistentSchema',
+      `${location}: schema_version records ${state.id} but the schema lacks: ${state.changes.flatMap((c) => c.missing).join('; ')}. ` +
+        `Something changed the schema after the upgrade; repair it by hand or restore a backup.`,
+    );
+  }
+  const conflicts = state.changes.filter((c) => c.status === 'conflict');
+  if (conflicts.length > 0) {
+    const details = conflicts.flatMap((c) => c.missing);
+    refuse('InconsistentSchema', `${location}: cannot apply ${state.id} safely: ${details.join('; ')}. Rename or drop these by hand.`);
+  }
+}
+
+/** The dry run: where the database stands and the exact SQL each pending version would run. Changes nothing. */
+export async function plan(db: OpenMemoryDatabase, targetVersion: string): Promise<UpgradePlan> {
+  const inspection = await inspect(db, targetVersion);
+  if (inspection.unknownRecordedVersions.length > 0) {
+    refuse(
+      'InconsistentSchema',
+      `${db.location} records schema version(s) ${inspection.unknownRecordedVersions.join(', ')} that this memshift does not know ` +
+        `(known: ${knownVersionIds().join(', ')}); it was upgraded by a newer OpenMemory.`,
+    );
+  }
+  // Each pending version is assessed against today's schema; apply assesses
+  // it again when its turn comes and refuses if its changes differ by then.
+  const steps: UpgradeStep[] = [];
+  for (const state of inspection.versions) {
+    requireFinishable(state, db.location);
+    if (state.status === 'recorded') continue;
+    const version = requireVersion(state.id);
+    const changes = state.changes.filter((c) => c.status !== 'present').map((c) => c.id);
+    steps.push({ version: state.id, description: state.description, status: state.status, changes, sql: statementsFor(db, version, changes) });
+  }
+  return { targetVersion, inspection, steps, upToDate: steps.length === 0 };
+}
+
+/**
+ * Applies one version in one transaction: the changes still missing, then its
+ * schema_version row, then a re-inspection — the transaction commits only a
+ * state where every change of the version is present. A version already
+ * recorded is left alone, so a retried or re-run apply is a no-op.
+ *
+ * `expectedChanges` are the change ids of the approved plan: if the database
+ * now needs different ones, nothing is done.
+ */
+export async function applyVersion(db: OpenMemoryDatabase, version: Version, expectedChanges?: string[]): Promise<AppliedVersion> {
+  return db.transaction(async () => {
+    const snapshot = await db.snapshot();
+    requireBaseline(db, snapshot);
+    const recorded = await db.recordedVersions();
+    if (recorded.some((r) => r.version === version.id)) {
+      return { version: version.id, applied: [], alreadyRecorded: true, statements: 0 };
+    }
+    const earlier = VERSIONS.slice(0, VERSIONS.indexOf(version)).filter((v) => !recorded.some((r) => r.version === v.id));
+    if (earlier.length > 0) {
+      refuse('PlanChanged', `${version.id} cannot be applied before ${earlier.map((v) => v.id).join(', ')}`);
+    }
+    const state = versionState(version, db, snapshot, recorded, {});
+    requireFinishable(state, db.location);
+    const pending = state.changes.filter((c) => c.status !== 'present').map((c) => c.id);
+    if (expectedChanges && !sameSet(pending, expectedChanges)) {
+      refuse(
+        'PlanChanged',
+        `${db.location} changed since the plan was made: the plan makes [${expectedChanges.join(', ')}] of ${version.id}, ` +
+          `the database now needs [${pending.join(', ')}]. Plan again.`,
+      );
+    }
+    const statements = statementsFor(db, version, pending);
+    await runStatements(db, version, statements);
+    const after = versionState(version, db, await db.snapshot(), [], {});
+    const stillMissing = after.changes.flatMap((c) => c.missing);
+    if (stillMissing.length > 0) {
+      refuse('MigrationFailed', `${version.id}'s SQL ran but the schema is still not as expected: ${stillMissing.join('; ')}. Rolled back.`);
+    }
+    return { version: version.id, applied: pending, alreadyRecorded: false, statements: statements.length };
+  });
+}
+
+async function runStatements(db: OpenMemoryDatabase, version: Version, statements: string[]): Promise<void> {
+  for (const [i, sql] of statements.entries()) {
+    try {
+      await db.execute(sql);
+    } catch (err) {
+      if (err instanceof ApplicationFailure) throw err; // e.g. a lock held by a running OpenMemory: retryable
+      refuse(
+        'MigrationFailed',
+        `${version.id}: statement ${i + 1} of ${statements.length} failed: ${(err as Error).message}\n  ${sql}\n` +
+          `The transaction was rolled back; ${db.location} is as it was before ${version.id}.`,
+      );
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Verify
+
+export interface VerifyOptions {
+  targetVersion: string;
+  /** Row counts of every table before the upgrade (the plan's inspection). */
+  baselineRowCounts: Record<string, number>;
+  /** When given, every backed-up row must still be there, column for column. */
+  backup?: OpenMemoryBackup;
+}
+
+/** After the upgrade: schema as expected, versions recorded, no row lost, existing rows with the system user. */
+export async function verify(db: OpenMemoryDatabase, options: VerifyOptions): Promise<VerificationReport> {
+  const versions = requireVersions(options.targetVersion);
+  const snapshot = await db.snapshot();
+  const recorded = await db.recordedVersions();
+  const rowCounts = await db.rowCounts();
+  const scratch = new Set(versions.flatMap((v) => scratchTablesOf(v, db.engine)));
+  const checks: CheckResult[] = [];
+
+  for (const version of versions) {
+    const record = recorded.find((r) => r.version === version.id);
+    checks.push({ name: `schema_version ${version.id}`, ok: !!record, detail: recordDetail(record) });
+    for (const change of version.changes) {
+      for (const e of expectationsFor(change, db.engine)) {
+        const finding = evaluate(e, snapshot, db.engine, db.tables);
+        checks.push({ name: `${version.id} ${change.id}`, ok: finding.ok, detail: finding.text });
+      }
+    }
+  }
+  for (const [table, before] of Object.entries(options.baselineRowCounts)) {
+    if (scratch.has(table)) continue;
+    const after = rowCounts[table];
+    checks.push({ name: `rows in ${table}`, ok: after === before, detail: `${before} before, ${after ?? 'table gone'} now` });
+  }
+  for (const e of versions.flatMap((v) => v.changes.flatMap((c) => c.expect))) {
+    if (e.kind !== 'column' || !e.existingRowsNull || !snapshot.get(db.tables[e.table].name)?.columns.includes(e.column)) continue;
+    const set = await db.countNotNull(db.tables[e.table], e.column);
+    checks.push({ name: `existing ${db.tables[e.table].name} rows have ${e.column} NULL`, ok: set === 0, detail: `${set} rows have a value` });
+  }
+  if (options.backup) {
+    for (const c of await db.compareWithBackup(options.backup)) {
+      if (scratch.has(c.table)) continue;
+      checks.push({ name: `rows of ${c.table} preserved`, ok: c.missing === 0, detail: `${c.backupRows} rows in the backup, ${c.missing} missing or changed` });
+    }
+  }
+  return { ok: checks.every((c) => c.ok), checks };
+}
+
+function recordDetail(record: RecordedVersion | undefined): string {
+  if (!record) return 'not recorded';
+  return record.appliedAt === null ? 'recorded, no time' : `recorded at ${new Date(record.appliedAt).toISOString()}`;
+}
+
+// ---------------------------------------------------------------------------
+
+function sameList(a: string[], b: string[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+function sameSet(a: string[], b: string[]): boolean {
+  return a.length === b.length && a.every((x) => b.includes(x));
+}

@@ -1,0 +1,294 @@
+/**
+ * An OpenMemory SQLite file (better-sqlite3). OpenMemory itself must be
+ * stopped while it is upgraded: it holds the file with locking_mode=EXCLUSIVE,
+ * which surfaces here as a "locked" error that retries until it is gone.
+ */
+import { ApplicationFailure } from '@temporalio/common';
+import Database from 'better-sqlite3';
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync } from 'node:fs';
+import { copyFile, open, rename, rm, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import type {
+  OpenMemoryBackup,
+  OpenMemoryDatabase,
+  RecordedVersion,
+  RestoreResult,
+  SchemaSnapshot,
+  SqliteBackup,
+  TableComparison,
+} from './database';
+import { refuse } from './database';
+import { TableName, Tables, quoteIdent } from './migrations';
+
+const BACKUP_ALIAS = 'memshift_backup';
+
+export class SqliteOpenMemory implements OpenMemoryDatabase {
+  readonly engine = 'sqlite' as const;
+  readonly tables: Tables = {
+    memories: new TableName(null, 'memories'),
+    vectors: new TableName(null, 'vectors'),
+    waypoints: new TableName(null, 'waypoints'),
+    embedLogs: new TableName(null, 'embed_logs'),
+    users: new TableName(null, 'users'),
+    stats: new TableName(null, 'stats'),
+    schemaVersion: new TableName(null, 'schema_version'),
+  };
+  private closed = false;
+
+  private constructor(
+    readonly location: string,
+    private readonly db: Database.Database,
+  ) {}
+
+  /**
+   * Opens read-write even to inspect: a read-only connection to a WAL
+   * database leaves -wal and -shm files behind. Nothing is written unless a
+   * method says so.
+   */
+  static open(path: string): SqliteOpenMemory {
+    if (!existsSync(path)) refuse('DatabaseNotFound', `no SQLite database at ${path}`);
+    const db = new Database(path, { fileMustExist: true, timeout: 5_000 });
+    try {
+      db.prepare('SELECT count(*) FROM sqlite_master').get();
+    } catch (err) {
+      db.close();
+      if ((err as { code?: string }).code === 'SQLITE_NOTADB') refuse('NotOpenMemory', `${path} is not an SQLite database`);
+      throw lockedOr(err, path);
+    }
+    // OpenMemory runs with foreign keys off, and SQLite's table-rebuild
+    // procedure needs them off (it cannot be switched inside a transaction).
+    db.pragma('foreign_keys = OFF');
+    return new SqliteOpenMemory(path, db);
+  }
+
+  async snapshot(): Promise<SchemaSnapshot> {
+    return this.guard(() => {
+      const snapshot: SchemaSnapshot = new Map();
+      for (const table of this.tableNames()) {
+        const columns = this.db.prepare('SELECT name, pk FROM pragma_table_info(?) ORDER BY cid').all(table) as { name: string; pk: number }[];
+        const indexes = (this.db.prepare('SELECT name FROM pragma_index_list(?)').pluck().all(table) as string[]).map((name) => ({
+          name,
+          columns: this.db.prepare('SELECT name FROM pragma_index_info(?) ORDER BY seqno').pluck().all(name) as string[],
+        }));
+        const key = columns.filter((c) => c.pk > 0).sort((a, b) => a.pk - b.pk).map((c) => c.name);
+        snapshot.set(table, { columns: columns.map((c) => c.name), key, indexes });
+      }
+      return snapshot;
+    });
+  }
+
+  async rowCounts(): Promise<Record<string, number>> {
+    return this.guard(() =>
+      Object.fromEntries(this.tableNames().map((t) => [t, this.db.prepare(`SELECT count(*) FROM ${quoteIdent(t)}`).pluck().get() as number])),
+    );
+  }
+
+  async recordedVersions(): Promise<RecordedVersion[]> {
+    return this.guard(() => {
+      if (!this.tableNames().includes(this.tables.schemaVersion.name)) return [];
+      return this.db
+        .prepare(`SELECT version, applied_at AS appliedAt FROM ${this.tables.schemaVersion} ORDER BY applied_at, version`)
+        .all() as RecordedVersion[];
+    });
+  }
+
+  async countNotNull(table: TableName, column: string): Promise<number> {
+    return this.guard(() => this.db.prepare(`SELECT count(*) FROM ${table} WHERE ${quoteIdent(column)} IS NOT NULL`).pluck().get() as number);
+  }
+
+  async execute(sql: string): Promise<void> {
+    this.guard(() => this.db.exec(sql));
+  }
+
+  /**
+   * SQLite DDL is transactional — ALTER TABLE, CREATE/DROP TABLE and INDEX,
+   * RENAME all roll back — so a version runs whole or not at all, and a
+   * crash at any statement leaves the database as it was before the version.
+   */
+  async transaction<T>(work: () => Promise<T>): Promise<T> {
+    this.guard(() => this.db.exec('BEGIN IMMEDIATE'));
+    try {
+      const result = await work();
+      this.db.exec('COMMIT');
+      return result;
+    } catch (err) {
+      if (this.db.inTransaction) this.db.exec('ROLLBACK');
+      throw err;
+    }
+  }
+
+  /**
+   * An exact copy of the file, so a restore gives back the very same bytes.
+   * (The online backup API would rewrite the copy's header counters.) With
+   * the WAL checkpointed into the file and the write lock held, the file is
+   * the whole database and cannot change while it is copied.
+   */
+  async backup(file: string): Promise<SqliteBackup> {
+    if (existsSync(file)) return this.existingBackup(file);
+    const { rowCounts, sha256 } = await this.whileWriteLocked(async () => {
+      await copyDurably(this.location, file);
+      return { rowCounts: await this.rowCounts(), sha256: await sha256Of(this.location) };
+    });
+    const backup: SqliteBackup = { engine: 'sqlite', file, sha256, bytes: (await stat(file)).size, rowCounts };
+    await verifyBackupFile(backup);
+    return backup;
+  }
+
+  async compareWithBackup(backup: OpenMemoryBackup): Promise<TableComparison[]> {
+    const { file } = requireSqliteBackup(backup);
+    return this.guard(() => {
+      this.db.prepare(`ATTACH DATABASE ? AS ${BACKUP_ALIAS}`).run(file);
+      try {
+        const live = this.tableNames();
+        return (this.tableNames(BACKUP_ALIAS) as string[]).map((table) => this.compareTable(table, live.includes(table)));
+      } finally {
+        this.db.exec(`DETACH DATABASE ${BACKUP_ALIAS}`);
+      }
+    });
+  }
+
+  /**
+   * Puts the backup file in place of the database: copied beside it, then
+   * renamed over it, after removing the -wal/-shm/-journal files that belong
+   * to the upgraded database (left, SQLite would replay them onto the
+   * restored file). Idempotent; ends with the file's hash equal to the backup's.
+   */
+  async restore(backup: OpenMemoryBackup): Promise<RestoreResult> {
+    const expected = requireSqliteBackup(backup);
+    if ((await sha256Of(expected.file)) !== expected.sha256) {
+      refuse('RestoreFailed', `backup ${expected.file} no longer matches the backup taken (sha256 differs); it was changed or damaged`);
+    }
+    // Make sure nobody else has the database open, then let go of it.
+    this.guard(() => this.db.exec('BEGIN EXCLUSIVE; ROLLBACK'));
+    await this.close();
+    const staging = `${this.location}.memshift-restore`;
+    await copyDurably(expected.file, staging);
+    for (const suffix of ['-wal', '-shm', '-journal']) await rm(`${this.location}${suffix}`, { force: true });
+    await rename(staging, this.location);
+    await fsyncDir(dirname(this.location));
+    const sha256 = await sha256Of(this.location);
+    if (sha256 !== expected.sha256) refuse('RestoreFailed', `${this.location} does not match backup ${expected.file} after the copy`);
+    const tables = Object.entries(expected.rowCounts).map(([name, rows]) => ({ name, rows, action: 'restored' as const }));
+    return { engine: 'sqlite', tables, sha256 };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.db.close();
+  }
+
+  private tableNames(schema = 'main'): string[] {
+    return this.db
+      .prepare(`SELECT name FROM ${quoteIdent(schema)}.sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name`)
+      .pluck()
+      .all() as string[];
+  }
+
+  private compareTable(table: string, existsLive: boolean): TableComparison {
+    const source = `${BACKUP_ALIAS}.${quoteIdent(table)}`;
+    const backupRows = this.db.prepare(`SELECT count(*) FROM ${source}`).pluck().get() as number;
+    const columns = this.db.prepare(`SELECT name FROM pragma_table_info(?, ?) ORDER BY cid`).pluck().all(table, BACKUP_ALIAS) as string[];
+    const liveColumns = existsLive ? (this.db.prepare(`SELECT name FROM pragma_table_info(?) ORDER BY cid`).pluck().all(table) as string[]) : [];
+    if (!columns.every((c) => liveColumns.includes(c))) return { table, backupRows, missing: backupRows };
+    const list = columns.map(quoteIdent).join(', ');
+    const missing = this.db
+      .prepare(`SELECT count(*) FROM (SELECT ${list} FROM ${source} EXCEPT SELECT ${list} FROM main.${quoteIdent(table)})`)
+      .pluck()
+      .get() as number;
+    return { table, backupRows, missing };
+  }
+
+  /** A retried backup finds its own file: accepted only if it is this database, byte for byte. */
+  private async existingBackup(file: string): Promise<SqliteBackup> {
+    const { sha256, rowCounts } = await this.whileWriteLocked(async () => ({
+      sha256: await sha256Of(this.location),
+      rowCounts: await this.rowCounts(),
+    }));
+    if ((await sha256Of(file)) !== sha256) {
+      refuse('BackupFailed', `${file} already exists and is not a copy of ${this.location}; name a new backup file`);
+    }
+    const backup: SqliteBackup = { engine: 'sqlite', file, sha256, bytes: (await stat(file)).size, rowCounts };
+    await verifyBackupFile(backup);
+    return backup;
+  }
+
+  private async whileWriteLocked<T>(work: () => Promise<T>): Promise<T> {
+    const [checkpoint] = this.guard(() => this.db.pragma('wal_checkpoint(TRUNCATE)')) as { busy: number }[];
+    if (checkpoint?.busy) throw locked(this.location);
+    return this.transaction(async () => {
+      const wal = `${this.location}-wal`;
+      // Someone wrote between the checkpoint and the lock: try again.
+      if (existsSync(wal) && (await stat(wal)).size > 0) throw locked(this.location);
+      return work();
+    });
+  }
+
+  private guard<T>(work: () => T): T {
+    try {
+      return work();
+    } catch (err) {
+      throw lockedOr(err, this.location);
+    }
+  }
+}
+
+function requireSqliteBackup(backup: OpenMemoryBackup): SqliteBackup {
+  return backup.engine === 'sqlite' ? backup : refuse('InvalidTarget', `a ${backup.engine} backup cannot restore an SQLite database`);
+}
+
+/** The backup opens as a healthy SQLite database with the same row counts, and reading it left it unchanged. */
+async function verifyBackupFile(backup: SqliteBackup): Promise<void> {
+  const copy = new Database(backup.file, { fileMustExist: true });
+  try {
+    const integrity = copy.pragma('integrity_check', { simple: true });
+    if (integrity !== 'ok') refuse('BackupFailed', `backup ${backup.file} fails integrity_check: ${integrity}`);
+    for (const [table, rows] of Object.entries(backup.rowCounts)) {
+      const copied = copy.prepare(`SELECT count(*) FROM ${quoteIdent(table)}`).pluck().get();
+      if (copied !== rows) refuse('BackupFailed', `backup ${backup.file}: ${table} has ${copied} rows, the database ${rows}`);
+    }
+  } finally {
+    copy.close();
+  }
+  if ((await sha256Of(backup.file)) !== backup.sha256) refuse('BackupFailed', `backup ${backup.file} differs from the database it copies`);
+}
+
+function locked(path: string): ApplicationFailure {
+  // Retryable: it clears when whoever holds the database (usually a running OpenMemory) lets go.
+  return ApplicationFailure.retryable(`${path} is locked by another process; stop the OpenMemory server that uses it`, 'DatabaseLocked');
+}
+
+function lockedOr(err: unknown, path: string): unknown {
+  const code = (err as { code?: string }).code;
+  return code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED' ? locked(path) : err;
+}
+
+async function sha256Of(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/** Copies to `${to}.partial`, flushes it to disk and renames it into place, so `to` is whole or absent. */
+async function copyDurably(from: string, to: string): Promise<void> {
+  const partial = `${to}.partial`;
+  await copyFile(from, partial);
+  const handle = await open(partial, 'r+');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await rename(partial, to);
+  await fsyncDir(dirname(to));
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
