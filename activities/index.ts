@@ -3,6 +3,7 @@
  * type only (`proxyActivities<ReturnType<typeof createActivities>>`).
  */
 import type { Client } from '@temporalio/client';
+import { applyOpenMemoryVersion, backupOpenMemory, inspectOpenMemory, planUpgrade, restoreOpenMemory, verifyOpenMemoryUpgrade } from './openmemory';
 import { sqliteVecActivities } from './sqlite-vec';
 
 export interface ActivityDeps {
@@ -13,5 +14,6 @@ export interface ActivityDeps {
 export function createActivities(deps: ActivityDeps) {
   return {
     ...sqliteVecActivities(deps),
+    ...{ inspectOpenMemory, planUpgrade, backupOpenMemory, applyOpenMemoryVersion, verifyOpenMemoryUpgrade, restoreOpenMemory },
   };
 }

@@ -1,2 +1,3 @@
 /** Every workflow the memshift worker runs (its workflowsPath). */
 export { sqliteVecMigration } from './sqlite-vec-migration';
+export { tenantSchemaUpgrade } from './tenant-schema-upgrade';

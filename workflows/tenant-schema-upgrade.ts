@@ -1,0 +1,202 @@
+/**
+ * Runbook 002 (../shared/seeds/002-openmemory-multi-tenant-schema.md) as a
+ * workflow: an OpenMemory database (SQLite file or PostgreSQL schema) brought
+ * to a schema version — planned, backed up, approved, applied one version per
+ * transaction, verified, and restored from the backup on failed verification
+ * or on request.
+ */
+import { ApplicationFailure, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import { z } from 'zod';
+import type { createActivities } from '../activities';
+import type { AppliedVersion, OpenMemoryBackup, UpgradePlan, VerificationReport } from '../activities/openmemory';
+import type { Outcome, ValidationReport } from './messages';
+import { MigrationRun, errorMessage, parsePlan } from './migration-run';
+import { ApprovalPlan, duration, postgresUrl, sqlIdentifier } from './plan-schemas';
+
+const OpenMemoryTarget = z.discriminatedUnion('engine', [
+  z.object({ engine: z.literal('sqlite'), /** The OpenMemory database file (OM_DB_PATH). */ path: z.string().min(1) }).strict(),
+  z
+    .object({
+      engine: z.literal('postgres'),
+      url: postgresUrl,
+      /** OM_PG_SCHEMA */
+      schema: sqlIdentifier.default('public'),
+      /** OM_PG_TABLE, the memories table; default openmemory_memories. */
+      table: sqlIdentifier.optional(),
+      /** OM_VECTOR_TABLE; default openmemory_vectors. */
+      vectorTable: sqlIdentifier.optional(),
+    })
+    .strict(),
+]);
+
+export const TenantSchemaPlan = z
+  .object({
+    target: OpenMemoryTarget,
+    /** A known schema version, e.g. "1.2.0"; default the latest this memshift knows. */
+    targetVersion: z.string().min(1).optional(),
+    /** Where the verified backup goes: a file (SQLite; default beside the database) or a new schema (PostgreSQL). */
+    backup: z.object({ file: z.string().min(1).optional(), schema: sqlIdentifier.optional() }).strict().prefault({}),
+    /** Approval before the first schema change; `required: false` applies right after the backup. */
+    approval: ApprovalPlan.extend({ required: z.boolean().default(true) }).strict().prefault({}),
+    /** How long after a verified upgrade a `rollback` signal still restores the backup. */
+    rollbackWindow: duration.default('0s'),
+    /** Preflight only: the current state and the exact SQL per version; changes nothing. */
+    dryRun: z.boolean().default(false),
+  })
+  .strict()
+  .superRefine((plan, ctx) => {
+    if (plan.target.engine === 'sqlite' && plan.backup.schema) {
+      ctx.addIssue({ code: 'custom', path: ['backup', 'schema'], message: 'is for PostgreSQL targets; an SQLite target takes backup.file' });
+    }
+    if (plan.target.engine === 'postgres' && plan.backup.file) {
+      ctx.addIssue({ code: 'custom', path: ['backup', 'file'], message: 'is for SQLite targets; a PostgreSQL target takes backup.schema' });
+    }
+  });
+
+/** The plan as a person writes it (defaults optional). */
+export type TenantSchemaPlanInput = z.input<typeof TenantSchemaPlan>;
+export type TenantSchemaPlan = z.output<typeof TenantSchemaPlan>;
+
+export interface TenantSchemaStep {
+  version: string;
+  /** Where the version stood at preflight: not-started, partial, applied-unrecorded. */
+  status: string;
+  changes: string[];
+  /** Exactly the statements applied (or, in a dry run, that would be), in one transaction. */
+  sql: string[];
+}
+
+export interface TenantSchemaResult {
+  outcome: Outcome;
+  /** True when the database already was at the target version: nothing was done. */
+  upToDate: boolean;
+  fromVersion: string | null;
+  targetVersion: string | null;
+  steps: TenantSchemaStep[];
+  applied: AppliedVersion[];
+  verification: VerificationReport | null;
+  backup: OpenMemoryBackup | null;
+  report: ValidationReport | null;
+  notes: string[];
+}
+
+const quick = proxyActivities<ReturnType<typeof createActivities>>({
+  startToCloseTimeout: '30m',
+  // Refusals are non-retryable ApplicationFailures; a lock held by a running OpenMemory ('DatabaseLocked') is retried.
+  retry: { initialInterval: '2s', maximumInterval: '1m', maximumAttempts: 10 },
+});
+
+export async function tenantSchemaUpgrade(input: TenantSchemaPlanInput): Promise<TenantSchemaResult> {
+  const plan = parsePlan(TenantSchemaPlan, input);
+  const { target } = plan;
+  const where = target.engine === 'sqlite' ? `sqlite://${target.path}` : `${new URL(target.url).host}/${target.schema}`;
+  const run = new MigrationRun({
+    workflow: 'tenantSchemaUpgrade',
+    kind: 'openmemory-schema',
+    source: where,
+    target: `${where}@${plan.targetVersion ?? 'latest'}`,
+    approvers: plan.approval.approvers,
+    dryRun: plan.dryRun,
+    copy: { batchSize: 1, concurrency: 1 },
+  });
+  let upgrade: UpgradePlan | null = null;
+  let backup: OpenMemoryBackup | null = null;
+  const applied: AppliedVersion[] = [];
+  let verification: VerificationReport | null = null;
+  const result = (outcome: Outcome) =>
+    run.finish(outcome, {
+      upToDate: upgrade?.upToDate ?? false,
+      fromVersion: upgrade?.inspection.currentVersion ?? null,
+      targetVersion: upgrade?.targetVersion ?? null,
+      steps: (upgrade?.steps ?? []).map(({ version, status, changes, sql }) => ({ version, status, changes, sql })),
+      applied,
+      verification,
+      backup,
+    });
+
+  upgrade = await run.phase('preflight', async () => {
+    const targetVersion = plan.targetVersion ?? (await quick.inspectOpenMemory({ target })).versions.at(-1)!.id;
+    return quick.planUpgrade({ target, targetVersion });
+  });
+  const { inspection } = upgrade;
+  const counts = Object.entries(inspection.rowCounts).map(([t, n]) => `${t} ${n}`);
+  run.note(`${inspection.location} is at v${inspection.currentVersion}, target ${upgrade.targetVersion}; rows: ${counts.join(', ')}.`);
+  for (const v of inspection.versions) {
+    const missing = v.changes.filter((c) => c.status !== 'present').map((c) => c.id);
+    const present = v.changes.filter((c) => c.status === 'present').map((c) => c.id);
+    const detail = v.status === 'recorded' ? '' : `; present: [${present.join(', ')}]; to make: [${missing.join(', ')}]`;
+    const leftovers = v.leftovers.length ? `; leftovers of an interrupted run: ${v.leftovers.join(', ')}` : '';
+    run.note(`${v.id}: ${v.status}${detail}${leftovers}.`);
+  }
+  for (const step of upgrade.steps) {
+    run.note(`${plan.dryRun ? 'Would run' : 'Will run'} for ${step.version}, in one transaction:\n${step.sql.join(';\n')};`);
+  }
+
+  if (plan.dryRun) {
+    run.note(`Dry run: ${upgrade.upToDate ? 'already up to date' : `${upgrade.steps.length} version(s) pending`}. Nothing was changed.`);
+    return result('dry-run');
+  }
+  if (upgrade.upToDate) {
+    run.note(`Already at ${upgrade.targetVersion}: nothing to do, nothing changed.`);
+    return result('cut-over');
+  }
+
+  const location = plan.backup.file ?? plan.backup.schema ?? defaultBackupLocation(plan);
+  backup = await run.phase('backup', () =>
+    quick.backupOpenMemory({ target, ...(target.engine === 'sqlite' ? { backupFile: location } : { backupSchema: location }) }),
+  );
+  run.note(`Backup verified: ${backup.engine === 'sqlite' ? `file ${backup.file} (sha256 ${backup.sha256.slice(0, 12)}…)` : `schema ${backup.schema}`}.`);
+
+  if (plan.approval.required) {
+    const decision = await run.awaitCutoverApproval(plan.approval.timeout);
+    if (decision !== 'approved') {
+      run.note(`The schema was not touched; the backup is kept at ${location}.`);
+      return result(decision === 'rejected' ? 'rejected' : 'approval-timed-out');
+    }
+  } else {
+    run.note('The plan does not require approval: applying after the backup.');
+  }
+
+  const restore = async (why: string) => {
+    const restored = await run.phase('rollback', () => quick.restoreOpenMemory({ target, backup: backup! }));
+    run.note(`Rolled back (${why}): ${restored.tables.map((t) => `${t.name} ${t.action}${t.action === 'restored' ? ` (${t.rows} rows)` : ''}`).join(', ')}.`);
+    return result('rolled-back');
+  };
+
+  try {
+    await run.phase('cutover', async () => {
+      for (const step of upgrade!.steps) {
+        const done = await quick.applyOpenMemoryVersion({ target, version: step.version, changes: step.changes });
+        applied.push(done);
+        run.note(`Applied ${done.version}: ${done.statements} statements in one transaction (${done.applied.join(', ') || 'already recorded'}).`);
+      }
+    });
+  } catch (err) {
+    // The failed version's transaction rolled back; versions committed before it in this run are undone from the backup.
+    if (applied.length === 0) throw err;
+    await restore(`applying failed after ${applied.map((a) => a.version).join(', ')}`);
+    throw ApplicationFailure.nonRetryable(`${errorMessage(err)} — the database was restored from the backup.`, 'MigrationFailed');
+  }
+
+  verification = await run.phase('verify', () =>
+    quick.verifyOpenMemoryUpgrade({ target, targetVersion: upgrade!.targetVersion, baselineRowCounts: inspection.rowCounts, backup: backup! }),
+  );
+  if (!verification.ok) {
+    const failed = verification.checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail}`);
+    return restore(`verification failed: ${failed.join('; ')}`);
+  }
+  run.note(`Verified: ${verification.checks.length} checks passed.`);
+
+  if (!/^0+[a-z]+$/.test(plan.rollbackWindow)) {
+    const request = await run.awaitRollbackRequest(plan.rollbackWindow);
+    if (request) return restore(`requested by ${request.by}${request.reason ? `: ${request.reason}` : ''}`);
+  }
+  return result('cut-over');
+}
+
+/** Per run, so a re-run never meets an earlier run's backup: beside the file, or a sibling schema. */
+function defaultBackupLocation(plan: TenantSchemaPlan): string {
+  const id = workflowInfo().runId.replace(/-/g, '').slice(0, 12);
+  if (plan.target.engine === 'sqlite') return `${plan.target.path}.memshift-${id}.bak`;
+  return `${plan.target.schema.slice(0, 40)}_memshift_bak_${id}`;
+}
