@@ -58,6 +58,8 @@ export interface SqliteVecResult {
   report: ValidationReport | null;
   notes: string[];
   copied: number;
+  /** Wall time of the copy phase's last attempt, for rates in reports and benchmarks. */
+  copySeconds: number;
   backupPath: string | null;
 }
 
@@ -84,8 +86,8 @@ export async function sqliteVecMigration(input: SqliteVecPlanInput): Promise<Sql
     dryRun: plan.dryRun,
     copy: plan.copy,
   });
-  const result = (outcome: Outcome, copied: number, backupPath: string | null) =>
-    run.finish(outcome, { copied, backupPath });
+  const result = (outcome: Outcome, copied: number, backupPath: string | null, copySeconds = 0) =>
+    run.finish(outcome, { copied, copySeconds, backupPath });
 
   const preflight = await run.phase('preflight', () => quick.preflightSqliteVec(plan));
   run.setCopyTotal(preflight.memories);
@@ -101,6 +103,7 @@ export async function sqliteVecMigration(input: SqliteVecPlanInput): Promise<Sql
   run.note(`Backup verified: ${backup.path} (${backup.memories} memories).`);
   await run.phase('prepare-target', () => quick.prepareSqliteVecTarget(plan));
   const copy = await run.phase('copy', () => copying.copySqliteVecPoints(plan));
+  run.note(`Copied ${copy.copied} memories in ${copy.seconds.toFixed(1)}s (${Math.round(copy.writtenThisAttempt / Math.max(copy.seconds, 0.001))}/s).`);
   if (copy.resumedFrom > 0) {
     run.note(`Copy resumed at ${copy.resumedFrom} memories (attempt ${copy.attempt}) and wrote the remaining ${copy.writtenThisAttempt}.`);
   }
@@ -120,13 +123,13 @@ export async function sqliteVecMigration(input: SqliteVecPlanInput): Promise<Sql
       await run.phase('rollback', () => quick.dropTarget(plan.target));
       run.note(`Removed ${describeTarget(plan.target)}; the source was never changed.`);
     }
-    return result(decision === 'rejected' ? 'rejected' : 'approval-timed-out', copy.copied, backup.path);
+    return result(decision === 'rejected' ? 'rejected' : 'approval-timed-out', copy.copied, backup.path, copy.seconds);
   }
 
   const rollback = async (why: string) => {
     const undone = await run.phase('rollback', () => quick.rollbackSqliteVec(plan, backup.path));
     run.note(`Rolled back (${why}): ${undone.summary}`);
-    return result('rolled-back', copy.copied, backup.path);
+    return result('rolled-back', copy.copied, backup.path, copy.seconds);
   };
 
   await run.phase('cutover', () => quick.recordCutover(plan));
@@ -139,5 +142,5 @@ export async function sqliteVecMigration(input: SqliteVecPlanInput): Promise<Sql
     const request = await run.awaitRollbackRequest(plan.rollbackWindow);
     if (request) return rollback(`requested by ${request.by}${request.reason ? `: ${request.reason}` : ''}`);
   }
-  return result('cut-over', copy.copied, backup.path);
+  return result('cut-over', copy.copied, backup.path, copy.seconds);
 }

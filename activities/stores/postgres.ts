@@ -30,8 +30,29 @@ export class PgvectorTable implements PointSource, PointTarget, CountsByPayload 
     this.qualified = `${quoteIdent(spec.schema)}.${quoteIdent(spec.table)}`;
   }
 
+  /**
+   * Runs one statement in a transaction of its own. Real PostgreSQL would not
+   * need it; PGlite's socket server does: it keeps concurrent connections
+   * apart only inside transactions, and otherwise interleaves their
+   * parse/bind messages ("bind message supplies 3 parameters…").
+   */
+  private async run<R extends pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<pg.QueryResult<R>> {
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      const result = await client.query<R>(sql, params);
+      await client.query('COMMIT');
+      return result;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+
   async describe(): Promise<TableDescription> {
-    const column = await this.pool.query<{ typmod: number }>(
+    const column = await this.run<{ typmod: number }>(
       `SELECT a.atttypmod AS typmod FROM pg_attribute a
        JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
        WHERE n.nspname = $1 AND c.relname = $2 AND a.attname = 'embedding' AND NOT a.attisdropped`,
@@ -42,9 +63,9 @@ export class PgvectorTable implements PointSource, PointTarget, CountsByPayload 
   }
 
   async create(dimensions: number): Promise<void> {
-    await this.pool.query('CREATE EXTENSION IF NOT EXISTS vector');
-    await this.pool.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(this.spec.schema)}`);
-    await this.pool.query(
+    await this.run('CREATE EXTENSION IF NOT EXISTS vector');
+    await this.run(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(this.spec.schema)}`);
+    await this.run(
       `CREATE TABLE IF NOT EXISTS ${this.qualified} (
          id uuid PRIMARY KEY,
          embedding vector(${Math.floor(dimensions)}) NOT NULL,
@@ -53,13 +74,13 @@ export class PgvectorTable implements PointSource, PointTarget, CountsByPayload 
   }
 
   async drop(): Promise<void> {
-    await this.pool.query(`DROP TABLE IF EXISTS ${this.qualified}`);
+    await this.run(`DROP TABLE IF EXISTS ${this.qualified}`);
   }
 
   async upsert(points: MemoryPoint[]): Promise<void> {
     if (points.length === 0) return;
     // One statement per batch: arrays unnested server-side, idempotent by primary key.
-    await this.pool.query(
+    await this.run(
       `INSERT INTO ${this.qualified} (id, embedding, payload)
        SELECT id, embedding::vector, payload FROM unnest($1::uuid[], $2::text[], $3::jsonb[]) AS t(id, embedding, payload)
        ON CONFLICT (id) DO UPDATE SET embedding = EXCLUDED.embedding, payload = EXCLUDED.payload`,
@@ -68,12 +89,12 @@ export class PgvectorTable implements PointSource, PointTarget, CountsByPayload 
   }
 
   async count(): Promise<number> {
-    const result = await this.pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${this.qualified}`);
+    const result = await this.run<{ n: string }>(`SELECT count(*) AS n FROM ${this.qualified}`);
     return Number(result.rows[0].n);
   }
 
   async countMatching(path: string, value: string): Promise<number> {
-    const result = await this.pool.query<{ n: string }>(
+    const result = await this.run<{ n: string }>(
       `SELECT count(*) AS n FROM ${this.qualified} WHERE payload #>> $1::text[] = $2`,
       [path.split('.'), value],
     );
@@ -81,7 +102,7 @@ export class PgvectorTable implements PointSource, PointTarget, CountsByPayload 
   }
 
   async retrieve(ids: string[]): Promise<MemoryPoint[]> {
-    const result = await this.pool.query(
+    const result = await this.run<PointRow>(
       `SELECT id, embedding::text AS embedding, payload FROM ${this.qualified} WHERE id = ANY($1::uuid[])`,
       [ids],
     );
@@ -90,7 +111,7 @@ export class PgvectorTable implements PointSource, PointTarget, CountsByPayload 
 
   /** The cursor is the last id read (uuid order). */
   async readPage(cursor: string | null, limit: number): Promise<Page> {
-    const result = await this.pool.query(
+    const result = await this.run<PointRow>(
       `SELECT id, embedding::text AS embedding, payload FROM ${this.qualified}
        WHERE ($1::uuid IS NULL OR id > $1::uuid) ORDER BY id LIMIT $2`,
       [cursor, limit],
@@ -104,6 +125,12 @@ export class PgvectorTable implements PointSource, PointTarget, CountsByPayload 
   }
 }
 
-function toPoint(row: { id: string; embedding: string; payload: Record<string, unknown> }): MemoryPoint {
+interface PointRow {
+  id: string;
+  embedding: string;
+  payload: Record<string, unknown>;
+}
+
+function toPoint(row: PointRow): MemoryPoint {
   return { id: row.id, vector: JSON.parse(row.embedding), payload: row.payload };
 }
