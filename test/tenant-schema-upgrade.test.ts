@@ -160,7 +160,7 @@ describe.each([sqlite, postgres])('on $engine', (h) => {
     // Again: preflight finds nothing to do, no backup, no approval, nothing changed.
     const upgraded = await h.state(target);
     const again = await (await start(planFor(target))).result();
-    expect(again).toMatchObject({ outcome: 'cut-over', upToDate: true, fromVersion: '1.2.0', steps: [], applied: [], backup: null });
+    expect(again).toMatchObject({ outcome: 'up-to-date', upToDate: true, fromVersion: '1.2.0', steps: [], applied: [], backup: null });
     expect(again.notes.join('\n')).toMatch(/Already at 1\.2\.0: nothing to do/);
     expect(await h.state(target)).toEqual(upgraded);
   });

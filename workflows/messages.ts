@@ -20,7 +20,7 @@ export const PHASES = [
 ] as const;
 export type Phase = (typeof PHASES)[number];
 
-export type Outcome = 'cut-over' | 'rejected' | 'approval-timed-out' | 'rolled-back' | 'dry-run' | 'failed';
+export type Outcome = 'cut-over' | 'up-to-date' | 'rejected' | 'approval-timed-out' | 'rolled-back' | 'dry-run' | 'failed';
 
 /** Who decided and why; carried by approve/reject signals and the approve update. */
 export interface Decision {

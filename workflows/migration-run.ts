@@ -57,7 +57,8 @@ export interface RunDescription {
   target: string;
   approvers: string[];
   dryRun: boolean;
-  copy: CopySettings;
+  /** Runbooks that copy points; the others show no copy progress. */
+  copy?: CopySettings;
 }
 
 export type ApprovalResult = 'approved' | 'rejected' | 'timed-out';
@@ -75,7 +76,7 @@ export class MigrationRun {
       phasesDone: [],
       paused: false,
       dryRun: description.dryRun,
-      copy: { ...description.copy, total: 0, copied: 0, rate: 0, etaSeconds: null },
+      copy: { batchSize: 0, concurrency: 0, ...description.copy, total: 0, copied: 0, rate: 0, etaSeconds: null },
       report: null,
       approval: { awaiting: false, approvers: description.approvers, decision: null },
       notes: [],

@@ -97,7 +97,6 @@ export async function tenantSchemaUpgrade(input: TenantSchemaPlanInput): Promise
     target: `${where}@${plan.targetVersion ?? 'latest'}`,
     approvers: plan.approval.approvers,
     dryRun: plan.dryRun,
-    copy: { batchSize: 1, concurrency: 1 },
   });
   let upgrade: UpgradePlan | null = null;
   let backup: OpenMemoryBackup | null = null;
@@ -138,7 +137,7 @@ export async function tenantSchemaUpgrade(input: TenantSchemaPlanInput): Promise
   }
   if (upgrade.upToDate) {
     run.note(`Already at ${upgrade.targetVersion}: nothing to do, nothing changed.`);
-    return result('cut-over');
+    return result('up-to-date');
   }
 
   const location = plan.backup.file ?? plan.backup.schema ?? defaultBackupLocation(plan);
