@@ -12,7 +12,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { openTarget } from '../activities/targets';
 import { openReadOnly, pointIdForContentHash } from '../activities/stores/sqlite';
 import { generateMcpStore } from '../scripts/generate-mcp-store';
-import { approveUpdate } from '../workflows/messages';
+import { approveUpdate, pauseSignal, rejectSignal, resumeSignal, setCopySettingsSignal, statusQuery } from '../workflows/messages';
 import type { TargetSpec } from '../workflows/plan-schemas';
 import { sqliteVecMigration, type SqliteVecPlanInput } from '../workflows/sqlite-vec-migration';
 import { connectClient, startWorker, tempDir, temporalAddress, uniqueQueue, waitForPhase, waitForStatus } from './support/harness';
@@ -136,6 +136,35 @@ it('Qdrant answering 503 and dropping connections mid-copy: retried, exact resul
     const fired = Object.values(qdrant.double!.stats.all());
     expect(fired.reduce((n, c) => n + c.injected503, 0)).toBeGreaterThan(0);
     expect(fired.reduce((n, c) => n + c.dropped, 0)).toBe(6);
+  } finally {
+    await worker.stop();
+  }
+});
+
+it('pause holds the copy still; batch size changes live; resume finishes it exactly', async () => {
+  const taskQueue = uniqueQueue('pause');
+  const worker = await startWorker(taskQueue);
+  try {
+    const plan = planFor({ kind: 'qdrant', url: qdrant.url, collection: uniqueName('memories') }, 200);
+    const handle = await client.workflow.start(sqliteVecMigration, { taskQueue, workflowId: uniqueName('pause'), args: [plan] });
+    await waitForStatus(handle, (s) => s.phase === 'copy' && s.copy.copied > 0);
+    await handle.signal(pauseSignal);
+    const paused = await waitForStatus(handle, (s) => s.paused);
+    await new Promise((r) => setTimeout(r, 3_000)); // in-flight batches land, then nothing moves
+    const held = (await handle.query(statusQuery)).copy.copied;
+    await new Promise((r) => setTimeout(r, 3_000));
+    expect((await handle.query(statusQuery)).copy.copied).toBe(held);
+    expect(held).toBeLessThan(MEMORIES);
+    expect(paused.paused).toBe(true);
+
+    await handle.signal(setCopySettingsSignal, { batchSize: 1000, concurrency: 4 });
+    await handle.signal(resumeSignal);
+    const waiting = await waitForPhase(handle, 'await-approval', 180_000);
+    expect(waiting.copy).toMatchObject({ batchSize: 1000, concurrency: 4, copied: MEMORIES });
+    expect(waiting.notes).toContain('Copy settings now batchSize=1000, concurrency=4.');
+    expect(waiting.report?.ok).toBe(true);
+    await handle.signal(rejectSignal, { by: 'ops', reason: 'only testing pause' });
+    expect((await handle.result()).outcome).toBe('rejected');
   } finally {
     await worker.stop();
   }
