@@ -4,6 +4,8 @@
 # pinned Temporal CLI (dev server + Web UI), and the in-process Neo4j used by tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-npm ci --no-audit --no-fund
+# `npm install`, not `npm ci`: the lock pins every version, but npm ci also wants
+# other platforms' optional packages listed, which this registry mirror leaves out.
+npm install --no-audit --no-fund
 scripts/install-temporal.sh
 scripts/install-neo4j-harness.sh
