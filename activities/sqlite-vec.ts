@@ -125,7 +125,11 @@ export function sqliteVecActivities({ client }: { client: Client }) {
         const source = new McpMemorySource(db, includeDeleted);
         const memories = await source.count();
         const deleted = (db.prepare('SELECT count(*) AS n FROM memories WHERE deleted_at IS NOT NULL').get() as { n: number }).n;
-        if (!plan.reembed) {
+        if (plan.reembed) {
+          // One real call before anything is created: a wrong model, key or dimension fails here.
+          const probe = await source.readPage(null, 1);
+          if (probe.points.length) await reembedPoints(plan.reembed)(probe.points);
+        } else {
           const unembedded = (db.prepare(
             `SELECT count(*) AS n FROM memories m WHERE ${liveRowsFilter(includeDeleted)} AND m.id NOT IN (SELECT rowid FROM memory_embeddings)`,
           ).get() as { n: number }).n;

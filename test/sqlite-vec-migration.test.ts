@@ -6,6 +6,8 @@
 import type { Client } from '@temporalio/client';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openTarget } from '../activities/targets';
@@ -177,4 +179,62 @@ describe('pgvector-only behaviours', () => {
     const resumed = await start(planFor(target, { existingTarget: 'resume', approval: { timeout: '1s' } }));
     expect((await resumed.result()).report?.ok).toBe(true);
   });
+});
+
+/** An OpenAI-compatible embeddings endpoint: deterministic 64-dim vectors, and it checks the worker's key. */
+async function startEmbeddingsServer() {
+  const seen = { requests: 0, texts: 0, unauthorized: 0 };
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (chunk) => (body += chunk));
+    req.on('end', () => {
+      seen.requests++;
+      if (req.headers.authorization !== `Bearer ${EMBEDDINGS_KEY}`) {
+        seen.unauthorized++;
+        res.writeHead(401).end('{"error":"bad key"}');
+        return;
+      }
+      const { input } = JSON.parse(body) as { input: string[] };
+      seen.texts += input.length;
+      const data = input.map((text, index) => ({
+        index,
+        embedding: Array.from({ length: 64 }, (_, d) => Math.sin(d + text.length) + (text.charCodeAt(d % text.length) % 7) / 10),
+      }));
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ object: 'list', data, model: 'tiny-64' }));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return { url: `http://127.0.0.1:${port}/v1`, seen, stop: () => new Promise((r) => server.close(r)) };
+}
+
+const EMBEDDINGS_KEY = 'sk-test-embeddings';
+
+it('model change: re-embeds every memory through the embeddings endpoint; validation checks counts, tags and timestamps', async () => {
+  process.env.MEMSHIFT_EMBEDDINGS_API_KEY = EMBEDDINGS_KEY; // the in-process worker's environment
+  const embeddings = await startEmbeddingsServer();
+  try {
+    const plan = planFor(targets().pgvector(), { reembed: { url: embeddings.url, model: 'tiny-64', dimensions: 64 } });
+    const handle = await start(plan);
+    const waiting = await waitForPhase(handle, 'await-approval');
+    expect(waiting.report).toMatchObject({ ok: true, sourceCount: LIVE, targetCount: LIVE, minCosine: null });
+    expect(embeddings.seen).toMatchObject({ unauthorized: 0 });
+    expect(embeddings.seen.texts).toBeGreaterThanOrEqual(LIVE);
+    await handle.signal(rejectSignal, { by: 'alice', reason: 'only testing re-embedding' });
+    await handle.result();
+  } finally {
+    await embeddings.stop();
+  }
+});
+
+it('model change with a model whose vectors do not match reembed.dimensions fails with a clear error', async () => {
+  process.env.MEMSHIFT_EMBEDDINGS_API_KEY = EMBEDDINGS_KEY;
+  const embeddings = await startEmbeddingsServer();
+  try {
+    const plan = planFor(targets().pgvector(), { reembed: { url: embeddings.url, model: 'tiny-64', dimensions: 128 } });
+    expect(await failureMessage(await start(plan))).toMatch(/Model 'tiny-64' returns 64-dim vectors but the plan says reembed\.dimensions=128/);
+    expect((await targetState(plan.target)).exists).toBe(false); // refused in preflight, before anything was created
+  } finally {
+    await embeddings.stop();
+  }
 });
