@@ -95,7 +95,7 @@ async function plainCopy(size: number, source: string, pgUrl: string, batch: num
 async function memshiftCopy(size: number, source: string, pgUrl: string, batch: number, concurrency: number, address: string): Promise<Run> {
   const taskQueue = `bench-${size}-${Date.now()}`;
   // Prebundled workflows, as a production deploy would ship them: the worker's RSS is the copy's, not webpack's.
-  const worker = runNode(['workers/main.ts'], { TEMPORAL_ADDRESS: address, MEMSHIFT_TASK_QUEUE: taskQueue, MEMSHIFT_WORKFLOW_BUNDLE: bundlePath }, 'worker');
+  const worker = runNode(['workers/main.ts'], { TEMPORAL_ADDRESS: address, MEMSHIFT_TASK_QUEUE: taskQueue, MEMSHIFT_WORKFLOW_BUNDLE: bundlePath, MEMSHIFT_LOG_LEVEL: 'WARN' }, 'worker');
   await worker.printed('memshift worker on');
   const client = new Client({ connection: await Connection.connect({ address }) });
   const started = Date.now();

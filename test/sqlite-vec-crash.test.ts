@@ -48,7 +48,7 @@ function sourceIds(): Set<string> {
 /** A worker in its own process, as in production, so it can be SIGKILLed. */
 function spawnWorker(taskQueue: string): ChildProcess {
   return spawn(process.execPath, ['--import', 'tsx', path.resolve(__dirname, '../workers/main.ts')], {
-    env: { ...process.env, TEMPORAL_ADDRESS: temporalAddress(), MEMSHIFT_TASK_QUEUE: taskQueue },
+    env: { ...process.env, TEMPORAL_ADDRESS: temporalAddress(), MEMSHIFT_TASK_QUEUE: taskQueue, MEMSHIFT_LOG_LEVEL: 'WARN' },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
 }
