@@ -224,6 +224,41 @@ export class QdrantCollection implements PointSource, PointTarget, CountsByPaylo
   }
 }
 
+/** A point as a scan sees it: id, the selected payload fields and the selected named vectors. */
+export interface ScannedPoint {
+  id: string;
+  payload: Record<string, unknown>;
+  sparse: Record<string, SparseVector>;
+}
+
+/**
+ * One scroll page that skips what a scan does not need (dense vectors, most
+ * payload fields), for id-set diffs, per-user counts and coverage checks.
+ * Cursors are the same as QdrantCollection.readPage's.
+ */
+export async function scanPage(
+  url: string,
+  collection: string,
+  cursor: string | null,
+  limit: number,
+  select: { payload: string[] | true; vectors: string[] },
+): Promise<{ points: ScannedPoint[]; next: string | null }> {
+  const offset = cursor === null ? undefined : decodeCursor(cursor);
+  const withVector = select.vectors.length > 0 ? select.vectors : false;
+  const page = await callQdrant({ url, action: 'scroll', collection, idempotent: true }, (client) =>
+    client.scroll(collection, { offset, limit, with_payload: select.payload, with_vector: withVector }),
+  );
+  const next = page.next_page_offset;
+  return {
+    points: page.points.map((record) => ({
+      id: String(record.id),
+      payload: (record.payload ?? {}) as Record<string, unknown>,
+      sparse: splitVectors(record.vector, DEFAULT_VECTOR).sparse,
+    })),
+    next: next === null || next === undefined ? null : encodeCursor(next as Schemas['ExtendedPointId']),
+  };
+}
+
 /** The server's version; proves it is reachable. */
 export async function serverVersion(url: string): Promise<string> {
   const info = await callQdrant({ url, action: 'read version', idempotent: true }, (client) => client.versionInfo());
