@@ -4,6 +4,7 @@
  */
 import type { Client } from '@temporalio/client';
 import { applyOpenMemoryVersion, backupOpenMemory, inspectOpenMemory, planUpgrade, restoreOpenMemory, verifyOpenMemoryUpgrade } from './openmemory';
+import { qdrantRebuildActivities } from './qdrant-rebuild';
 import { sqliteVecActivities } from './sqlite-vec';
 
 export interface ActivityDeps {
@@ -14,6 +15,7 @@ export interface ActivityDeps {
 export function createActivities(deps: ActivityDeps) {
   return {
     ...sqliteVecActivities(deps),
+    ...qdrantRebuildActivities(deps),
     ...{ inspectOpenMemory, planUpgrade, backupOpenMemory, applyOpenMemoryVersion, verifyOpenMemoryUpgrade, restoreOpenMemory },
   };
 }

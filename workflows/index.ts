@@ -1,3 +1,4 @@
 /** Every workflow the memshift worker runs (its workflowsPath). */
 export { sqliteVecMigration } from './sqlite-vec-migration';
 export { tenantSchemaUpgrade } from './tenant-schema-upgrade';
+export { qdrantCollectionRebuild } from './qdrant-collection-rebuild';

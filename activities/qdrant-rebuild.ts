@@ -1,0 +1,647 @@
+/**
+ * Activities of the mem0 Qdrant rebuild runbook (workflows/qdrant-collection-rebuild.ts).
+ * Each takes the validated plan (URLs, names, paths) and returns counts,
+ * names, paths and reports — never points. Points are read by scans that
+ * fetch only the fields they need, and copied by the one copy engine.
+ */
+import { Context } from '@temporalio/activity';
+import type { Client } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type { CheckResult, ValidationReport } from '../workflows/messages';
+import type { QdrantRebuildPlan } from '../workflows/qdrant-collection-rebuild';
+import { BM25_VECTOR_NAME, bm25SparseVector } from './bm25';
+import { currentWorkflow } from './context';
+import { workflowCopyChannel } from './copy-channel';
+import { canonicalJson, copyPointsResumably, type CopyChannel, type CopyResult } from './copy-engine';
+import type { MemoryPoint, SparseVector } from './stores/contract';
+import { exportGraph, graphCounts, restoreGraph, type GraphFile } from './stores/neo4j';
+import {
+  QdrantCollection,
+  createPayloadIndex,
+  createSnapshot,
+  deleteCollection,
+  describeCollection,
+  listAliases,
+  listCollections,
+  listSnapshots,
+  recoverSnapshot,
+  scanPage,
+  serverVersion,
+  snapshotLocation,
+  updateAliases,
+  type AliasAction,
+  type CollectionDescription,
+  type Distance,
+  type ScannedPoint,
+} from './stores/qdrant';
+import { buildReport, comparePerUser, compareSamples, type PerUserCount } from './validation';
+
+type Pair = QdrantRebuildPlan['collections'][number];
+
+/** The dense vector a source holds, which its target gets unchanged. */
+export interface DenseVectorConfig {
+  /** null: Qdrant's unnamed vector, as mem0 uses. */
+  name: string | null;
+  size: number;
+  distance: Distance;
+}
+
+export interface CatchUpCounts {
+  added: number;
+  changed: number;
+  deleted: number;
+}
+
+export interface RebuildPreflight {
+  points: number;
+  users: number;
+  vectors: DenseVectorConfig[];
+  baselineFile: string;
+  notes: string[];
+}
+
+const SCAN_PAGE = 1_000;
+const USER_FIELD = 'user_id';
+/** mem0 2.x embeds `text_lemmatized || data` for BM25; v1 points lack text_lemmatized. */
+const LEMMATIZED_FIELD = 'text_lemmatized';
+/** Qdrant stores float32 and re-normalises Cosine vectors on upsert: copies agree to float32 rounding. */
+const VECTOR_TOLERANCE = 1e-6;
+/** Rough on-disk cost of a point's payload and index entries, for the space estimate. */
+const PAYLOAD_BYTES_ESTIMATE = 2_048;
+const GRAPH_NODE_BYTES_ESTIMATE = 32_768;
+const MAX_REPORTED_ERRORS = 20;
+
+function fail(message: string, type: string): never {
+  throw ApplicationFailure.nonRetryable(message, type);
+}
+
+const safeId = (id: string) => id.replace(/[^A-Za-z0-9_.-]/g, '_');
+const textFieldOf = (plan: QdrantRebuildPlan, pair: Pair) => pair.textField ?? plan.textField;
+const wantsBm25 = (plan: QdrantRebuildPlan) => plan.schema.sparse.includes(BM25_VECTOR_NAME);
+const rollbackCollectionOf = (pair: Pair) => `${pair.source}_rollback`;
+
+export function baselineFileFor(plan: QdrantRebuildPlan, workflowId: string): string {
+  return path.join(plan.workDir, `baseline-${safeId(workflowId)}.json`);
+}
+
+export function graphExportFileFor(plan: QdrantRebuildPlan, workflowId: string): string {
+  return path.join(plan.workDir, `neo4j-graph-${safeId(workflowId)}.jsonl`);
+}
+
+/** The text mem0 2.x would embed for BM25, or null when the point has none. */
+export function bm25TextOf(payload: Record<string, unknown>, textField: string): string | null {
+  for (const value of [payload[LEMMATIZED_FIELD], payload[textField]]) {
+    if (typeof value === 'string' && value.trim() !== '') return value;
+  }
+  return null;
+}
+
+/** The copy's transform: ids, dense vectors and payloads as read, plus the bm25 sparse vector. */
+function withBm25(plan: QdrantRebuildPlan, pair: Pair) {
+  const textField = textFieldOf(plan, pair);
+  return async (points: MemoryPoint[]): Promise<MemoryPoint[]> =>
+    points.map(({ sparse: _legacySparse, ...point }) => {
+      const text = wantsBm25(plan) ? bm25TextOf(point.payload, textField) : null;
+      return text === null ? point : { ...point, sparse: { [BM25_VECTOR_NAME]: bm25SparseVector(text) } };
+    });
+}
+
+function sourceOf(plan: QdrantRebuildPlan, pair: Pair, dense: DenseVectorConfig): QdrantCollection {
+  return new QdrantCollection(plan.qdrant.url, pair.source, { vectorName: dense.name ?? undefined });
+}
+
+function targetOf(plan: QdrantRebuildPlan, collection: string, dense: DenseVectorConfig): QdrantCollection {
+  return new QdrantCollection(plan.qdrant.url, collection, {
+    vectorName: dense.name ?? undefined,
+    distance: dense.distance,
+    sparse: plan.schema.sparse,
+    sparseModifier: 'idf',
+  });
+}
+
+function heartbeat(details?: unknown): void {
+  Context.current().heartbeat(details);
+}
+
+/** Keeps a heartbeating activity alive across one long call (snapshot recovery, graph restore). */
+async function withHeartbeats<T>(work: Promise<T>): Promise<T> {
+  const timer = setInterval(() => heartbeat(), 2_000);
+  try {
+    return await work;
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+/** Every point of a collection, a page at a time, heartbeating between pages. */
+async function* scan(url: string, collection: string, select: { payload: string[] | true; vectors: string[] }): AsyncGenerator<ScannedPoint> {
+  let cursor: string | null = null;
+  do {
+    const page = await scanPage(url, collection, cursor, SCAN_PAGE, select);
+    heartbeat();
+    yield* page.points;
+    cursor = page.next;
+  } while (cursor !== null);
+}
+
+async function countByUser(url: string, collection: string): Promise<Map<string | null, number>> {
+  const counts = new Map<string | null, number>();
+  for await (const point of scan(url, collection, { payload: [USER_FIELD], vectors: [] })) {
+    const user = point.payload[USER_FIELD];
+    const key = typeof user === 'string' ? user : null;
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+  }
+  return counts;
+}
+
+// --- preflight ---------------------------------------------------------------
+
+interface QdrantInventory {
+  collections: Set<string>;
+  aliases: Map<string, string>;
+}
+
+async function inventory(url: string): Promise<QdrantInventory> {
+  const collections = new Set(await listCollections(url));
+  const aliases = new Map((await listAliases(url)).map((binding) => [binding.alias, binding.collection]));
+  return { collections, aliases };
+}
+
+function assertSourceExists(pair: Pair, url: string, { collections, aliases }: QdrantInventory): void {
+  if (collections.has(pair.source)) return;
+  const aliased = aliases.get(pair.source);
+  if (aliased) fail(`Source '${pair.source}' is an alias of '${aliased}'; name the collection itself as the source.`, 'SourceIsAlias');
+  const existing = [...collections].sort().join(', ') || 'none';
+  fail(`Source collection '${pair.source}' does not exist at ${url} (collections there: ${existing}). Check collections[].source.`, 'SourceNotFound');
+}
+
+/** The source's one dense vector, checked against the plan's override. */
+function denseVectorOf(pair: Pair, description: CollectionDescription, override: QdrantRebuildPlan['schema']['dense']): DenseVectorConfig {
+  if (description.dense.length !== 1) {
+    fail(`Source '${pair.source}' has ${description.dense.length} dense vectors; a mem0 collection has exactly one.`, 'UnsupportedVectorConfig');
+  }
+  const dense = description.dense[0];
+  const mismatches = [
+    override?.size !== undefined && override.size !== dense.size ? `size ${override.size} (source has ${dense.size})` : null,
+    override?.distance !== undefined && override.distance !== dense.distance ? `distance ${override.distance} (source has ${dense.distance})` : null,
+  ].filter((m): m is string => m !== null);
+  if (mismatches.length) {
+    fail(
+      `Vector config mismatch on '${pair.source}': the plan's schema.dense asks for ${mismatches.join(' and ')}. ` +
+        'A rebuild copies vectors without re-embedding, so the dense config must match the source; remove schema.dense or fix it.',
+      'VectorConfigMismatch',
+    );
+  }
+  return dense;
+}
+
+/** A target name must be free, or an empty collection already shaped as the plan wants. */
+async function assertTargetUsable(plan: QdrantRebuildPlan, pair: Pair, dense: DenseVectorConfig, { collections, aliases }: QdrantInventory): Promise<string> {
+  if (aliases.has(pair.target)) fail(`Target '${pair.target}' is an alias (of '${aliases.get(pair.target)}'); pick a new collection name.`, 'TargetIsAlias');
+  if (!collections.has(pair.target)) return `'${pair.target}' will be created.`;
+  const description = await describeCollection(plan.qdrant.url, pair.target);
+  if (description.pointsCount > 0) {
+    fail(
+      `Target collection '${pair.target}' already holds ${description.pointsCount} points; nothing was written. Pick a new target name, or delete '${pair.target}' if it is a leftover.`,
+      'TargetNotEmpty',
+    );
+  }
+  const problem = schemaProblem(plan, dense, description);
+  if (problem) fail(`Target collection '${pair.target}' exists (empty) with another schema: ${problem}. Delete it or pick a new name.`, 'TargetSchemaMismatch');
+  return `'${pair.target}' exists, empty, with the right schema; it will be filled.`;
+}
+
+function schemaProblem(plan: QdrantRebuildPlan, dense: DenseVectorConfig, description: CollectionDescription): string | null {
+  const existing = description.dense[0];
+  if (description.dense.length !== 1 || existing.name !== dense.name || existing.size !== dense.size || existing.distance !== dense.distance) {
+    return `dense ${JSON.stringify(description.dense)}, wanted ${JSON.stringify(dense)}`;
+  }
+  for (const name of plan.schema.sparse) {
+    if (!description.sparse.some((s) => s.name === name && s.modifier === 'idf')) return `no '${name}' sparse vector with modifier idf`;
+  }
+  return null;
+}
+
+/** Says exactly what the cutover will do to the serving name; refuses names it cannot serve. */
+function aliasPlanFor(pair: Pair, { collections, aliases }: QdrantInventory): string {
+  if (collections.has(pair.alias)) {
+    fail(
+      `The serving name '${pair.alias}' is a collection, not an alias, so the cutover cannot point it at '${pair.target}' ` +
+        '(Qdrant cannot rename collections, and an alias cannot share a collection\'s name). Nothing was written. ' +
+        `Pick an alias name that is free (e.g. '${pair.source}_live'); the cutover creates it, and clients follow it once their collection name is set to it.`,
+      'AliasIsCollection',
+    );
+  }
+  const current = aliases.get(pair.alias);
+  if (current !== undefined && current !== pair.source) {
+    fail(
+      `Alias '${pair.alias}' serves '${current}', not the source '${pair.source}'; moving it would stop serving '${current}'s data. Fix collections[].source or .alias.`,
+      'AliasServesOtherCollection',
+    );
+  }
+  if (current === pair.source) {
+    return `Alias '${pair.alias}' → '${pair.source}' today; the cutover moves it to '${pair.target}' in one atomic alias request, rollback moves it back.`;
+  }
+  return (
+    `Alias '${pair.alias}' does not exist yet; the cutover creates it → '${pair.target}'. Clients reading the bare collection name '${pair.source}' ` +
+    `keep reading the legacy collection (it is not renamed, changed or deleted) until their collection name is set to '${pair.alias}'; ` +
+    `rollback points '${pair.alias}' at '${pair.source}'.`
+  );
+}
+
+async function freeBytes(dir: string): Promise<number> {
+  const stats = await fs.statfs(dir);
+  return stats.bavail * stats.bsize;
+}
+
+async function checkSpace(plan: QdrantRebuildPlan, neededQdrantBytes: number, graphNodes: number): Promise<string[]> {
+  const notes: string[] = [];
+  if (plan.qdrant.storagePath) {
+    const free = await freeBytes(plan.qdrant.storagePath);
+    if (free < neededQdrantBytes) {
+      fail(`Only ${free} bytes free in ${plan.qdrant.storagePath}; snapshots plus the new collections need about ${neededQdrantBytes}.`, 'DiskSpace');
+    }
+    notes.push(`Qdrant storage ${plan.qdrant.storagePath}: ${free} bytes free, about ${neededQdrantBytes} needed.`);
+  } else {
+    notes.push(`Qdrant disk not checked (set qdrant.storagePath to check it): snapshots plus the new collections need about ${neededQdrantBytes} bytes.`);
+  }
+  const neededExportBytes = graphNodes * GRAPH_NODE_BYTES_ESTIMATE;
+  const freeLocal = await freeBytes(plan.workDir);
+  if (freeLocal < neededExportBytes) fail(`Only ${freeLocal} bytes free in ${plan.workDir}; the graph export needs about ${neededExportBytes}.`, 'DiskSpace');
+  return notes;
+}
+
+// --- validation --------------------------------------------------------------
+
+/** Picks `size` ids uniformly from a stream (reservoir sampling). */
+function reservoir(size: number) {
+  const ids: string[] = [];
+  let seen = 0;
+  return {
+    offer(id: string) {
+      seen++;
+      if (ids.length < size) ids.push(id);
+      else if (Math.random() * seen < size) ids[Math.floor(Math.random() * size)] = id;
+    },
+    ids,
+  };
+}
+
+/** Dense vectors value by value, bm25 exactly as it should be computed from the text. */
+function vectorProblems(expected: MemoryPoint[], stored: Map<string, MemoryPoint>, plan: QdrantRebuildPlan, pair: Pair): string[] {
+  const problems: string[] = [];
+  for (const point of expected) {
+    const copy = stored.get(point.id);
+    if (!copy) continue; // compareSamples reports it missing
+    const off = point.vector.findIndex((x, i) => Math.abs(x - copy.vector[i]) > VECTOR_TOLERANCE);
+    if (point.vector.length !== copy.vector.length || off !== -1) problems.push(`${point.id}: dense vector differs at index ${off}`);
+    const text = wantsBm25(plan) ? bm25TextOf(point.payload, textFieldOf(plan, pair)) : null;
+    if (text !== null && !sameSparse(bm25SparseVector(text), copy.sparse?.[BM25_VECTOR_NAME])) problems.push(`${point.id}: bm25 vector differs from the text's`);
+  }
+  return problems;
+}
+
+/** Equal as Qdrant stores them: same indices, values equal at float32 precision. */
+function sameSparse(expected: SparseVector, actual: SparseVector | undefined): boolean {
+  if (!actual || actual.indices.length !== expected.indices.length) return false;
+  const stored = new Map(actual.indices.map((index, i) => [index, actual.values[i]]));
+  return expected.indices.every((index, i) => stored.has(index) && Math.fround(stored.get(index)!) === Math.fround(expected.values[i]));
+}
+
+interface PairValidation {
+  report: ValidationReport;
+  bm25Missing: number;
+  withText: number;
+}
+
+async function validatePair(plan: QdrantRebuildPlan, pair: Pair, dense: DenseVectorConfig): Promise<PairValidation> {
+  const url = plan.qdrant.url;
+  const textField = textFieldOf(plan, pair);
+  const sample = reservoir(plan.validation.sampleSize);
+  const sourceUsers = new Map<string | null, number>();
+  for await (const point of scan(url, pair.source, { payload: [USER_FIELD], vectors: [] })) {
+    sample.offer(point.id);
+    const user = typeof point.payload[USER_FIELD] === 'string' ? (point.payload[USER_FIELD] as string) : null;
+    sourceUsers.set(user, (sourceUsers.get(user) ?? 0) + 1);
+  }
+  const targetUsers = new Map<string, number>();
+  let withText = 0;
+  let bm25Missing = 0;
+  const selectTarget = { payload: [USER_FIELD, LEMMATIZED_FIELD, textField], vectors: wantsBm25(plan) ? [BM25_VECTOR_NAME] : [] };
+  for await (const point of scan(url, pair.target, selectTarget)) {
+    const user = point.payload[USER_FIELD];
+    if (typeof user === 'string') targetUsers.set(user, (targetUsers.get(user) ?? 0) + 1);
+    if (wantsBm25(plan) && bm25TextOf(point.payload, textField) !== null) {
+      withText++;
+      if (!point.sparse[BM25_VECTOR_NAME]) bm25Missing++;
+    }
+  }
+
+  const source = sourceOf(plan, pair, dense);
+  const target = targetOf(plan, pair.target, dense);
+  const expected = await source.retrieve(sample.ids);
+  const samples = await compareSamples(expected, target, { vectorsCopied: true });
+  const stored = new Map((await target.retrieve(sample.ids)).map((p) => [p.id, p]));
+  samples.errors.push(...vectorProblems(expected, stored, plan, pair));
+  const report = buildReport({
+    sourceCount: await source.count(),
+    targetCount: await target.count(),
+    perUser: await comparePerUser(mismatchesFirst(sourceUsers, targetUsers), async (user) => targetUsers.get(user) ?? 0),
+    samples,
+  });
+  return { report, bm25Missing, withText };
+}
+
+/**
+ * Source per-user counts with mismatching users first (users only in the
+ * target as 0), so the capped per-user list always shows every mismatch.
+ */
+function mismatchesFirst(source: Map<string | null, number>, target: Map<string, number>): PerUserCount[] {
+  const rows: PerUserCount[] = [...source].map(([user, n]) => ({ user, n }));
+  for (const user of target.keys()) if (!source.has(user)) rows.push({ user, n: 0 });
+  const differs = (row: PerUserCount) => row.user !== null && (target.get(row.user) ?? 0) !== row.n;
+  return rows.sort((a, b) => Number(differs(b)) - Number(differs(a)) || String(a.user).localeCompare(String(b.user)));
+}
+
+/** One report over all collection pairs: counts summed, checks and users named by collection. */
+function combineReports(parts: { pair: Pair; validation: PairValidation }[], caughtUp: CatchUpCounts): ValidationReport {
+  const checks: CheckResult[] = parts.flatMap(({ pair, validation }) => [
+    ...validation.report.checks.map((check) => ({ ...check, name: `${pair.source} → ${pair.target}: ${check.name}` })),
+    {
+      name: `${pair.target}: bm25 coverage`,
+      ok: validation.bm25Missing === 0,
+      detail: `${validation.withText - validation.bm25Missing}/${validation.withText} points with text have a bm25 vector`,
+    },
+  ]);
+  checks.push({
+    name: 'catch-up',
+    ok: true,
+    detail: `writes caught up since the copy: ${caughtUp.added} added, ${caughtUp.changed} changed, ${caughtUp.deleted} deleted`,
+  });
+  const reports = parts.map((p) => p.validation.report);
+  const minCosines = reports.map((r) => r.minCosine).filter((c): c is number => c !== null);
+  return {
+    ok: checks.every((c) => c.ok),
+    sourceCount: reports.reduce((n, r) => n + r.sourceCount, 0),
+    targetCount: reports.reduce((n, r) => n + r.targetCount, 0),
+    perUser: parts.flatMap(({ pair, validation }) => validation.report.perUser.map((row) => ({ ...row, user: `${pair.source}/${row.user}` }))),
+    sampled: reports.reduce((n, r) => n + r.sampled, 0),
+    minCosine: minCosines.length ? Math.min(...minCosines) : null,
+    checks,
+    errors: parts.flatMap(({ pair, validation }) => validation.report.errors.map((e) => `${pair.source}: ${e}`)).slice(0, MAX_REPORTED_ERRORS),
+  };
+}
+
+// --- catch-up ----------------------------------------------------------------
+
+const fingerprint = (payload: Record<string, unknown>) => createHash('sha1').update(canonicalJson(payload)).digest('base64');
+
+/**
+ * What changed in the source since the target was written: an id-set diff
+ * plus a payload fingerprint (mem0 rewrites data, hash and updated_at on every
+ * update). Holds one short fingerprint per target point, never points.
+ */
+async function diffSourceAgainstTarget(url: string, pair: Pair): Promise<{ upsert: string[]; deleted: string[]; added: number }> {
+  const targetPrints = new Map<string, string>();
+  for await (const point of scan(url, pair.target, { payload: true, vectors: [] })) targetPrints.set(point.id, fingerprint(point.payload));
+  const upsert: string[] = [];
+  let added = 0;
+  for await (const point of scan(url, pair.source, { payload: true, vectors: [] })) {
+    const print = targetPrints.get(point.id);
+    if (print === undefined) added++;
+    if (print !== fingerprint(point.payload)) upsert.push(point.id);
+    targetPrints.delete(point.id);
+  }
+  return { upsert, deleted: [...targetPrints.keys()], added };
+}
+
+/** A bounded re-copy of the ids a diff found; repeating it after a crash recomputes the diff. */
+async function catchUpPair(plan: QdrantRebuildPlan, pair: Pair, dense: DenseVectorConfig): Promise<CatchUpCounts> {
+  const diff = await diffSourceAgainstTarget(plan.qdrant.url, pair);
+  const source = sourceOf(plan, pair, dense);
+  const target = targetOf(plan, pair.target, dense);
+  const transform = withBm25(plan, pair);
+  for (let i = 0; i < diff.upsert.length; i += plan.copy.batchSize) {
+    const points = await source.retrieve(diff.upsert.slice(i, i + plan.copy.batchSize));
+    await target.upsert(await transform(points));
+    heartbeat();
+  }
+  for (let i = 0; i < diff.deleted.length; i += plan.copy.batchSize) {
+    await target.deletePoints(diff.deleted.slice(i, i + plan.copy.batchSize));
+    heartbeat();
+  }
+  return { added: diff.added, changed: diff.upsert.length - diff.added, deleted: diff.deleted.length };
+}
+
+// --- aliases -----------------------------------------------------------------
+
+/** One atomic request that points each alias at its collection, replacing what it pointed at. */
+async function pointAliases(url: string, bindings: { alias: string; collection: string }[]): Promise<string> {
+  const current = new Map((await listAliases(url)).map((b) => [b.alias, b.collection]));
+  const actions: AliasAction[] = bindings.flatMap(({ alias, collection }) => [
+    ...(current.has(alias) ? [{ op: 'delete' as const, alias }] : []),
+    { op: 'create' as const, alias, collection },
+  ]);
+  await updateAliases(url, actions);
+  return bindings.map(({ alias, collection }) => `${alias}: ${current.get(alias) ?? '(none)'} → ${collection}`).join('; ');
+}
+
+// --- activities --------------------------------------------------------------
+
+export function qdrantRebuildActivities({ client }: { client: Client }) {
+  return {
+    /** Reachability, names, vector config, space, and the per-user baseline (written to workDir). */
+    async preflightQdrantRebuild(plan: QdrantRebuildPlan): Promise<RebuildPreflight> {
+      const url = plan.qdrant.url;
+      const version = await serverVersion(url).catch((err: Error) => fail(`Qdrant at ${url} is not reachable: ${err.message}`, 'QdrantUnreachable'));
+      const names = await inventory(url);
+      const notes = [`Qdrant ${version} at ${url}.`];
+      const vectors: DenseVectorConfig[] = [];
+      const baseline: Record<string, { total: number; users: Record<string, number> }> = {};
+      let points = 0;
+      let users = 0;
+      let neededBytes = 0;
+      for (const pair of plan.collections) {
+        assertSourceExists(pair, url, names);
+        const description = await describeCollection(url, pair.source);
+        const dense = denseVectorOf(pair, description, plan.schema.dense);
+        const targetNote = await assertTargetUsable(plan, pair, dense, names);
+        const aliasNote = aliasPlanFor(pair, names);
+        const counts = await countByUser(url, pair.source);
+        const total = [...counts.values()].reduce((a, b) => a + b, 0);
+        vectors.push(dense);
+        points += total;
+        users += [...counts.keys()].filter((u) => u !== null).length;
+        neededBytes += 2 * total * (dense.size * 4 + PAYLOAD_BYTES_ESTIMATE);
+        baseline[pair.source] = { total, users: Object.fromEntries([...counts].map(([user, n]) => [user ?? '(no user_id)', n])) };
+        notes.push(
+          `${pair.source}: ${total} points from ${counts.size} users, ${dense.size}-dim ${dense.distance} (${dense.name === null ? 'unnamed' : `'${dense.name}'`}). ${targetNote}`,
+          aliasNote,
+        );
+      }
+      let graphNodes = 0;
+      if (plan.graph) {
+        const graph = await graphCounts(plan.graph).catch((err: Error) => fail(`Neo4j at ${plan.graph!.uri} is not usable: ${err.message}`, 'GraphUnreachable'));
+        graphNodes = graph.nodes;
+        notes.push(`Neo4j ${plan.graph.uri}: ${graph.nodes} nodes, ${graph.relationships} relationships to export.`);
+      }
+      await fs.mkdir(plan.workDir, { recursive: true });
+      notes.push(...(await checkSpace(plan, neededBytes, graphNodes)));
+      const baselineFile = baselineFileFor(plan, currentWorkflow().workflowId);
+      await fs.writeFile(baselineFile, `${JSON.stringify({ recordedAt: new Date().toISOString(), collections: baseline }, null, 2)}\n`);
+      notes.push(`Per-user baseline (exact counts) recorded in ${baselineFile}.`);
+      return { points, users, vectors, baselineFile, notes };
+    },
+
+    /** One snapshot per source, confirmed by listing it; kept for the rollback. */
+    async snapshotSourceCollections(plan: QdrantRebuildPlan): Promise<{ collection: string; name: string; checksum: string | null }[]> {
+      const taken = [];
+      for (const { source } of plan.collections) {
+        const snapshot = await createSnapshot(plan.qdrant.url, source);
+        const listed = await listSnapshots(plan.qdrant.url, source);
+        if (!listed.some((s) => s.name === snapshot.name)) throw new Error(`Snapshot ${snapshot.name} of '${source}' is not listed by Qdrant`);
+        taken.push({ collection: source, name: snapshot.name, checksum: snapshot.checksum });
+      }
+      return taken;
+    },
+
+    /** The decommission dump, taken with Neo4j running: JSONL plus a manifest with counts. */
+    async exportGraphForDecommission(plan: QdrantRebuildPlan) {
+      const file = graphExportFileFor(plan, currentWorkflow().workflowId);
+      const summary = await exportGraph({ ...plan.graph!, file }, (done) => heartbeat(done));
+      return { file: summary.file, manifestFile: summary.manifestFile, nodes: summary.nodes, relationships: summary.relationships };
+    },
+
+    /** Restores an export into an empty Neo4j (refused otherwise); counts checked against the manifest. */
+    async restoreGraphExport(input: GraphFile) {
+      const restored = await restoreGraph(input, (done) => heartbeat(done));
+      return { nodes: restored.nodes, relationships: restored.relationships };
+    },
+
+    /** Creates each target with the new schema (idempotent on retry) and its keyword indexes. */
+    async prepareRebuildTargets(plan: QdrantRebuildPlan, vectors: DenseVectorConfig[]): Promise<{ created: string[] }> {
+      const created: string[] = [];
+      for (const [index, pair] of plan.collections.entries()) {
+        const target = targetOf(plan, pair.target, vectors[index]);
+        if (!(await target.describe()).exists) {
+          await target.create(vectors[index].size);
+          created.push(pair.target);
+        }
+        for (const field of plan.schema.keywordIndexes) await createPayloadIndex(plan.qdrant.url, pair.target, field, 'keyword');
+      }
+      return { created };
+    },
+
+    /** The copy engine over one collection pair; progress adds to the pairs copied before it. */
+    async copyRebuildCollection(
+      plan: QdrantRebuildPlan,
+      index: number,
+      dense: DenseVectorConfig,
+      before: { copied: number; total: number },
+    ): Promise<CopyResult> {
+      const pair = plan.collections[index];
+      const channel = workflowCopyChannel(client);
+      const overall: CopyChannel = {
+        control: () => channel.control(),
+        report: (progress) => channel.report({ ...progress, copied: before.copied + progress.copied, total: Math.max(before.total, before.copied + progress.total) }),
+      };
+      return copyPointsResumably({ source: sourceOf(plan, pair, dense), target: targetOf(plan, pair.target, dense), channel: overall, transform: withBm25(plan, pair) });
+    },
+
+    /** Copies what was added or changed in the sources since they were read, and drops what was deleted. */
+    async catchUpRebuildTargets(plan: QdrantRebuildPlan, vectors: DenseVectorConfig[]): Promise<CatchUpCounts> {
+      const total: CatchUpCounts = { added: 0, changed: 0, deleted: 0 };
+      for (const [index, pair] of plan.collections.entries()) {
+        const counts = await catchUpPair(plan, pair, vectors[index]);
+        total.added += counts.added;
+        total.changed += counts.changed;
+        total.deleted += counts.deleted;
+      }
+      return total;
+    },
+
+    /** Exact totals and per-user counts, sampled points field by field and vector by vector, bm25 coverage. */
+    async validateRebuild(plan: QdrantRebuildPlan, vectors: DenseVectorConfig[], caughtUp: CatchUpCounts): Promise<ValidationReport> {
+      const parts = [];
+      for (const [index, pair] of plan.collections.entries()) {
+        parts.push({ pair, validation: await validatePair(plan, pair, vectors[index]) });
+      }
+      return combineReports(parts, caughtUp);
+    },
+
+    async dropRebuildTargets(plan: QdrantRebuildPlan): Promise<void> {
+      for (const { target } of plan.collections) await deleteCollection(plan.qdrant.url, target);
+    },
+
+    /** The cutover: every serving alias moved to its new collection in one atomic request. */
+    async swapServingAliases(plan: QdrantRebuildPlan): Promise<{ summary: string }> {
+      const { collections } = await inventory(plan.qdrant.url);
+      const clash = plan.collections.find((pair) => collections.has(pair.alias));
+      if (clash) fail(`'${clash.alias}' became a collection after preflight; the cutover cannot alias it. Nothing was changed.`, 'AliasIsCollection');
+      const summary = await pointAliases(plan.qdrant.url, plan.collections.map((pair) => ({ alias: pair.alias, collection: pair.target })));
+      return { summary };
+    },
+
+    /** Through each alias: it names the new collection, counts agree, a sample reads back, a bm25 query finds its point. */
+    async verifyRebuildCutover(plan: QdrantRebuildPlan): Promise<{ summary: string }> {
+      const url = plan.qdrant.url;
+      const bound = new Map((await listAliases(url)).map((b) => [b.alias, b.collection]));
+      const lines: string[] = [];
+      for (const pair of plan.collections) {
+        if (bound.get(pair.alias) !== pair.target) fail(`Alias '${pair.alias}' points at '${bound.get(pair.alias) ?? 'nothing'}', not '${pair.target}'`, 'VerifyFailed');
+        const dense = (await describeCollection(url, pair.target)).dense[0];
+        const viaAlias = targetOf(plan, pair.alias, dense);
+        const [throughAlias, inTarget] = [await viaAlias.count(), await targetOf(plan, pair.target, dense).count()];
+        if (throughAlias !== inTarget) fail(`'${pair.alias}' counts ${throughAlias} points but '${pair.target}' holds ${inTarget}`, 'VerifyFailed');
+        const probe = (await sourceOf(plan, pair, dense).readPage(null, 10)).points;
+        const samples = await compareSamples(probe, viaAlias, { vectorsCopied: true });
+        if (samples.errors.length) fail(`Reading through '${pair.alias}' differs from the source: ${samples.errors.join('; ')}`, 'VerifyFailed');
+        const sparse = wantsBm25(plan) ? await bm25ProbeProblem(plan, pair, viaAlias, probe) : null;
+        if (sparse) fail(sparse, 'VerifyFailed');
+        lines.push(`${pair.alias} → ${pair.target}: ${throughAlias} points, ${probe.length} sampled equal${wantsBm25(plan) ? ', bm25 query answered' : ''}`);
+      }
+      return { summary: lines.join('; ') };
+    },
+
+    /** Aliases back to the legacy collections (or to snapshot copies), optionally the graph restored. */
+    async rollbackRebuild(plan: QdrantRebuildPlan, snapshots: { collection: string; name: string; checksum?: string | null }[]): Promise<{ summary: string }> {
+      const url = plan.qdrant.url;
+      const serving = [];
+      for (const pair of plan.collections) {
+        if (!plan.rollback.fromSnapshot) {
+          serving.push({ alias: pair.alias, collection: pair.source });
+          continue;
+        }
+        const snapshot = snapshots.find((s) => s.collection === pair.source);
+        if (!snapshot) fail(`No snapshot of '${pair.source}' was taken; cannot roll back from a snapshot.`, 'SnapshotMissing');
+        const location = snapshotLocation(url, pair.source, snapshot.name);
+        await withHeartbeats(recoverSnapshot(url, rollbackCollectionOf(pair), location, snapshot.checksum ?? undefined));
+        serving.push({ alias: pair.alias, collection: rollbackCollectionOf(pair) });
+      }
+      const parts = [`aliases ${await pointAliases(url, serving)}`];
+      if (plan.rollback.restoreGraph && plan.graph) {
+        const file = graphExportFileFor(plan, currentWorkflow().workflowId);
+        const restored = await withHeartbeats(restoreGraph({ ...plan.graph, file }, (done) => heartbeat(done)));
+        parts.push(`Neo4j restored from ${file}: ${restored.nodes} nodes, ${restored.relationships} relationships`);
+      }
+      parts.push(`legacy collections untouched; ${plan.collections.map((c) => c.target).join(', ')} kept (they may hold writes made after cutover)`);
+      return { summary: `${parts.join('; ')}.` };
+    },
+  };
+}
+
+/** mem0 2.x embeds its search text with the same BM25 encoder; the probe's own text must find it (or a point with the same text). */
+async function bm25ProbeProblem(plan: QdrantRebuildPlan, pair: Pair, viaAlias: QdrantCollection, probe: MemoryPoint[]): Promise<string | null> {
+  const textField = textFieldOf(plan, pair);
+  const point = probe.find((p) => bm25TextOf(p.payload, textField) !== null && bm25SparseVector(bm25TextOf(p.payload, textField)!).indices.length > 0);
+  if (!point) return null;
+  const text = bm25TextOf(point.payload, textField)!;
+  const hits = await viaAlias.nearest({ sparse: bm25SparseVector(text), using: BM25_VECTOR_NAME }, 10);
+  if (hits.some((hit) => hit.id === point.id)) return null;
+  const found = await viaAlias.retrieve(hits.map((hit) => hit.id));
+  if (found.some((hit) => bm25TextOf(hit.payload, textField) === text)) return null;
+  return `A bm25 query through '${pair.alias}' for point ${point.id}'s text did not find it (${hits.length} hits)`;
+}

@@ -1,0 +1,141 @@
+/**
+ * The rebuild under crashes: the worker process SIGKILLed mid-copy and
+ * restarted, and Qdrant answering 503 and dropping connections. Either way
+ * the new collection ends up exactly equal to the source (ids, payloads,
+ * vectors, bm25), and a restarted copy redoes only what came after its last
+ * heartbeat.
+ */
+import type { Client } from '@temporalio/client';
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { bm25SparseVector } from '../activities/bm25';
+import type { MemoryPoint } from '../activities/stores/contract';
+import { QdrantCollection } from '../activities/stores/qdrant';
+import { generateMem0Collections } from '../scripts/generate-mem0-collection';
+import { approveUpdate } from '../workflows/messages';
+import { qdrantCollectionRebuild, type QdrantRebuildPlanInput } from '../workflows/qdrant-collection-rebuild';
+import { connectClient, startWorker, tempDir, temporalAddress, uniqueQueue, waitForPhase, waitForStatus } from './support/harness';
+import { uniqueName } from './support/postgres';
+import { startTestQdrant, type TestQdrant } from './support/qdrant';
+
+const MEMORIES = 8_000;
+let client: Client;
+let qdrant: TestQdrant;
+const workDir = tempDir();
+
+beforeAll(async () => {
+  [client, qdrant] = await Promise.all([connectClient(), startTestQdrant()]);
+});
+
+afterAll(async () => {
+  await qdrant?.stop();
+});
+
+async function mem0Dataset(count: number): Promise<string> {
+  const base = uniqueName('mem0');
+  await generateMem0Collections(qdrant.url, { collection: base, count, dimensions: 128, entitiesPerUser: 0 });
+  return base;
+}
+
+const planFor = (base: string, batchSize: number): QdrantRebuildPlanInput => ({
+  qdrant: { url: qdrant.url },
+  collections: [{ source: base, target: `${base}_v2`, alias: `${base}_live` }],
+  workDir,
+  copy: { batchSize, concurrency: 2 },
+  retention: '0s',
+});
+
+/** A worker in its own process, as in production, so it can be SIGKILLed. */
+function spawnWorker(taskQueue: string): ChildProcess {
+  return spawn(process.execPath, ['--import', 'tsx', path.resolve(__dirname, '../workers/main.ts')], {
+    env: { ...process.env, TEMPORAL_ADDRESS: temporalAddress(), MEMSHIFT_TASK_QUEUE: taskQueue },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+}
+
+async function readAll(collection: string): Promise<Map<string, MemoryPoint>> {
+  const store = new QdrantCollection(qdrant.url, collection);
+  const points = new Map<string, MemoryPoint>();
+  let cursor: string | null = null;
+  do {
+    const page = await store.readPage(cursor, 2000);
+    page.points.forEach((p) => points.set(p.id, p));
+    cursor = page.next;
+  } while (cursor !== null);
+  return points;
+}
+
+/** No duplicates, no gaps, nothing altered: every point equal to its source, with its bm25 vector. */
+async function expectExactRebuild(base: string): Promise<void> {
+  const [source, target] = [await readAll(base), await readAll(`${base}_live`)];
+  expect(target.size).toBe(source.size);
+  for (const [id, point] of source) {
+    const copy = target.get(id);
+    expect(copy?.payload).toEqual(point.payload);
+    expect(copy!.vector.every((x, i) => Math.abs(x - point.vector[i]) < 1e-6)).toBe(true);
+    expect(copy!.sparse?.bm25?.indices).toEqual(bm25SparseVector(point.payload.data as string).indices);
+  }
+}
+
+it('worker SIGKILLed mid-copy and restarted: exact result, only batches since the last heartbeat redone', async () => {
+  const base = await mem0Dataset(MEMORIES);
+  const taskQueue = uniqueQueue('rebuild-crash');
+  // Temporal flushes heartbeats every 8 s (80% of the heartbeat timeout): slow the copy (on the
+  // double) so the kill lands after a heartbeat with progress and well before the end.
+  qdrant.double?.faults.set({ latencyMs: 150, onlyPaths: new RegExp(`${base}_v2/points$`) });
+  let worker = spawnWorker(taskQueue);
+  const handle = await client.workflow.start(qdrantCollectionRebuild, { taskQueue, workflowId: uniqueName('crash'), args: [planFor(base, 100)] });
+  const atKill = await waitForStatus(handle, (s) => s.phase === 'copy' && s.copy.copied >= MEMORIES * 0.75, 120_000);
+  worker.kill('SIGKILL');
+  await new Promise((resolve) => worker.once('exit', resolve));
+  expect(atKill.copy.copied).toBeLessThan(MEMORIES);
+
+  qdrant.double?.faults.clear();
+  worker = spawnWorker(taskQueue);
+  try {
+    const waiting = await waitForPhase(handle, 'await-approval', 120_000);
+    expect(waiting.report?.ok, JSON.stringify(waiting.report?.checks)).toBe(true);
+    await handle.executeUpdate(approveUpdate, { args: [{ by: 'ops' }] });
+    const result = await handle.result();
+    expect(result.outcome).toBe('cut-over');
+
+    const resumed = result.notes.join('\n').match(/resumed at (\d+) points \(attempt (\d+)\) and wrote the remaining (\d+)/);
+    expect(resumed, result.notes.join('\n')).not.toBeNull();
+    const [resumedAt, attempt, rewritten] = resumed!.slice(1).map(Number);
+    expect(resumedAt).toBeGreaterThan(0);
+    expect(attempt).toBeGreaterThan(1);
+    expect(rewritten).toBe(MEMORIES - resumedAt);
+    await expectExactRebuild(base);
+  } finally {
+    worker.kill('SIGTERM');
+  }
+});
+
+it('Qdrant answering 503 and dropping connections mid-copy: retried, exact result', async (ctx) => {
+  if (!qdrant.double) ctx.skip(); // faults are injected into the double only
+  const base = await mem0Dataset(4_000);
+  const taskQueue = uniqueQueue('rebuild-faults');
+  const worker = await startWorker(taskQueue);
+  try {
+    const handle = await client.workflow.start(qdrantCollectionRebuild, { taskQueue, workflowId: uniqueName('faults'), args: [planFor(base, 250)] });
+    await waitForStatus(handle, (s) => s.phase === 'copy' && s.copy.copied > 0);
+    qdrant.double!.faults.set({ failEvery: 4, onlyPaths: /\/points/ });
+    await waitForStatus(handle, (s) => s.copy.copied >= 2_000);
+    // Lost acknowledgements: the upsert lands but the worker never hears so, and writes it again.
+    qdrant.double!.faults.set({ dropConnections: 6, dropAfterApplying: true, onlyPaths: /\/points/ });
+    await waitForPhase(handle, 'await-approval', 120_000);
+    qdrant.double!.faults.clear();
+    await handle.executeUpdate(approveUpdate, { args: [{ by: 'ops' }] });
+    const result = await handle.result();
+    expect(result.outcome).toBe('cut-over');
+    expect(result.report?.targetCount).toBe(4_000);
+    await expectExactRebuild(base);
+
+    const fired = Object.values(qdrant.double!.stats.all());
+    expect(fired.reduce((n, c) => n + c.injected503, 0)).toBeGreaterThan(0);
+    expect(fired.reduce((n, c) => n + c.dropped, 0)).toBe(6);
+  } finally {
+    await worker.stop();
+  }
+});

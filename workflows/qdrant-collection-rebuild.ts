@@ -1,0 +1,235 @@
+/**
+ * Runbook 000 (../shared/seeds/000-mem0-qdrant-rebuild-runbook.md) as a
+ * workflow: mem0 v1 Qdrant collections rebuilt into new collections with
+ * mem0 2.x's schema (a `bm25` sparse slot, keyword indexes on the scope ids),
+ * the BM25 vectors backfilled, writes made meanwhile caught up, validated,
+ * approved, cut over by one atomic alias swap, verified, and rolled back on
+ * request until the plan's retention ends. The legacy collections are never
+ * changed: they are the way back.
+ */
+import { ApplicationFailure } from '@temporalio/workflow';
+import { z } from 'zod';
+import { longActivities, quickActivities } from './activity-options';
+import type { CatchUpCounts } from '../activities/qdrant-rebuild';
+import type { Outcome, ValidationReport } from './messages';
+import { MigrationRun, errorMessage, parsePlan } from './migration-run';
+import { ApprovalPlan, CopyPlan, collectionName, duration, endpointUrl, qdrantUrl } from './plan-schemas';
+
+/** mem0 2.x queries these scope ids with keyword filters. */
+const MEM0_SCOPE_INDEXES = ['user_id', 'agent_id', 'run_id', 'actor_id'];
+
+const CollectionPair = z
+  .object({
+    /** The v1 collection, e.g. `mem0` or `mem0_entities`; only read. */
+    source: collectionName,
+    /** The new collection, created by the workflow (or empty beforehand). */
+    target: collectionName,
+    /** The name clients use; cutover points it at `target`, rollback back at `source`. */
+    alias: collectionName,
+    /** Payload field BM25 is computed from when a point has no `text_lemmatized`; default the plan's textField. */
+    textField: z.string().min(1).optional(),
+  })
+  .strict();
+
+export const QdrantRebuildPlan = z
+  .object({
+    qdrant: z
+      .object({
+        url: qdrantUrl,
+        /** Qdrant's storage directory as the worker sees it; when set, preflight checks its free space. */
+        storagePath: z.string().min(1).optional(),
+      })
+      .strict(),
+    collections: z.array(CollectionPair).min(1),
+    schema: z
+      .object({
+        /** Dense vector config; copied from each source, and checked against these when given. */
+        dense: z
+          .object({
+            size: z.number().int().positive().optional(),
+            distance: z.enum(['Cosine', 'Euclid', 'Dot', 'Manhattan']).optional(),
+          })
+          .strict()
+          .optional(),
+        /** Sparse vectors to add (computed during the copy, `modifier: idf`); [] for none. */
+        sparse: z.array(z.literal('bm25')).default(['bm25']),
+        /** Keyword payload indexes on every target. */
+        keywordIndexes: z.array(z.string().min(1)).default(MEM0_SCOPE_INDEXES),
+      })
+      .strict()
+      .prefault({}),
+    /** mem0's memory text; BM25 uses `text_lemmatized` instead where a point has it. */
+    textField: z.string().min(1).default('data'),
+    /** Where the per-user baseline and the Neo4j export are written (on the worker). */
+    workDir: z.string().min(1),
+    copy: CopyPlan.prefault({}),
+    validation: z.object({ sampleSize: z.number().int().min(1).max(10_000).default(200) }).strict().prefault({}),
+    /** Catch-up passes before approval: each copies what changed in the sources, then validates again. */
+    catchUp: z.object({ maxRounds: z.number().int().min(1).max(20).default(3) }).strict().prefault({}),
+    approval: ApprovalPlan.prefault({}),
+    /** After a rejection or approval timeout: remove the new collections, or keep them. */
+    onReject: z.enum(['drop-target', 'keep-target']).default('drop-target'),
+    /** A Neo4j graph store (mem0 v1 graph memory) exported before it is decommissioned. */
+    graph: z
+      .object({
+        uri: endpointUrl(['bolt:', 'bolt+s:', 'bolt+ssc:', 'neo4j:', 'neo4j+s:', 'neo4j+ssc:'], 'NEO4J_USER/NEO4J_PASSWORD'),
+        database: z.string().min(1).optional(),
+      })
+      .strict()
+      .optional(),
+    /** How long after cutover a `rollback` is still taken; keep snapshots and the export as longActivities. */
+    retention: duration.default('30d'),
+    rollback: z
+      .object({
+        /** Serve the snapshot (recovered as `<source>_rollback`) instead of the legacy collection. */
+        fromSnapshot: z.boolean().default(false),
+        /** Restore the Neo4j export into graph.uri, which must then be empty. */
+        restoreGraph: z.boolean().default(false),
+      })
+      .strict()
+      .prefault({}),
+    /** Preflight only: checks, counts and the baseline; writes nothing to Qdrant. */
+    dryRun: z.boolean().default(false),
+  })
+  .strict()
+  .superRefine((plan, ctx) => {
+    const seen = new Map<string, string>();
+    plan.collections.forEach((pair, i) => {
+      for (const role of ['source', 'target', 'alias'] as const) {
+        const earlier = seen.get(pair[role]);
+        if (earlier) ctx.addIssue({ code: 'custom', path: ['collections', i, role], message: `'${pair[role]}' is already used as ${earlier}` });
+        seen.set(pair[role], `collections[${i}].${role}`);
+      }
+    });
+    if (plan.rollback.restoreGraph && !plan.graph) {
+      ctx.addIssue({ code: 'custom', path: ['rollback', 'restoreGraph'], message: 'needs a graph section to restore from' });
+    }
+  });
+
+export type QdrantRebuildPlanInput = z.input<typeof QdrantRebuildPlan>;
+export type QdrantRebuildPlan = z.output<typeof QdrantRebuildPlan>;
+
+export interface QdrantRebuildResult {
+  outcome: Outcome;
+  report: ValidationReport | null;
+  notes: string[];
+  copied: number;
+  caughtUp: CatchUpCounts;
+  snapshots: { collection: string; name: string; checksum: string | null }[];
+  graphExport: string | null;
+}
+
+
+const noCatchUp: CatchUpCounts = { added: 0, changed: 0, deleted: 0 };
+const addCounts = (a: CatchUpCounts, b: CatchUpCounts): CatchUpCounts => ({
+  added: a.added + b.added,
+  changed: a.changed + b.changed,
+  deleted: a.deleted + b.deleted,
+});
+const describeCatchUp = (c: CatchUpCounts) => `${c.added} added, ${c.changed} changed, ${c.deleted} deleted`;
+
+export async function qdrantCollectionRebuild(input: QdrantRebuildPlanInput): Promise<QdrantRebuildResult> {
+  const plan = parsePlan(QdrantRebuildPlan, input);
+  const host = new URL(plan.qdrant.url).host;
+  const run = new MigrationRun({
+    workflow: 'qdrantCollectionRebuild',
+    kind: 'qdrant-rebuild',
+    source: `qdrant://${host}/${plan.collections.map((c) => c.source).join(',')}`,
+    target: `qdrant://${host}/${plan.collections.map((c) => c.target).join(',')}`,
+    approvers: plan.approval.approvers,
+    dryRun: plan.dryRun,
+    copy: plan.copy,
+  });
+  let copied = 0;
+  let caughtUp = noCatchUp;
+  let snapshots: QdrantRebuildResult['snapshots'] = [];
+  let graphExport: string | null = null;
+  const result = (outcome: Outcome) => run.finish(outcome, { copied, caughtUp, snapshots, graphExport });
+
+  const preflight = await run.phase('preflight', () => longActivities.preflightQdrantRebuild(plan));
+  run.setCopyTotal(preflight.points);
+  preflight.notes.forEach((note) => run.note(note));
+  if (plan.dryRun) return result('dry-run');
+
+  await run.phase('backup', async () => {
+    snapshots = await quickActivities.snapshotSourceCollections(plan);
+    run.note(`Snapshots kept: ${snapshots.map((s) => `${s.collection}/${s.name}`).join(', ')}.`);
+    if (plan.graph) {
+      const graph = await longActivities.exportGraphForDecommission(plan);
+      graphExport = graph.file;
+      run.note(`Neo4j graph exported to ${graph.file}: ${graph.nodes} nodes, ${graph.relationships} relationships (manifest ${graph.manifestFile}).`);
+    }
+  });
+
+  await run.phase('prepare-target', () => quickActivities.prepareRebuildTargets(plan, preflight.vectors));
+
+  await run.phase('copy', async () => {
+    for (let index = 0; index < plan.collections.length; index++) {
+      const copy = await longActivities.copyRebuildCollection(plan, index, preflight.vectors[index], { copied, total: preflight.points });
+      copied += copy.copied;
+      if (copy.resumedFrom > 0) {
+        run.note(`Copy of ${plan.collections[index].source} resumed at ${copy.resumedFrom} points (attempt ${copy.attempt}) and wrote the remaining ${copy.writtenThisAttempt}.`);
+      }
+    }
+  });
+
+  const catchUp = async () => {
+    const counts = await longActivities.catchUpRebuildTargets(plan, preflight.vectors);
+    caughtUp = addCounts(caughtUp, counts);
+    return counts;
+  };
+
+  // Sources may take writes until cutover: catch up, validate, and repeat while writes keep
+  // landing — but not when a round found nothing to catch up: then the mismatch is not a write.
+  const report = await run.phase('validate', async () => {
+    let latest: ValidationReport | null = null;
+    let foundWrites = true;
+    for (let round = 1; round <= plan.catchUp.maxRounds && !latest?.ok && (round === 1 || foundWrites); round++) {
+      const counts = await catchUp();
+      foundWrites = counts.added + counts.changed + counts.deleted > 0;
+      run.note(`Catch-up round ${round}: ${describeCatchUp(counts)} since the copy read them.`);
+      latest = await longActivities.validateRebuild(plan, preflight.vectors, caughtUp);
+      run.setReport(latest);
+    }
+    return latest!;
+  });
+  if (!report.ok) {
+    throw ApplicationFailure.nonRetryable(
+      `Validation failed, cutover blocked; the new collections are kept for inspection: ${report.checks.filter((c) => !c.ok).map((c) => c.detail).join('; ')}`,
+      'ValidationFailed',
+    );
+  }
+
+  const decision = await run.awaitCutoverApproval(plan.approval.timeout);
+  if (decision !== 'approved') {
+    if (plan.onReject === 'drop-target') {
+      await run.phase('rollback', () => quickActivities.dropRebuildTargets(plan));
+      run.note(`Removed ${plan.collections.map((c) => c.target).join(', ')}; the sources were never changed.`);
+    }
+    return result(decision === 'rejected' ? 'rejected' : 'approval-timed-out');
+  }
+
+  const rollback = async (why: string) => {
+    const undone = await run.phase('rollback', () => longActivities.rollbackRebuild(plan, snapshots));
+    run.note(`Rolled back (${why}): ${undone.summary}`);
+    return result('rolled-back');
+  };
+
+  await run.phase('cutover', async () => {
+    const last = await catchUp();
+    run.note(`Final catch-up before the alias swap: ${describeCatchUp(last)}. Caught up in all: ${describeCatchUp(caughtUp)}.`);
+    const swap = await quickActivities.swapServingAliases(plan);
+    run.note(`Cutover: ${swap.summary}`);
+  });
+  try {
+    const verified = await run.phase('verify', () => quickActivities.verifyRebuildCutover(plan));
+    run.note(`Verified through the aliases: ${verified.summary}`);
+  } catch (err) {
+    return rollback(`verification failed: ${errorMessage(err)}`);
+  }
+  if (!/^0+[a-z]+$/.test(plan.retention)) {
+    const request = await run.awaitRollbackRequest(plan.retention);
+    if (request) return rollback(`requested by ${request.by}${request.reason ? `: ${request.reason}` : ''}`);
+  }
+  return result('cut-over');
+}
