@@ -32,6 +32,7 @@ import {
   type Decision,
 } from '../workflows/messages';
 import { MigrationKind, MigrationPhase, MigrationSource, MigrationTarget } from '../workflows/search-attributes';
+import { QdrantRebuildPlan } from '../workflows/qdrant-collection-rebuild';
 import { SqliteVecPlan } from '../workflows/sqlite-vec-migration';
 import { TenantSchemaPlan } from '../workflows/tenant-schema-upgrade';
 import { statusLines, table, takeSnapshot, watch, webUiLink } from './status-view';
@@ -41,6 +42,7 @@ import { TASK_QUEUE, temporalConfig } from './temporal-config';
 const RUNBOOKS: Record<string, { plan: z.ZodType; idPrefix: string }> = {
   sqliteVecMigration: { plan: SqliteVecPlan, idPrefix: 'sqlite-vec' },
   tenantSchemaUpgrade: { plan: TenantSchemaPlan, idPrefix: 'tenant-schema' },
+  qdrantCollectionRebuild: { plan: QdrantRebuildPlan, idPrefix: 'qdrant-rebuild' },
 };
 
 const EXIT = { ok: 0, refused: 1, usage: 2 } as const;

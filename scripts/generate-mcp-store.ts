@@ -8,6 +8,7 @@
 import Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
 import * as sqliteVec from 'sqlite-vec';
+import { seededRandom } from './seeded-random';
 
 export interface McpStoreOptions {
   count: number;
@@ -40,18 +41,6 @@ export const MCP_SCHEMA = (dimensions: number) => `
 const TOPICS = ['coffee', 'deploys', 'postgres', 'hiking', 'tax forms', 'rust', 'sourdough', 'meetings', 'qdrant', 'travel'];
 const TYPES = ['note', 'preference', 'fact', 'task'];
 
-/** mulberry32: small, fast, deterministic. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 export function openWritableStore(path: string, dimensions: number): Database.Database {
   const db = new Database(path);
   sqliteVec.load(db);
@@ -63,7 +52,7 @@ export function openWritableStore(path: string, dimensions: number): Database.Da
 export function insertMemories(db: Database.Database, from: number, options: McpStoreOptions): void {
   const dimensions = options.dimensions ?? 384;
   const users = options.users ?? ['alice', 'bob', 'carol', 'dave'];
-  const next = random((options.seed ?? 42) + from);
+  const next = seededRandom((options.seed ?? 42) + from);
   const insertMemory = db.prepare(`
     INSERT INTO memories (content_hash, content, tags, memory_type, metadata, created_at, updated_at, created_at_iso, updated_at_iso, deleted_at)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);

@@ -4,9 +4,9 @@
  * pgvector table — backed up, copied resumably, validated, approved, cut over,
  * verified, and rolled back on request or on failed verification.
  */
-import { ApplicationFailure, proxyActivities } from '@temporalio/workflow';
+import { ApplicationFailure } from '@temporalio/workflow';
 import { z } from 'zod';
-import type { createActivities } from '../activities';
+import { longActivities, quickActivities } from './activity-options';
 import type { Outcome, ValidationReport } from './messages';
 import { MigrationRun, errorMessage, parsePlan } from './migration-run';
 import { ApprovalPlan, CopyPlan, TargetSpec, describeTarget, duration, endpointUrl } from './plan-schemas';
@@ -63,17 +63,6 @@ export interface SqliteVecResult {
   backupPath: string | null;
 }
 
-const quick = proxyActivities<ReturnType<typeof createActivities>>({
-  startToCloseTimeout: '30m',
-  retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['InvalidPlan'] },
-});
-
-const copying = proxyActivities<ReturnType<typeof createActivities>>({
-  startToCloseTimeout: '7d',
-  // A worker that dies mid-copy is noticed within this, and the retry resumes from the last heartbeat.
-  heartbeatTimeout: '10s',
-  retry: { initialInterval: '1s', maximumInterval: '30s' },
-});
 
 export async function sqliteVecMigration(input: SqliteVecPlanInput): Promise<SqliteVecResult> {
   const plan = parsePlan(SqliteVecPlan, input);
@@ -89,26 +78,26 @@ export async function sqliteVecMigration(input: SqliteVecPlanInput): Promise<Sql
   const result = (outcome: Outcome, copied: number, backupPath: string | null, copySeconds = 0) =>
     run.finish(outcome, { copied, copySeconds, backupPath });
 
-  const preflight = await run.phase('preflight', () => quick.preflightSqliteVec(plan));
+  const preflight = await run.phase('preflight', () => quickActivities.preflightSqliteVec(plan));
   run.setCopyTotal(preflight.memories);
   run.note(`Source holds ${preflight.memories} memories (${preflight.dimensions}-dim) from ${preflight.users} users; ${preflight.deleted} soft-deleted.`);
 
   if (plan.dryRun) {
-    const estimate = await run.phase('copy', () => copying.dryRunSqliteVec(plan));
+    const estimate = await run.phase('copy', () => longActivities.dryRunSqliteVec(plan));
     run.note(`Dry run: read ${estimate.memories} memories in ${estimate.batches} batches in ${estimate.readSeconds}s; estimated copy time ${estimate.estimatedSeconds}s. Nothing was written.`);
     return result('dry-run', 0, null);
   }
 
-  const backup = await run.phase('backup', () => quick.backupSqliteVec(plan));
+  const backup = await run.phase('backup', () => quickActivities.backupSqliteVec(plan));
   run.note(`Backup verified: ${backup.path} (${backup.memories} memories).`);
-  await run.phase('prepare-target', () => quick.prepareSqliteVecTarget(plan));
-  const copy = await run.phase('copy', () => copying.copySqliteVecPoints(plan));
+  await run.phase('prepare-target', () => quickActivities.prepareSqliteVecTarget(plan));
+  const copy = await run.phase('copy', () => longActivities.copySqliteVecPoints(plan));
   run.note(`Copied ${copy.copied} memories in ${copy.seconds.toFixed(1)}s (${Math.round(copy.writtenThisAttempt / Math.max(copy.seconds, 0.001))}/s).`);
   if (copy.resumedFrom > 0) {
     run.note(`Copy resumed at ${copy.resumedFrom} memories (attempt ${copy.attempt}) and wrote the remaining ${copy.writtenThisAttempt}.`);
   }
 
-  const report = await run.phase('validate', () => quick.validateSqliteVecCopy(plan));
+  const report = await run.phase('validate', () => quickActivities.validateSqliteVecCopy(plan));
   run.setReport(report);
   if (!report.ok) {
     throw ApplicationFailure.nonRetryable(
@@ -120,21 +109,21 @@ export async function sqliteVecMigration(input: SqliteVecPlanInput): Promise<Sql
   const decision = await run.awaitCutoverApproval(plan.approval.timeout);
   if (decision !== 'approved') {
     if (plan.onReject === 'drop-target') {
-      await run.phase('rollback', () => quick.dropTarget(plan.target));
+      await run.phase('rollback', () => quickActivities.dropTarget(plan.target));
       run.note(`Removed ${describeTarget(plan.target)}; the source was never changed.`);
     }
     return result(decision === 'rejected' ? 'rejected' : 'approval-timed-out', copy.copied, backup.path, copy.seconds);
   }
 
   const rollback = async (why: string) => {
-    const undone = await run.phase('rollback', () => quick.rollbackSqliteVec(plan, backup.path));
+    const undone = await run.phase('rollback', () => quickActivities.rollbackSqliteVec(plan, backup.path));
     run.note(`Rolled back (${why}): ${undone.summary}`);
     return result('rolled-back', copy.copied, backup.path, copy.seconds);
   };
 
-  await run.phase('cutover', () => quick.recordCutover(plan));
+  await run.phase('cutover', () => quickActivities.recordCutover(plan));
   try {
-    await run.phase('verify', () => quick.verifySqliteVecCutover(plan));
+    await run.phase('verify', () => quickActivities.verifySqliteVecCutover(plan));
   } catch (err) {
     return rollback(`verification failed: ${errorMessage(err)}`);
   }
