@@ -8,7 +8,7 @@
 import { ApplicationFailure, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import { z } from 'zod';
 import type { createActivities } from '../activities';
-import type { AppliedVersion, OpenMemoryBackup, UpgradePlan, VerificationReport } from '../activities/openmemory';
+import type { AppliedVersion, ApplyRetry, OpenMemoryBackup, UpgradePlan, VerificationReport } from '../activities/openmemory';
 import type { Outcome, ValidationReport } from './messages';
 import { MigrationRun, errorMessage, parsePlan } from './migration-run';
 import { ApprovalPlan, duration, postgresUrl, sqlIdentifier } from './plan-schemas';
@@ -80,11 +80,13 @@ export interface TenantSchemaResult {
   notes: string[];
 }
 
-const quick = proxyActivities<ReturnType<typeof createActivities>>({
-  startToCloseTimeout: '30m',
-  // Refusals are non-retryable ApplicationFailures; a lock held by a running OpenMemory ('DatabaseLocked') is retried.
-  retry: { initialInterval: '2s', maximumInterval: '1m', maximumAttempts: 10 },
-});
+// Not activity-options.ts' quickActivities: a lock held by a running OpenMemory ('DatabaseLocked') is retried
+// for minutes (10 attempts backing off to 1m), not 5 quick ones; refusals are non-retryable ApplicationFailures.
+const retry = { initialInterval: '2s', maximumInterval: '1m', maximumAttempts: 10 };
+const quick = proxyActivities<ReturnType<typeof createActivities>>({ startToCloseTimeout: '30m', retry });
+// Backup, apply, verify, restore hold or write the database and heartbeat while they run (activities/openmemory):
+// a dead worker is noticed within heartbeatTimeout and the attempt retried on another, not after 30 minutes.
+const held = proxyActivities<ReturnType<typeof createActivities>>({ startToCloseTimeout: '30m', heartbeatTimeout: '10s', retry });
 
 export async function tenantSchemaUpgrade(input: TenantSchemaPlanInput): Promise<TenantSchemaResult> {
   const plan = parsePlan(TenantSchemaPlan, input);
@@ -142,7 +144,7 @@ export async function tenantSchemaUpgrade(input: TenantSchemaPlanInput): Promise
 
   const location = plan.backup.file ?? plan.backup.schema ?? defaultBackupLocation(plan);
   backup = await run.phase('backup', () =>
-    quick.backupOpenMemory({ target, ...(target.engine === 'sqlite' ? { backupFile: location } : { backupSchema: location }) }),
+    held.backupOpenMemory({ target, ...(target.engine === 'sqlite' ? { backupFile: location } : { backupSchema: location }) }),
   );
   run.note(`Backup verified: ${backup.engine === 'sqlite' ? `file ${backup.file} (sha256 ${backup.sha256.slice(0, 12)}…)` : `schema ${backup.schema}`}.`);
 
@@ -157,7 +159,7 @@ export async function tenantSchemaUpgrade(input: TenantSchemaPlanInput): Promise
   }
 
   const restore = async (why: string) => {
-    const restored = await run.phase('rollback', () => quick.restoreOpenMemory({ target, backup: backup! }));
+    const restored = await run.phase('rollback', () => held.restoreOpenMemory({ target, backup: backup! }));
     run.note(`Rolled back (${why}): ${restored.tables.map((t) => `${t.name} ${t.action}${t.action === 'restored' ? ` (${t.rows} rows)` : ''}`).join(', ')}.`);
     return result('rolled-back');
   };
@@ -165,8 +167,9 @@ export async function tenantSchemaUpgrade(input: TenantSchemaPlanInput): Promise
   try {
     await run.phase('cutover', async () => {
       for (const step of upgrade!.steps) {
-        const done = await quick.applyOpenMemoryVersion({ target, version: step.version, changes: step.changes });
+        const done = await held.applyOpenMemoryVersion({ target, version: step.version, changes: step.changes });
         applied.push(done);
+        if (done.retry) run.note(retryNote(done.version, done.retry));
         run.note(`Applied ${done.version}: ${done.statements} statements in one transaction (${done.applied.join(', ') || 'already recorded'}).`);
       }
     });
@@ -178,7 +181,7 @@ export async function tenantSchemaUpgrade(input: TenantSchemaPlanInput): Promise
   }
 
   verification = await run.phase('verify', () =>
-    quick.verifyOpenMemoryUpgrade({ target, targetVersion: upgrade!.targetVersion, baselineRowCounts: inspection.rowCounts, backup: backup! }),
+    held.verifyOpenMemoryUpgrade({ target, targetVersion: upgrade!.targetVersion, baselineRowCounts: inspection.rowCounts, backup: backup! }),
   );
   if (!verification.ok) {
     const failed = verification.checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail}`);
@@ -191,6 +194,16 @@ export async function tenantSchemaUpgrade(input: TenantSchemaPlanInput): Promise
     if (request) return restore(`requested by ${request.by}${request.reason ? `: ${request.reason}` : ''}`);
   }
   return result('cut-over');
+}
+
+/** What a retried apply found after an earlier attempt died with its worker or failed on a lock. */
+function retryNote(version: string, { attempt, previousAttemptAt, found }: ApplyRetry): string {
+  const at = previousAttemptAt ? `, last heard at "${previousAttemptAt}"` : '';
+  const outcome =
+    found === 'recorded'
+      ? 'already recorded: an earlier attempt had committed it before its result reached Temporal; nothing was run again'
+      : `${found}, as planned: nothing of an earlier attempt had been committed (a version commits whole or not at all)`;
+  return `Applying ${version} took ${attempt} attempts (the one before stopped without finishing${at}); attempt ${attempt} found ${version} ${outcome}.`;
 }
 
 /** Per run, so a re-run never meets an earlier run's backup: beside the file, or a sibling schema. */

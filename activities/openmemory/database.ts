@@ -201,7 +201,21 @@ export interface AppliedVersion {
   applied: string[];
   alreadyRecorded: boolean;
   statements: number;
+  /** Only when this was not the activity's first attempt (the worker running an earlier one died, or the database was locked). */
+  retry?: ApplyRetry;
 }
+
+export interface ApplyRetry {
+  /** The attempt that succeeded, from 2. */
+  attempt: number;
+  /** Where the previous attempt last said it was (its last heartbeat reaching Temporal), e.g. "statement 5 of 15: ALTER TABLE …". */
+  previousAttemptAt: string | null;
+  /** What this attempt found: `not-started`/`partial` as planned — nothing of the interrupted attempt committed — or `recorded`: it had committed. */
+  found: VersionStatus;
+}
+
+/** Where a running apply is, for its heartbeat: the next attempt reads it back after a crash. */
+export type ApplyProgress = (step: string) => void;
 
 export interface VerificationReport {
   ok: boolean;
@@ -405,13 +419,22 @@ export async function plan(db: OpenMemoryDatabase, targetVersion: string): Promi
  * `expectedChanges` are the change ids of the approved plan: if the database
  * now needs different ones, nothing is done.
  */
-export async function applyVersion(db: OpenMemoryDatabase, version: Version, expectedChanges?: string[]): Promise<AppliedVersion> {
+export async function applyVersion(
+  db: OpenMemoryDatabase,
+  version: Version,
+  expectedChanges?: string[],
+  options: { progress?: ApplyProgress; retryOf?: Omit<ApplyRetry, 'found'> } = {},
+): Promise<AppliedVersion> {
+  const progress = options.progress ?? (() => undefined);
+  const retried = (found: VersionStatus) => (options.retryOf ? { retry: { ...options.retryOf, found } } : {});
+  progress(`${version.id}: beginning the transaction`);
   return db.transaction(async () => {
+    progress(`${version.id}: inspecting, in the transaction`);
     const snapshot = await db.snapshot();
     requireBaseline(db, snapshot);
     const recorded = await db.recordedVersions();
     if (recorded.some((r) => r.version === version.id)) {
-      return { version: version.id, applied: [], alreadyRecorded: true, statements: 0 };
+      return { version: version.id, applied: [], alreadyRecorded: true, statements: 0, ...retried('recorded') };
     }
     const earlier = VERSIONS.slice(0, VERSIONS.indexOf(version)).filter((v) => !recorded.some((r) => r.version === v.id));
     if (earlier.length > 0) {
@@ -428,18 +451,20 @@ export async function applyVersion(db: OpenMemoryDatabase, version: Version, exp
       );
     }
     const statements = statementsFor(db, version, pending);
-    await runStatements(db, version, statements);
+    await runStatements(db, version, statements, progress);
+    progress(`${version.id}: checking, then committing`);
     const after = versionState(version, db, await db.snapshot(), [], {});
     const stillMissing = after.changes.flatMap((c) => c.missing);
     if (stillMissing.length > 0) {
       refuse('MigrationFailed', `${version.id}'s SQL ran but the schema is still not as expected: ${stillMissing.join('; ')}. Rolled back.`);
     }
-    return { version: version.id, applied: pending, alreadyRecorded: false, statements: statements.length };
+    return { version: version.id, applied: pending, alreadyRecorded: false, statements: statements.length, ...retried(state.status) };
   });
 }
 
-async function runStatements(db: OpenMemoryDatabase, version: Version, statements: string[]): Promise<void> {
+async function runStatements(db: OpenMemoryDatabase, version: Version, statements: string[], progress: ApplyProgress): Promise<void> {
   for (const [i, sql] of statements.entries()) {
+    progress(`${version.id}: statement ${i + 1} of ${statements.length}: ${sql}`);
     try {
       await db.execute(sql);
     } catch (err) {

@@ -14,7 +14,13 @@
  * Problems a person must fix are non-retryable ApplicationFailures whose type
  * names the problem (see FailureType); a lock held by a running OpenMemory
  * is a retryable 'DatabaseLocked'.
+ *
+ * Those that write or hold the database (backup, apply, verify, restore)
+ * heartbeat while they run, so a worker that dies is noticed within the
+ * workflow's heartbeatTimeout; apply's heartbeat says where it is, and its
+ * next attempt reports that with what it then found.
  */
+import { Context } from '@temporalio/activity';
 import {
   AppliedVersion,
   OpenMemoryBackup,
@@ -36,6 +42,7 @@ import { SqliteOpenMemory } from './sqlite';
 
 export type {
   AppliedVersion,
+  ApplyRetry,
   OpenMemoryBackup,
   OpenMemoryInspection,
   OpenMemoryTarget,
@@ -73,7 +80,7 @@ export async function backupOpenMemory(input: {
     input.target.engine === 'sqlite'
       ? (input.backupFile ?? refuse('InvalidTarget', 'an SQLite backup needs backupFile'))
       : (input.backupSchema ?? refuse('InvalidTarget', 'a PostgreSQL backup needs backupSchema'));
-  return withDatabase(input.target, (db) => db.backup(location, tablesTouchedBy([...VERSIONS])));
+  return withDatabase(input.target, (db) => db.backup(location, tablesTouchedBy([...VERSIONS])), heartbeats('backing up'));
 }
 
 /**
@@ -89,7 +96,10 @@ export async function applyOpenMemoryVersion(input: {
 }): Promise<AppliedVersion> {
   const version =
     findVersion(input.version) ?? refuse('UnknownVersion', `unknown version "${input.version}"; known versions: ${knownVersionIds().join(', ')}`);
-  return withDatabase(input.target, (db) => applyVersion(db, version, input.changes));
+  const progress = heartbeats(`${version.id}: opening the database`);
+  const ctx = activityContext();
+  const retryOf = ctx && ctx.info.attempt > 1 ? { attempt: ctx.info.attempt, previousAttemptAt: lastStep(ctx.info.heartbeatDetails) } : undefined;
+  return withDatabase(input.target, (db) => applyVersion(db, version, input.changes, { progress: progress?.report, retryOf }), progress);
 }
 
 /**
@@ -104,7 +114,7 @@ export async function verifyOpenMemoryUpgrade(input: {
   baselineRowCounts: Record<string, number>;
   backup?: OpenMemoryBackup;
 }): Promise<VerificationReport> {
-  return withDatabase(input.target, (db) => verify(db, input));
+  return withDatabase(input.target, (db) => verify(db, input), heartbeats('verifying'));
 }
 
 /** Rollback: SQLite byte for byte, PostgreSQL row for row (and the tables the upgrade created dropped). */
@@ -112,7 +122,7 @@ export async function restoreOpenMemory(input: { target: OpenMemoryTarget; backu
   if (input.backup.engine !== input.target.engine) {
     refuse('InvalidTarget', `a ${input.backup.engine} backup cannot restore a ${input.target.engine} database`);
   }
-  return withDatabase(input.target, (db) => db.restore(input.backup));
+  return withDatabase(input.target, (db) => db.restore(input.backup), heartbeats('restoring the backup'));
 }
 
 export async function openOpenMemory(target: OpenMemoryTarget): Promise<OpenMemoryDatabase> {
@@ -126,11 +136,72 @@ export async function openOpenMemory(target: OpenMemoryTarget): Promise<OpenMemo
   }
 }
 
-async function withDatabase<T>(target: OpenMemoryTarget, work: (db: OpenMemoryDatabase) => Promise<T>): Promise<T> {
-  const db = await openOpenMemory(target);
+async function withDatabase<T>(target: OpenMemoryTarget, work: (db: OpenMemoryDatabase) => Promise<T>, heartbeat?: Heartbeat): Promise<T> {
+  heartbeat?.start();
   try {
-    return await work(db);
+    const db = await openOpenMemory(target);
+    try {
+      return await work(db);
+    } finally {
+      await db.close();
+    }
   } finally {
-    await db.close();
+    heartbeat?.stop();
+  }
+}
+
+/** What an attempt heartbeats: the next attempt of the same activity reads it back (Info.heartbeatDetails). */
+interface HeartbeatDetails {
+  attempt: number;
+  step: string;
+}
+
+interface Heartbeat {
+  start(): void;
+  /** Says where the activity is now: heartbeated at once (Temporal throttles what it sends), and again every second. */
+  report(step: string): void;
+  stop(): void;
+}
+
+const HEARTBEAT_EVERY_MS = 1_000;
+
+/**
+ * Heartbeats every second while the activity runs, and at each `report`, so
+ * a worker that dies mid-activity is noticed within the workflow's
+ * heartbeatTimeout instead of its startToCloseTimeout. better-sqlite3 runs a
+ * statement synchronously, so on SQLite no heartbeat leaves during one
+ * statement, only between statements. Outside an activity (activities called
+ * directly) there is nothing to tell: undefined.
+ */
+function heartbeats(initial: string): Heartbeat | undefined {
+  const ctx = activityContext();
+  if (!ctx) return undefined;
+  let step = initial;
+  let timer: NodeJS.Timeout | undefined;
+  const beat = () => ctx.heartbeat({ attempt: ctx.info.attempt, step } satisfies HeartbeatDetails);
+  return {
+    start() {
+      timer ??= setInterval(beat, HEARTBEAT_EVERY_MS);
+    },
+    report(now) {
+      step = now;
+      beat();
+    },
+    stop() {
+      clearInterval(timer);
+    },
+  };
+}
+
+function lastStep(details: unknown): string | null {
+  const step = (details as Partial<HeartbeatDetails> | undefined)?.step;
+  return typeof step === 'string' ? step : null;
+}
+
+function activityContext(): Context | undefined {
+  try {
+    return Context.current();
+  } catch {
+    return undefined; // called directly, not as an activity
   }
 }

@@ -22,6 +22,8 @@ import { refuse } from './database';
 import { TableName, Tables, quoteIdent } from './migrations';
 
 const BACKUP_ALIAS = 'memshift_backup';
+/** How long a write waits for a lock held by someone else (a running OpenMemory) before failing as DatabaseLocked, to be retried. */
+const BUSY_TIMEOUT_MS = 5_000;
 
 export class SqliteOpenMemory implements OpenMemoryDatabase {
   readonly engine = 'sqlite' as const;
@@ -48,7 +50,7 @@ export class SqliteOpenMemory implements OpenMemoryDatabase {
    */
   static open(path: string): SqliteOpenMemory {
     if (!existsSync(path)) refuse('DatabaseNotFound', `no SQLite database at ${path}`);
-    const db = new Database(path, { fileMustExist: true, timeout: 5_000 });
+    const db = new Database(path, { fileMustExist: true, timeout: BUSY_TIMEOUT_MS });
     try {
       db.prepare('SELECT count(*) FROM sqlite_master').get();
     } catch (err) {
@@ -107,7 +109,7 @@ export class SqliteOpenMemory implements OpenMemoryDatabase {
    * crash at any statement leaves the database as it was before the version.
    */
   async transaction<T>(work: () => Promise<T>): Promise<T> {
-    this.guard(() => this.db.exec('BEGIN IMMEDIATE'));
+    await this.beginImmediate();
     try {
       const result = await work();
       this.db.exec('COMMIT');
@@ -225,6 +227,29 @@ export class SqliteOpenMemory implements OpenMemoryDatabase {
     });
   }
 
+  /**
+   * BEGIN IMMEDIATE, waiting up to BUSY_TIMEOUT_MS for the write lock
+   * without blocking the event loop (better-sqlite3's busy timeout would), so
+   * the activity keeps heartbeating while someone else holds the database.
+   */
+  private async beginImmediate(): Promise<void> {
+    const deadline = Date.now() + BUSY_TIMEOUT_MS;
+    this.db.pragma('busy_timeout = 0');
+    try {
+      for (;;) {
+        try {
+          this.db.exec('BEGIN IMMEDIATE');
+          return;
+        } catch (err) {
+          if (!isBusy(err) || Date.now() >= deadline) throw lockedOr(err, this.location);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    } finally {
+      this.db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    }
+  }
+
   private guard<T>(work: () => T): T {
     try {
       return work();
@@ -259,9 +284,13 @@ function locked(path: string): ApplicationFailure {
   return ApplicationFailure.retryable(`${path} is locked by another process; stop the OpenMemory server that uses it`, 'DatabaseLocked');
 }
 
+function isBusy(err: unknown): boolean {
+  const code = (err as { code?: string }).code ?? '';
+  return code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED'); // extended codes too, e.g. SQLITE_BUSY_SNAPSHOT
+}
+
 function lockedOr(err: unknown, path: string): unknown {
-  const code = (err as { code?: string }).code;
-  return code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED' ? locked(path) : err;
+  return isBusy(err) ? locked(path) : err;
 }
 
 async function sha256Of(file: string): Promise<string> {
