@@ -5,7 +5,10 @@
  * Prints points/s and each copying process's peak RSS; several sizes show
  * whether memory stays flat as the dataset grows.
  *
- *   npm run bench -- --sizes 25000,100000 [--batch 500] [--concurrency 2]
+ *   npm run bench -- --sizes 25000,100000 [--batch 500] [--concurrency 2] [--heap-mb 256]
+ * --heap-mb caps each copying process's V8 heap: a copy that streams finishes
+ * under the same cap at every size, and its peak RSS stays flat; without a cap
+ * V8 grows its heap lazily and peak RSS says little about what the copy holds.
  * PostgreSQL: DATABASE_URL when set, else embedded PGlite in this process.
  */
 import { Client, Connection } from '@temporalio/client';
@@ -42,7 +45,9 @@ interface Run {
 function runNode(args: string[], env: NodeJS.ProcessEnv, name: string) {
   const rssFile = path.join(workDir, `${name}.rss`);
   rmSync(rssFile, { force: true });
-  const child = spawn(process.execPath, ['-r', path.join(__dirname, 'peak-rss.cjs'), '--import', 'tsx', ...args], {
+  const heap = option('heap-mb', '');
+  const heapCap = heap ? [`--max-old-space-size=${heap}`] : [];
+  const child = spawn(process.execPath, [...heapCap, '-r', path.join(__dirname, 'peak-rss.cjs'), '--import', 'tsx', ...args], {
     cwd: root,
     env: { ...process.env, ...env, PEAK_RSS_FILE: rssFile },
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -143,7 +148,8 @@ async function main() {
     temporal.stop();
     await postgres.stop();
   }
-  console.log(`\nSQLite-vec → pgvector, 384-dim, batch ${batch}, memshift concurrency ${concurrency}, PostgreSQL: ${process.env.DATABASE_URL ? 'DATABASE_URL' : 'PGlite (embedded)'}`);
+  const heap = option('heap-mb', '');
+  console.log(`\nSQLite-vec → pgvector, 384-dim, batch ${batch}, memshift concurrency ${concurrency}, PostgreSQL: ${process.env.DATABASE_URL ? 'DATABASE_URL' : 'PGlite (embedded)'}${heap ? `, V8 heap capped at ${heap} MB` : ''}`);
   console.log('| memories | tool | copy points/s | copy s | end-to-end s | peak RSS MB |');
   console.log('|---:|---|---:|---:|---:|---:|');
   for (const r of runs) {

@@ -119,7 +119,6 @@ export interface QdrantRebuildResult {
   graphExport: string | null;
 }
 
-
 const noCatchUp: CatchUpCounts = { added: 0, changed: 0, deleted: 0 };
 const addCounts = (a: CatchUpCounts, b: CatchUpCounts): CatchUpCounts => ({
   added: a.added + b.added,
