@@ -6,8 +6,6 @@
  * heartbeat.
  */
 import type { Client } from '@temporalio/client';
-import { spawn, type ChildProcess } from 'node:child_process';
-import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { bm25SparseVector } from '../activities/bm25';
 import type { MemoryPoint } from '../activities/stores/contract';
@@ -15,7 +13,7 @@ import { QdrantCollection } from '../activities/stores/qdrant';
 import { generateMem0Collections } from '../scripts/generate-mem0-collection';
 import { approveUpdate } from '../workflows/messages';
 import { qdrantCollectionRebuild, type QdrantRebuildPlanInput } from '../workflows/qdrant-collection-rebuild';
-import { connectClient, startWorker, tempDir, temporalAddress, uniqueQueue, waitForPhase, waitForStatus } from './support/harness';
+import { connectClient, startWorker, tempDir, uniqueQueue, waitForPhase, waitForStatus, spawnWorkerProcess } from './support/harness';
 import { uniqueName } from './support/postgres';
 import { startTestQdrant, type TestQdrant } from './support/qdrant';
 
@@ -45,14 +43,6 @@ const planFor = (base: string, batchSize: number): QdrantRebuildPlanInput => ({
   copy: { batchSize, concurrency: 2 },
   retention: '0s',
 });
-
-/** A worker in its own process, as in production, so it can be SIGKILLed. */
-function spawnWorker(taskQueue: string): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', path.resolve(__dirname, '../workers/main.ts')], {
-    env: { ...process.env, TEMPORAL_ADDRESS: temporalAddress(), MEMSHIFT_TASK_QUEUE: taskQueue },
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
-}
 
 async function readAll(collection: string): Promise<Map<string, MemoryPoint>> {
   const store = new QdrantCollection(qdrant.url, collection);
@@ -84,7 +74,7 @@ it('worker SIGKILLed mid-copy and restarted: exact result, only batches since th
   // Temporal flushes heartbeats every 8 s (80% of the heartbeat timeout): slow the copy (on the
   // double) so the kill lands after a heartbeat with progress and well before the end.
   qdrant.double?.faults.set({ latencyMs: 150, onlyPaths: new RegExp(`${base}_v2/points$`) });
-  let worker = spawnWorker(taskQueue);
+  let worker = spawnWorkerProcess(taskQueue);
   const handle = await client.workflow.start(qdrantCollectionRebuild, { taskQueue, workflowId: uniqueName('crash'), args: [planFor(base, 100)] });
   const atKill = await waitForStatus(handle, (s) => s.phase === 'copy' && s.copy.copied >= MEMORIES * 0.75, 120_000);
   worker.kill('SIGKILL');
@@ -92,7 +82,7 @@ it('worker SIGKILLed mid-copy and restarted: exact result, only batches since th
   expect(atKill.copy.copied).toBeLessThan(MEMORIES);
 
   qdrant.double?.faults.clear();
-  worker = spawnWorker(taskQueue);
+  worker = spawnWorkerProcess(taskQueue);
   try {
     const waiting = await waitForPhase(handle, 'await-approval', 120_000);
     expect(waiting.report?.ok, JSON.stringify(waiting.report?.checks)).toBe(true);

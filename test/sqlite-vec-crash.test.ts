@@ -5,7 +5,6 @@
  * copy redoes only what came after its last heartbeat.
  */
 import type { Client } from '@temporalio/client';
-import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -15,7 +14,7 @@ import { generateMcpStore } from '../scripts/generate-mcp-store';
 import { approveUpdate, pauseSignal, rejectSignal, resumeSignal, setCopySettingsSignal, statusQuery } from '../workflows/messages';
 import type { TargetSpec } from '../workflows/plan-schemas';
 import { sqliteVecMigration, type SqliteVecPlanInput } from '../workflows/sqlite-vec-migration';
-import { connectClient, startWorker, tempDir, temporalAddress, uniqueQueue, waitForPhase, waitForStatus } from './support/harness';
+import { connectClient, startWorker, tempDir, uniqueQueue, waitForPhase, waitForStatus, spawnWorkerProcess } from './support/harness';
 import { startTestPostgres, uniqueName, type TestPostgres } from './support/postgres';
 import { startTestQdrant, type TestQdrant } from './support/qdrant';
 
@@ -45,14 +44,6 @@ function sourceIds(): Set<string> {
   }
 }
 
-/** A worker in its own process, as in production, so it can be SIGKILLed. */
-function spawnWorker(taskQueue: string): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', path.resolve(__dirname, '../workers/main.ts')], {
-    env: { ...process.env, TEMPORAL_ADDRESS: temporalAddress(), MEMSHIFT_TASK_QUEUE: taskQueue, MEMSHIFT_LOG_LEVEL: 'WARN' },
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
-}
-
 const planFor = (target: TargetSpec, batchSize: number): SqliteVecPlanInput & { target: TargetSpec } => ({
   source: { path: sourcePath },
   target,
@@ -64,14 +55,14 @@ it('worker SIGKILLed mid-copy and restarted: exact result, only batches since th
   const taskQueue = uniqueQueue('crash');
   const table = uniqueName('memories');
   const plan = planFor({ kind: 'pgvector', url: postgres.url, schema: 'public', table }, 250);
-  let worker = spawnWorker(taskQueue);
+  let worker = spawnWorkerProcess(taskQueue);
   const handle = await client.workflow.start(sqliteVecMigration, { taskQueue, workflowId: uniqueName('crash'), args: [plan] });
   const atKill = await waitForStatus(handle, (s) => s.phase === 'copy' && s.copy.copied >= MEMORIES * 0.2, 180_000);
   worker.kill('SIGKILL');
   await new Promise((resolve) => worker.once('exit', resolve));
   expect(atKill.copy.copied).toBeLessThan(MEMORIES);
 
-  worker = spawnWorker(taskQueue);
+  worker = spawnWorkerProcess(taskQueue);
   try {
     const waiting = await waitForPhase(handle, 'await-approval', 180_000);
     expect(waiting.report?.ok).toBe(true);

@@ -16,8 +16,8 @@
  */
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
+import type { ChildProcess } from 'node:child_process';
 import Database from 'better-sqlite3';
-import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inspectOpenMemory, type OpenMemoryTarget } from '../activities/openmemory';
@@ -25,7 +25,7 @@ import { VERSIONS } from '../activities/openmemory/migrations';
 import { approveUpdate, statusQuery } from '../workflows/messages';
 import { tenantSchemaUpgrade, type TenantSchemaPlanInput, type TenantSchemaResult } from '../workflows/tenant-schema-upgrade';
 import { createPostgresV11, createSqliteV11, pgRows, pgSchemaState, sha256File, sqliteRows, withPg } from './support/openmemory-fixtures';
-import { connectClient, tempDir, temporalAddress, uniqueQueue, waitForPhase } from './support/harness';
+import { connectClient, tempDir, uniqueQueue, waitForPhase, spawnWorkerProcess } from './support/harness';
 import { startTestPostgres, uniqueName, type TestPostgres } from './support/postgres';
 
 const ROLES = ['memories', 'vectors', 'waypoints'] as const;
@@ -47,10 +47,7 @@ afterAll(() => {
 
 /** A worker in its own process, so it can be SIGKILLed. */
 function spawnWorker(taskQueue: string): ChildProcess {
-  const worker = spawn(process.execPath, ['--import', 'tsx', path.resolve(__dirname, '../workers/main.ts')], {
-    env: { ...process.env, TEMPORAL_ADDRESS: temporalAddress(), MEMSHIFT_TASK_QUEUE: taskQueue, MEMSHIFT_LOG_LEVEL: 'WARN' },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
+  const worker = spawnWorkerProcess(taskQueue);
   workers.push(worker);
   return worker;
 }

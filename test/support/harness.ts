@@ -4,6 +4,7 @@
  */
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { Runtime, DefaultLogger } from '@temporalio/worker';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -72,4 +73,12 @@ export async function failureMessage(handle: WorkflowHandle): Promise<string> {
   let cause = err as Error & { cause?: unknown };
   while (cause.cause instanceof Error) cause = cause.cause as Error & { cause?: unknown };
   return cause.message;
+}
+
+/** A worker in its own process, as in production, so a test can SIGKILL it. */
+export function spawnWorkerProcess(taskQueue: string): ChildProcess {
+  return spawn(process.execPath, ['--import', 'tsx', path.resolve(__dirname, '../../workers/main.ts')], {
+    env: { ...process.env, TEMPORAL_ADDRESS: temporalAddress(), MEMSHIFT_TASK_QUEUE: taskQueue, MEMSHIFT_LOG_LEVEL: 'WARN' },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
 }
