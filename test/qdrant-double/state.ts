@@ -106,13 +106,20 @@ export class QdrantState {
   createSnapshot(nameOrAlias: string): SnapshotDescription {
     const { name, collection } = this.resolve(nameOrAlias);
     const content = collection.clone();
-    const serialized = JSON.stringify({ config: content.config, points: content.matching(undefined) });
+    // Hashed point by point: one JSON string of 200k 768-dim points would outgrow V8's string limit.
+    const hash = createHash('sha256');
+    let size = 0;
+    for (const part of [content.config, ...content.matching(undefined)]) {
+      const text = JSON.stringify(part);
+      hash.update(text);
+      size += Buffer.byteLength(text);
+    }
     const now = new Date();
     const description: SnapshotDescription = {
       name: `${name}-${++this.snapshotSequence}-${snapshotTimestamp(now)}.snapshot`,
       creation_time: now.toISOString().slice(0, 19),
-      size: Buffer.byteLength(serialized),
-      checksum: createHash('sha256').update(serialized).digest('hex'),
+      size,
+      checksum: hash.digest('hex'),
     };
     this.snapshots.set(description.name, { description, collectionName: name, content });
     return description;
