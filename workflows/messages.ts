@@ -28,6 +28,17 @@ export interface Decision {
   reason?: string;
 }
 
+/**
+ * A rollback request. By default a rollback keeps every write made since
+ * cutover. `restore-backup` puts the pre-migration backup back instead and so
+ * discards later writes: the workflow refuses it unless `acceptLoss` is true,
+ * and says first what it would discard.
+ */
+export interface RollbackRequest extends Decision {
+  mode?: 'keep-writes' | 'restore-backup';
+  acceptLoss?: boolean;
+}
+
 export interface CopySettings {
   batchSize: number;
   concurrency: number;
@@ -87,7 +98,7 @@ export const approveSignal = defineSignal<[Decision]>('approve');
 export const rejectSignal = defineSignal<[Decision]>('reject');
 export const pauseSignal = defineSignal('pause');
 export const resumeSignal = defineSignal('resume');
-export const rollbackSignal = defineSignal<[Decision]>('rollback');
+export const rollbackSignal = defineSignal<[RollbackRequest]>('rollback');
 export const setCopySettingsSignal = defineSignal<[Partial<CopySettings>]>('setCopySettings');
 export const copyProgressSignal = defineSignal<[CopyProgress]>('copyProgress');
 

@@ -32,6 +32,7 @@ import {
   type MigrationStatus,
   type Outcome,
   type Phase,
+  type RollbackRequest,
   type ValidationReport,
 } from './messages';
 import { MigrationKind, MigrationPhase, MigrationSource, MigrationTarget } from './search-attributes';
@@ -66,7 +67,7 @@ export type ApprovalResult = 'approved' | 'rejected' | 'timed-out';
 export class MigrationRun {
   readonly status: MigrationStatus;
   private decided: { approved: boolean } | null = null;
-  private rollbackRequest: Decision | null = null;
+  private rollbackRequest: RollbackRequest | null = null;
   private rollbackOpen = false;
 
   constructor(private readonly description: RunDescription) {
@@ -145,7 +146,7 @@ export class MigrationRun {
    * After a verified cutover, keeps the way back open for `window`:
    * resolves with the rollback request, or null once the window has passed.
    */
-  async awaitRollbackRequest(window: Duration): Promise<Decision | null> {
+  async awaitRollbackRequest(window: Duration): Promise<RollbackRequest | null> {
     this.show('rollback-window');
     this.rollbackOpen = true;
     await condition(() => this.rollbackRequest !== null, window);
