@@ -9,6 +9,9 @@
  */
 import { Context, CancelledFailure, ApplicationFailure } from '@temporalio/activity';
 import type { CopyControl, CopyProgress } from '../workflows/messages';
+import { differingFields } from './compare';
+// Until qdrant-rebuild.ts moves to activities/compare.ts.
+export { canonicalJson } from './compare';
 import type { MemoryPoint, Page, PointSource, PointTarget } from './stores/contract';
 
 /** How the running copy talks to its workflow (see copy-control.ts). */
@@ -75,8 +78,7 @@ export async function copyPointsResumably(job: CopyJob): Promise<CopyResult> {
     const written = (async () => {
       if (page.points.length === 0) return;
       const points = job.transform ? await job.transform(page.points) : page.points;
-      await job.target.upsert(points);
-      await verifyBatch(job.target, points);
+      await writeAndVerifyBatch(job.target, points);
     })();
     written.catch(() => undefined); // surfaced when this page reaches the head of the queue
     return { page, written };
@@ -119,19 +121,39 @@ export async function copyPointsResumably(job: CopyJob): Promise<CopyResult> {
   };
 }
 
-/** Reads back the first and last point of a written batch: per-batch validation. */
-async function verifyBatch(target: PointTarget, points: MemoryPoint[]): Promise<void> {
+/**
+ * Reads back the first and last point of a written batch: per-batch validation.
+ * A mismatch is written and checked once more: a store that stores the same
+ * point differently twice will do so on every retry, so that is a deterministic
+ * failure naming the point and field, not something to retry forever.
+ */
+async function writeAndVerifyBatch(target: PointTarget, points: MemoryPoint[]): Promise<void> {
+  await target.upsert(points);
+  const first = await batchMismatch(target, points);
+  if (!first) return;
+  await target.upsert(points);
+  const second = await batchMismatch(target, points);
+  if (!second) return;
+  const message = `Batch check failed for point ${second.id}: ${second.problem}`;
+  if (second.id === first.id && second.problem === first.problem) {
+    throw ApplicationFailure.nonRetryable(`${message}, twice in a row — the target keeps storing it differently from the source, so retrying cannot help.`, 'BatchCheckMismatch');
+  }
+  throw ApplicationFailure.retryable(message, 'BatchCheckFailed');
+}
+
+async function batchMismatch(target: PointTarget, points: MemoryPoint[]): Promise<{ id: string; problem: string } | null> {
   const probes = points.length > 1 ? [points[0], points[points.length - 1]] : points;
   const stored = new Map((await target.retrieve(probes.map((p) => p.id))).map((p) => [p.id, p]));
   for (const expected of probes) {
-    const mismatch = comparePoints(expected, stored.get(expected.id));
-    if (mismatch) throw ApplicationFailure.retryable(`Batch check failed for point ${expected.id}: ${mismatch}`, 'BatchCheckFailed');
+    const problem = comparePoints(expected, stored.get(expected.id));
+    if (problem) return { id: expected.id, problem };
   }
+  return null;
 }
 
 export const MIN_COSINE = 0.99;
 
-/** Why two points differ (null when equal): vector by cosine, payload exactly. */
+/** Why two points differ (null when equal): vector by cosine, payload by activities/compare.ts' rules. */
 export function comparePoints(expected: MemoryPoint, actual: MemoryPoint | undefined): string | null {
   if (!actual) return 'missing from target';
   if (expected.vector.length !== actual.vector.length) {
@@ -139,7 +161,7 @@ export function comparePoints(expected: MemoryPoint, actual: MemoryPoint | undef
   }
   const similarity = cosine(expected.vector, actual.vector);
   if (similarity < MIN_COSINE) return `vector cosine ${similarity.toFixed(4)} < ${MIN_COSINE}`;
-  const field = firstDifferentField(expected.payload, actual.payload);
+  const [field] = differingFields(expected.payload, actual.payload);
   if (field) return `payload field '${field}' differs`;
   return null;
 }
@@ -155,21 +177,4 @@ export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
   }
   if (na === 0 && nb === 0) return 1;
   return dot / (Math.sqrt(na) * Math.sqrt(nb));
-}
-
-function firstDifferentField(expected: Record<string, unknown>, actual: Record<string, unknown>): string | null {
-  const keys = new Set([...Object.keys(expected), ...Object.keys(actual)]);
-  for (const key of keys) {
-    if (canonicalJson(expected[key]) !== canonicalJson(actual[key])) return key;
-  }
-  return null;
-}
-
-/** JSON with sorted keys, so stores that reorder object keys (jsonb) compare equal. */
-export function canonicalJson(value: unknown): string {
-  return JSON.stringify(value, (_key, v) =>
-    v && typeof v === 'object' && !Array.isArray(v)
-      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
-      : v,
-  );
 }

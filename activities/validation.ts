@@ -4,7 +4,8 @@
  * point ids and field names only, never contents.
  */
 import type { CheckResult, ValidationReport } from '../workflows/messages';
-import { MIN_COSINE, canonicalJson, cosine } from './copy-engine';
+import { sameJson } from './compare';
+import { MIN_COSINE, cosine } from './copy-engine';
 import type { MemoryPoint, PointTarget } from './stores/contract';
 
 const MAX_ERRORS = 20;
@@ -62,18 +63,18 @@ export async function compareSamples(
   return { sampled: expected.length, minCosine, errors };
 }
 
-/** Tags compare as sets, timestamps within 1 ms, everything else exactly. */
+/** Tags compare as sets, timestamps within 1 ms, everything else by activities/compare.ts' rules. */
 function differingFields(expected: Record<string, unknown>, actual: Record<string, unknown>): string[] {
   const keys = new Set([...Object.keys(expected), ...Object.keys(actual)]);
   return [...keys].filter((key) => {
     const [a, b] = [expected[key], actual[key]];
     if (key === 'tags' && Array.isArray(a) && Array.isArray(b)) {
-      return canonicalJson([...new Set(a)].sort()) !== canonicalJson([...new Set(b)].sort());
+      return !sameJson([...new Set(a)].sort(), [...new Set(b)].sort());
     }
     if (TIMESTAMP_FIELDS.has(key) && typeof a === 'number' && typeof b === 'number') {
       return Math.abs(a - b) > TIMESTAMP_TOLERANCE_S;
     }
-    return canonicalJson(a) !== canonicalJson(b);
+    return !sameJson(a, b);
   });
 }
 
