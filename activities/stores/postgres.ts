@@ -4,6 +4,7 @@
  * over TCP by default, DATABASE_URL otherwise. Credentials come from the
  * worker's PGUSER/PGPASSWORD, never from the plan's URL.
  */
+import { ApplicationFailure } from '@temporalio/common';
 import pg from 'pg';
 import type { CountsByPayload, MemoryPoint, Page, PointSource, PointTarget } from './contract';
 
@@ -45,7 +46,7 @@ export class PgvectorTable implements PointSource, PointTarget, CountsByPayload 
       return result;
     } catch (err) {
       await client.query('ROLLBACK').catch(() => undefined);
-      throw err;
+      throw classifyPostgresError(err, this.spec);
     } finally {
       client.release();
     }
@@ -78,6 +79,15 @@ export class PgvectorTable implements PointSource, PointTarget, CountsByPayload 
   }
 
   async upsert(points: MemoryPoint[]): Promise<void> {
+    try {
+      await this.insertOrUpdate(points);
+    } catch (err) {
+      if (!(err instanceof ApplicationFailure && err.type === CONTENT_REJECTED)) throw err;
+      throw await this.nameRejectedPoints(points, err);
+    }
+  }
+
+  private async insertOrUpdate(points: MemoryPoint[]): Promise<void> {
     if (points.length === 0) return;
     // One statement per batch: arrays unnested server-side, idempotent by primary key.
     await this.run(
@@ -86,6 +96,20 @@ export class PgvectorTable implements PointSource, PointTarget, CountsByPayload 
        ON CONFLICT (id) DO UPDATE SET embedding = EXCLUDED.embedding, payload = EXCLUDED.payload`,
       [points.map((p) => p.id), points.map((p) => `[${p.vector.join(',')}]`), points.map((p) => JSON.stringify(p.payload))],
     );
+  }
+
+  /**
+   * PostgreSQL refused a batch's content (e.g. \u0000 in jsonb): it will refuse
+   * it on every retry. Writes the points one by one (idempotent) to name the
+   * ones it refuses, so a person can fix exactly those memories.
+   */
+  private async nameRejectedPoints(points: MemoryPoint[], batchError: ApplicationFailure): Promise<ApplicationFailure> {
+    const refused: string[] = [];
+    for (const point of points) {
+      await this.insertOrUpdate([point]).catch(() => refused.push(point.id));
+    }
+    const ids = refused.length > MAX_NAMED_POINTS ? `${refused.slice(0, MAX_NAMED_POINTS).join(', ')} and ${refused.length - MAX_NAMED_POINTS} more` : refused.join(', ');
+    return ApplicationFailure.nonRetryable(`${batchError.message} — refused point(s): ${ids || 'none alone (the batch as a whole)'}. Fix or remove those memories in the source and start again.`, CONTENT_REJECTED);
   }
 
   async count(): Promise<number> {
@@ -107,6 +131,11 @@ export class PgvectorTable implements PointSource, PointTarget, CountsByPayload 
       [ids],
     );
     return result.rows.map(toPoint);
+  }
+
+  async deletePoints(ids: string[]): Promise<void> {
+    if (ids.length === 0) return;
+    await this.run(`DELETE FROM ${this.qualified} WHERE id = ANY($1::uuid[])`, [ids]);
   }
 
   /** The cursor is the last id read (uuid order). */
@@ -133,4 +162,27 @@ interface PointRow {
 
 function toPoint(row: PointRow): MemoryPoint {
   return { id: row.id, vector: JSON.parse(row.embedding), payload: row.payload };
+}
+
+const CONTENT_REJECTED = 'ContentRejected';
+const MAX_NAMED_POINTS = 10;
+
+/**
+ * Deterministic PostgreSQL refusals become non-retryable failures: content it
+ * cannot store (SQLSTATE class 22; its message may quote the content, so only
+ * the code is kept), bad credentials (28), a missing database (3D), and
+ * missing or forbidden objects (42). Everything else (connections, locks,
+ * shutdowns) stays retryable.
+ */
+function classifyPostgresError(err: unknown, spec: PgvectorTableSpec): unknown {
+  const code = (err as { code?: unknown }).code;
+  if (typeof code !== 'string' || !/^[0-9A-Z]{5}$/.test(code)) return err;
+  const where = `${new URL(spec.url).host} ${spec.schema}.${spec.table}`;
+  if (code.startsWith('22')) {
+    return ApplicationFailure.nonRetryable(`PostgreSQL at ${where} refused the content (SQLSTATE ${code}, data exception)`, CONTENT_REJECTED);
+  }
+  if (['28', '3D', '42'].includes(code.slice(0, 2))) {
+    return ApplicationFailure.nonRetryable(`PostgreSQL at ${where} refused: ${(err as Error).message} (SQLSTATE ${code})`, 'PostgresRefused');
+  }
+  return err;
 }

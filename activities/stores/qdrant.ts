@@ -9,6 +9,7 @@
  * and become a QdrantError that says what is wrong.
  */
 import type { QdrantClient, Schemas } from '@qdrant/js-client-rest' with { 'resolution-mode': 'import' };
+import { ApplicationFailure } from '@temporalio/common';
 import type { CountsByPayload, MemoryPoint, Page, PointSource, PointTarget, SparseVector } from './contract';
 
 // The package ships a CommonJS build, but its type declarations are marked ESM;
@@ -37,16 +38,20 @@ const TRANSIENT_NETWORK_CODES = new Set([
   'UND_ERR_BODY_TIMEOUT',
 ]);
 
-/** A failed Qdrant call; `retryable` says whether trying again later may succeed. */
-export class QdrantError extends Error {
+/**
+ * A failed Qdrant call; `retryable` says whether trying again later may
+ * succeed. It is an ApplicationFailure, so Temporal retries the activity only
+ * when it is retryable: a missing collection or a refused key fails at once.
+ * The client's own error is kept off the failure: history should hold our
+ * message, not whatever the client captured.
+ */
+export class QdrantError extends ApplicationFailure {
   constructor(
     message: string,
     readonly status: number | null,
     readonly retryable: boolean,
-    options?: { cause?: unknown },
   ) {
-    super(message, options);
-    this.name = 'QdrantError';
+    super(message, 'QdrantError', !retryable);
   }
 }
 
@@ -489,27 +494,26 @@ function describeFailure(error: unknown, { url, action, collection }: CallContex
   if (status !== null) {
     const detail = qdrantErrorMessage(error) ?? `HTTP ${status}`;
     if (status === 404 && collection !== undefined && /Collection .* doesn't exist/.test(detail)) {
-      return new QdrantError(`Qdrant collection '${collection}' does not exist at ${url}`, status, false, { cause: error });
+      return new QdrantError(`Qdrant collection '${collection}' does not exist at ${url}`, status, false);
     }
     if (status === 401 || status === 403) {
       return new QdrantError(
         `Qdrant at ${url} refused ${action} (${status}: ${detail}); set QDRANT_API_KEY in the worker's environment to the server's API key`,
         status,
         false,
-        { cause: error },
       );
     }
     const retryable = status >= 500 || status === 429;
-    return new QdrantError(`Qdrant ${action} ${where} failed with ${status}: ${detail}`, status, retryable, { cause: error });
+    return new QdrantError(`Qdrant ${action} ${where} failed with ${status}: ${detail}`, status, retryable);
   }
   if (isTimeout(error)) {
-    return new QdrantError(`Qdrant ${action} ${where} timed out after ${REQUEST_TIMEOUT_MS / 1000}s`, null, true, { cause: error });
+    return new QdrantError(`Qdrant ${action} ${where} timed out after ${REQUEST_TIMEOUT_MS / 1000}s`, null, true);
   }
   const code = networkErrorCode(error);
   if (code !== null) {
-    return new QdrantError(`Qdrant ${action} ${where} failed: connection error ${code}`, null, TRANSIENT_NETWORK_CODES.has(code), { cause: error });
+    return new QdrantError(`Qdrant ${action} ${where} failed: connection error ${code}`, null, TRANSIENT_NETWORK_CODES.has(code));
   }
-  return new QdrantError(`Qdrant ${action} ${where} failed: ${String(error)}`, null, false, { cause: error });
+  return new QdrantError(`Qdrant ${action} ${where} failed: ${String(error)}`, null, false);
 }
 
 /** The HTTP status of a non-2xx answer (the client throws its ApiError, or a 429 error with retry_after). */
