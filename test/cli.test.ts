@@ -90,6 +90,15 @@ describe('memshift CLI', () => {
     expect(result.stdout).not.toMatch(/Started/);
   });
 
+  it('refuses a URL with a secret in its query string, so it never reaches workflow history', async () => {
+    const plan = { ...validPlan(), target: { kind: 'pgvector', url: `${postgres.url}?sslmode=disable&password=hunter3`, table: 'x' } };
+    const result = await memshift('start', 'sqliteVecMigration', '--plan', writePlan(plan), '--id', uniqueName('secret'));
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/target\.url: must not contain a secret in its query \(password\)/);
+    expect(`${result.stdout}${result.stderr}`).not.toContain('hunter3');
+    expect(result.stdout).not.toMatch(/Started/);
+  });
+
   it('rejects usage errors and unknown workflows with exit 2', async () => {
     const results = await Promise.all([
       memshift('start', 'noSuchMigration', '--plan', writePlan(validPlan())),

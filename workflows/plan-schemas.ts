@@ -17,24 +17,30 @@ export const collectionName = z
   .string()
   .regex(/^[A-Za-z0-9_.-]{1,255}$/, 'must be a Qdrant collection name (letters, digits, _ . -)');
 
-/** An http(s) or postgres URL that carries no password (a user name is not a secret). */
+/** Query parameters that carry a secret in the URLs people paste (libpq, REST APIs). */
+const SECRET_QUERY_PARAMETERS = ['password', 'sslpassword', 'passfile', 'api_key', 'apikey', 'api-key', 'key', 'token', 'access_token', 'secret'];
+
+/** An endpoint URL that carries no secret anywhere (a user name is not a secret). */
 export function endpointUrl(protocols: string[], credentialsFrom: string) {
   return z.string().superRefine((value, ctx) => {
     let url: URL;
     try {
       url = new URL(value);
     } catch {
-      ctx.addIssue({ code: 'custom', message: `'${value}' is not a URL` });
+      // Not echoed either: a string that is not a URL may still hold a secret.
+      ctx.addIssue({ code: 'custom', message: 'is not a URL' });
       return;
     }
     if (!protocols.includes(url.protocol)) {
       ctx.addIssue({ code: 'custom', message: `must start with ${protocols.map((p) => `${p}//`).join(' or ')}` });
     }
-    if (url.password) {
+    const secretParameters = [...url.searchParams.keys()].filter((name) => SECRET_QUERY_PARAMETERS.includes(name.toLowerCase()));
+    if (url.password || secretParameters.length) {
       // Never echo the URL back: it holds a secret.
+      const where = url.password ? 'a password' : `a secret in its query (${secretParameters.join(', ')})`;
       ctx.addIssue({
         code: 'custom',
-        message: `must not contain a password (it would be stored in workflow history); set ${credentialsFrom} in the worker's environment instead`,
+        message: `must not contain ${where}: it would be stored in workflow history; set ${credentialsFrom} in the worker's environment instead`,
       });
     }
   });
