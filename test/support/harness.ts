@@ -82,3 +82,26 @@ export function spawnWorkerProcess(taskQueue: string): ChildProcess {
     stdio: ['ignore', 'ignore', 'inherit'],
   });
 }
+
+/** How many attempts of an activity type the workflow started: 1 means a failure was not retried. */
+export async function activityAttempts(handle: WorkflowHandle, activityType: string): Promise<number> {
+  const history = await handle.fetchHistory();
+  const scheduled = new Set<string>();
+  let attempts = 0;
+  for (const event of history.events ?? []) {
+    if (event.activityTaskScheduledEventAttributes?.activityType?.name === activityType) scheduled.add(String(event.eventId));
+    const started = event.activityTaskStartedEventAttributes;
+    if (started && scheduled.has(String(started.scheduledEventId))) attempts = Math.max(attempts, started.attempt ?? 1);
+  }
+  return attempts;
+}
+
+/** The type of the innermost ApplicationFailure of a failed workflow (e.g. 'BatchCheckMismatch'). */
+export async function failureType(handle: WorkflowHandle): Promise<string | undefined> {
+  const err = await handle.result().then(() => null, (e: unknown) => e);
+  let type: string | undefined;
+  for (let cause = err as (Error & { cause?: unknown; type?: string }) | undefined; cause; cause = cause.cause as typeof cause) {
+    if (cause.type) type = cause.type;
+  }
+  return type;
+}
