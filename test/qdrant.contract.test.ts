@@ -28,6 +28,7 @@ import {
   snapshotLocation,
   updateAliases,
 } from '../activities/stores/qdrant';
+import { qdrantParsedFloat, qdrantParsedJson } from './qdrant-double/floats';
 import { startQdrantDouble, type QdrantDouble } from './qdrant-double/server';
 
 const REAL_QDRANT_URL = process.env.QDRANT_URL;
@@ -96,6 +97,18 @@ function expectSamePoints(actual: MemoryPoint[], expected: MemoryPoint[]): void 
     expectSameVector(got.vector, point.vector);
     expect(got.sparse).toEqual(point.sparse);
   }
+}
+
+/** A query that returns vectors, which the adapter's nearest() does not ask for. */
+async function queryWithVectors(url: string, collection: string, body: Record<string, unknown>): Promise<{ id: string; vector: any }[]> {
+  const apiKey = process.env.QDRANT_API_KEY;
+  const response = await fetch(`${url}/collections/${collection}/points/query`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(apiKey ? { 'api-key': apiKey } : {}) },
+    body: JSON.stringify({ ...body, with_vector: true }),
+  });
+  expect(response.status).toBe(200);
+  return ((await response.json()) as { result: { points: { id: string; vector: any }[] } }).result.points;
 }
 
 async function rejection(promise: Promise<unknown>): Promise<QdrantError> {
@@ -192,6 +205,61 @@ describe(`Qdrant adapter contract (${REAL_QDRANT_URL ? `real Qdrant at ${REAL_QD
     const read = await readAll(store, 5);
     expect(read.map((point) => point.id)).toEqual(byQdrantOrder(points.map((point) => point.id)));
     expectSamePoints(read, points);
+  });
+
+  it('returns payload floats as Qdrant 1.19 parses them: 17-digit floats may move an ulp, integers and short decimals stay exact', async () => {
+    const name = fresh('floats');
+    await createCollection(url, name, { size: 4, distance: 'Cosine' });
+    const store = new QdrantCollection(url, name);
+    const moving = {
+      // Seen from a real Qdrant 1.19.0: each comes back as the neighbouring double.
+      created_at: 1700000000.8524659,
+      updated_at: 1700000043.4886215,
+      negative: -1700000000.8524659,
+      small_exponent: 5.101457361733839e-8,
+      large_exponent: 2.0669143172686367e21,
+      // Short, but 1e29 is not exact in binary: the division by it rounds a second time.
+      tiny_short: 1.665e-26,
+      // Below serde's 1e308 table: divided by 1e308 first, then by the rest.
+      subnormal: 1.716e-310,
+    };
+    // REAL seconds with sub-millisecond fractions, as mcp-memory-service writes them.
+    const timestamps = Array.from({ length: 60 }, (_, i) => 1700000000 + i * 86400.12345678 + i / 7);
+    const exact = {
+      integers: [0, 42, -7, 1700000000, 2 ** 53 + 2, -(2 ** 62)],
+      short_decimals: [0.1, 0.5, 19.99, -2.25, 1700000000.5, 1700000000.123, 1e-7, 1.5e21],
+    };
+    const sent = memory(1, { payload: { ...moving, metadata: { timestamps, nested: { exact } } } });
+    await store.upsert([sent]);
+
+    const [retrieved] = await store.retrieve([sent.id]);
+    const [scrolled] = (await store.readPage(null, 10)).points;
+    for (const payload of [retrieved.payload, scrolled.payload]) {
+      expect(payload).toEqual(qdrantParsedJson(sent.payload));
+      expect(payload.created_at).toBe(1700000000.852466);
+      expect(payload.updated_at).toBe(1700000043.4886217);
+      for (const [field, value] of Object.entries(moving)) expect(payload[field], field).not.toBe(value);
+      expect((payload.metadata as any).nested.exact).toEqual(exact);
+    }
+    // Guards the case itself: some generated timestamps need the emulation, some do not.
+    const changed = timestamps.filter((t) => qdrantParsedFloat(t) !== t).length;
+    expect(changed).toBeGreaterThan(0);
+    expect(changed).toBeLessThan(timestamps.length);
+  });
+
+  it('returns sparse vectors with indices sorted ascending, values moved along (retrieve, scroll, query)', async () => {
+    const name = fresh('sparse_order');
+    await createCollection(url, name, { size: 4, distance: 'Cosine', sparse: ['bm25'], sparseModifier: 'idf' });
+    const store = new QdrantCollection(url, name);
+    // Values exact in float32, so only their order can differ.
+    const sent = memory(1, { sparse: { bm25: { indices: [42, 7, 1000, 3], values: [0.5, 0.25, 1, 0.125] } } });
+    await store.upsert([sent]);
+    const sorted = { indices: [3, 7, 42, 1000], values: [0.125, 0.25, 0.5, 1] };
+
+    expect((await store.retrieve([sent.id]))[0].sparse).toEqual({ bm25: sorted });
+    expect((await store.readPage(null, 10)).points[0].sparse).toEqual({ bm25: sorted });
+    const hits = await queryWithVectors(url, name, { query: { indices: [7], values: [1] }, using: 'bm25', limit: 10 });
+    expect(hits.map((hit) => hit.vector.bm25)).toEqual([sorted]);
   });
 
   it('upsert is idempotent and replaces payloads', async () => {
@@ -395,6 +463,45 @@ describe(`Qdrant adapter contract (${REAL_QDRANT_URL ? `real Qdrant at ${REAL_QD
     expectSamePoints(await readAll(new QdrantCollection(url, restored), 5), points);
     expect((await describeCollection(url, restored)).sparse).toEqual([{ name: 'bm25', modifier: 'idf' }]);
     expect(await listAliases(url, restored)).toEqual([]);
+  });
+});
+
+describe('qdrantParsedFloat: serde_json without float_roundtrip, as Qdrant 1.19 parses payload numbers', () => {
+  it('reproduces what a real Qdrant 1.19.0 returned', () => {
+    expect(qdrantParsedFloat(1700000000.8524659)).toBe(1700000000.852466);
+    expect(qdrantParsedFloat(1700000043.4886215)).toBe(1700000043.4886217);
+    expect(qdrantParsedFloat(-1700000043.4886215)).toBe(-1700000043.4886217);
+  });
+
+  it('keeps integers within u64 and short decimals with small exponents exact', () => {
+    for (const x of [0, -0, 42, -7, 2 ** 53 + 2, -(2 ** 63), 18446744073709549568, 0.1, 19.99, -2.25, 1e-7, 1.5e21, 5e-324, Number.MAX_VALUE]) {
+      expect(Object.is(qdrantParsedFloat(x), x), String(x)).toBe(true);
+    }
+  });
+
+  it('rounds the digits to a double, then scales by the correctly rounded 1eN of serde’s table', () => {
+    // 17 digits need more than 53 bits: two roundings.
+    expect(qdrantParsedFloat(5.101457361733839e-8)).toBe(Number(5101457361733839n) / 1e23);
+    expect(qdrantParsedFloat(2.0669143172686367e21)).toBe(Number(20669143172686367n) * 1e5);
+    // Short, but 1e29 is inexact; V8's 10 ** 29 is a different double, which would give 1.665e-26 back.
+    expect(qdrantParsedFloat(1.665e-26)).toBe(1665 / 1e29);
+    expect(qdrantParsedFloat(1.665e-26)).not.toBe(1.665e-26);
+  });
+
+  it('past the 1e308 table, divides by 1e308 first and then by the rest', () => {
+    expect(qdrantParsedFloat(1.716e-310)).toBe(1716 / 1e308 / 1e5);
+    expect(qdrantParsedFloat(1.716e-310)).not.toBe(1.716e-310);
+  });
+
+  it('an integer beyond u64 keeps its first digits that fit and counts the rest in the exponent', () => {
+    // "98765432109876540000": the 20th digit would overflow u64, so it is dropped and the exponent becomes 1.
+    expect(qdrantParsedFloat(98765432109876540000)).toBe(Number(9876543210987654000n) * 10);
+    expect(qdrantParsedFloat(98765432109876540000)).not.toBe(98765432109876540000);
+  });
+
+  it('applies to every number of a payload, nested in objects and arrays, and leaves the rest alone', () => {
+    const payload = { a: 1700000000.8524659, b: [1, { c: 1700000043.4886215 }], d: 'text', e: null, f: true };
+    expect(qdrantParsedJson(payload)).toEqual({ a: 1700000000.852466, b: [1, { c: 1700000043.4886217 }], d: 'text', e: null, f: true });
   });
 });
 

@@ -74,7 +74,13 @@ export function parseSparseVector(raw: unknown, name: string): SparseVector {
   if (new Set(indices).size !== indices.length) {
     throw wrongInput('Sparse vector indices must be unique');
   }
-  return { indices: [...indices], values: [...values] };
+  return sortedByIndex(indices, values);
+}
+
+/** Qdrant keeps sparse vectors sorted by index and returns them that way, values moved along. */
+function sortedByIndex(indices: number[], values: number[]): SparseVector {
+  const order = indices.map((_, i) => i).sort((a, b) => indices[a] - indices[b]);
+  return { indices: order.map((i) => indices[i]), values: order.map((i) => values[i]) };
 }
 
 /**

@@ -4,6 +4,7 @@
  */
 import { parseCollectionConfig, parsePayloadIndex, type Collection, type ScoredPoint } from './collection';
 import { formatError, notSupported } from './errors';
+import { qdrantParsedJson } from './floats';
 import {
   DEFAULT_VECTOR,
   parsePointId,
@@ -15,8 +16,8 @@ import {
 } from './points';
 import type { AliasAction, QdrantState } from './state';
 
-/** The version the double claims to be; the wire shapes follow Qdrant 1.x. */
-export const DOUBLE_QDRANT_VERSION = '1.15.0';
+/** The version whose behaviour the double follows (float parsing, sparse index order). */
+export const DOUBLE_QDRANT_VERSION = '1.19.0';
 
 type Body = Record<string, any>;
 
@@ -158,12 +159,17 @@ function collectionInfo(collection: Collection) {
   };
 }
 
+/** A payload as Qdrant stores it: a fresh copy whose numbers went through Qdrant's float parsing. */
+function parsedPayload(payload: Record<string, unknown> | undefined): Record<string, unknown> {
+  return qdrantParsedJson(payload ?? {}) as Record<string, unknown>;
+}
+
 /** Upsert's two body forms: `points: [...]` or column-wise `batch: {ids, vectors, payloads}`. */
 function pointsToWrite(body: Body): Omit<StoredPoint, 'version'>[] {
   if (Array.isArray(body.points)) {
     return body.points.map((point: Body) => ({
       id: parsePointId(point.id),
-      payload: structuredClone(point.payload ?? {}),
+      payload: parsedPayload(point.payload),
       vectors: parseVectorStruct(point.vector),
     }));
   }
@@ -178,7 +184,7 @@ function batchPoints(batch: Body): Omit<StoredPoint, 'version'>[] {
     for (const [name, column] of Object.entries(vectorsByName)) {
       Object.assign(vectors, parseVectorStruct({ [name]: column[i] }));
     }
-    return { id: parsePointId(id), payload: structuredClone(batch.payloads?.[i] ?? {}), vectors };
+    return { id: parsePointId(id), payload: parsedPayload(batch.payloads?.[i]), vectors };
   });
 }
 
