@@ -29,6 +29,7 @@ import {
   updateAliases,
 } from '../activities/stores/qdrant';
 import { qdrantParsedFloat, qdrantParsedJson } from './qdrant-double/floats';
+import { CORRUPTED_PAYLOAD_VALUE } from './qdrant-double/faults';
 import { startQdrantDouble, type QdrantDouble } from './qdrant-double/server';
 
 const REAL_QDRANT_URL = process.env.QDRANT_URL;
@@ -592,6 +593,29 @@ describe('Qdrant test double: faults, wire shapes, standalone', () => {
     expect(route('PUT /collections/{name}').requests).toBe(1);
     await createCollection(double.url, name, { size: 4, distance: 'Cosine' });
     expect(await collectionExists(double.url, name)).toBe(true);
+  });
+
+  it('corrupts one payload field on matching upserts while asked, so every read-back differs', async () => {
+    const points = Array.from({ length: 6 }, (_, i) => memory(i));
+    const withoutField = memory(7, { payload: { user_id: 'carol' } });
+    double.faults.set({ corruptPayloadField: 'data', onlyPaths: /\/points$/ });
+    await store.upsert([...points, withoutField]);
+
+    const read = await store.retrieve([...points, withoutField].map((point) => point.id));
+    expect(read).toHaveLength(7);
+    for (const point of read) {
+      expect(point.payload.data).toBe(CORRUPTED_PAYLOAD_VALUE);
+      expect(point.payload.user_id).toBe([...points, withoutField].find((p) => p.id === point.id)!.payload.user_id);
+    }
+
+    // Only matching paths: a request elsewhere is untouched.
+    double.faults.set({ corruptPayloadField: 'data', onlyPaths: /\/scroll$/ });
+    await store.upsert(points);
+    expectSamePoints(await store.retrieve(points.map((point) => point.id)), points);
+
+    double.faults.clear();
+    await store.upsert([withoutField]);
+    expect((await store.retrieve([withoutField.id]))[0].payload).toEqual({ user_id: 'carol' });
   });
 
   it('injects latency only where asked', async () => {

@@ -14,9 +14,18 @@ export interface FaultSettings {
   dropAfterApplying?: boolean;
   /** Every Nth matching request answers 503. */
   failEvery?: number;
+  /**
+   * Every matching upsert stores this payload field as the string "corrupted"
+   * (added where a point lacks it), so every read-back differs from what was
+   * sent — silent corruption that only validation can catch.
+   */
+  corruptPayloadField?: string;
   /** Only requests whose path matches take part (and consume counts). */
   onlyPaths?: RegExp;
 }
+
+/** What `corruptPayloadField` stores in place of the value sent. */
+export const CORRUPTED_PAYLOAD_VALUE = 'corrupted';
 
 export type FaultAction = 'pass' | 'fail503' | 'drop';
 
@@ -24,6 +33,8 @@ export interface FaultDecision {
   action: FaultAction;
   delayMs: number;
   dropAfterApplying: boolean;
+  /** Set on a matching request while the fault is on; only upserts act on it. */
+  corruptPayloadField?: string;
 }
 
 export class FaultInjector {
@@ -44,11 +55,11 @@ export class FaultInjector {
   }
 
   decide(path: string): FaultDecision {
-    const { onlyPaths, latencyMs = 0, failEvery, dropAfterApplying = false } = this.settings;
+    const { onlyPaths, latencyMs = 0, failEvery, dropAfterApplying = false, corruptPayloadField } = this.settings;
     // search() ignores a /g regex's lastIndex, so the same request always matches the same way.
     if (onlyPaths && path.search(onlyPaths) === -1) return { action: 'pass', delayMs: 0, dropAfterApplying };
     this.matchedSinceSet++;
-    return { action: this.nextAction(failEvery), delayMs: latencyMs, dropAfterApplying };
+    return { action: this.nextAction(failEvery), delayMs: latencyMs, dropAfterApplying, corruptPayloadField };
   }
 
   private nextAction(failEvery: number | undefined): FaultAction {

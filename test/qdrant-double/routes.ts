@@ -4,6 +4,7 @@
  */
 import { parseCollectionConfig, parsePayloadIndex, type Collection, type ScoredPoint } from './collection';
 import { formatError, notSupported } from './errors';
+import { CORRUPTED_PAYLOAD_VALUE } from './faults';
 import { qdrantParsedJson } from './floats';
 import {
   DEFAULT_VECTOR,
@@ -26,6 +27,8 @@ export interface RequestContext {
   params: Record<string, string>;
   body: Body;
   query: URLSearchParams;
+  /** The `corruptPayloadField` fault, when it is on for this request. */
+  corruptPayloadField?: string;
 }
 
 /** `result` is wrapped as {result, status, time}; `raw` is sent as it is (JSON, or text for strings). */
@@ -90,7 +93,7 @@ export const ROUTES: Route[] = [
   {
     method: 'PUT',
     template: '/collections/{name}/points',
-    handle: (ctx) => updateResult(ctx, collectionOf(ctx).upsert(pointsToWrite(ctx.body))),
+    handle: (ctx) => updateResult(ctx, collectionOf(ctx).upsert(corrupted(pointsToWrite(ctx.body), ctx.corruptPayloadField))),
   },
   { method: 'POST', template: '/collections/{name}/points', handle: retrievePoints },
   { method: 'POST', template: '/collections/{name}/points/scroll', handle: scrollPoints },
@@ -175,6 +178,11 @@ function pointsToWrite(body: Body): Omit<StoredPoint, 'version'>[] {
   }
   if (body.batch && Array.isArray(body.batch.ids)) return batchPoints(body.batch);
   throw formatError('expected `points` or `batch`');
+}
+
+function corrupted(points: Omit<StoredPoint, 'version'>[], field: string | undefined): Omit<StoredPoint, 'version'>[] {
+  if (field === undefined) return points;
+  return points.map((point) => ({ ...point, payload: { ...point.payload, [field]: CORRUPTED_PAYLOAD_VALUE } }));
 }
 
 function batchPoints(batch: Body): Omit<StoredPoint, 'version'>[] {

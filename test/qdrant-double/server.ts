@@ -105,7 +105,7 @@ async function handleRequest({ req, res, state, faults, stats, apiKey }: Exchang
     return send(res, { status: 503, error: 'Service Unavailable: injected by the Qdrant test double' }, started);
   }
   const outcome = isAuthorized(req, url.pathname, apiKey)
-    ? execute(matched, rawBody, url, state)
+    ? execute(matched, rawBody, url, state, fault.corruptPayloadField)
     : { status: 401, error: 'Must provide an API key or an Authorization bearer token' };
   if (fault.action === 'drop') return dropConnection(req, stats, matched.key);
   send(res, outcome, started);
@@ -120,12 +120,13 @@ function isAuthorized(req: IncomingMessage, path: string, apiKey: string | undef
   return apiKey === undefined || OPEN_PATHS.has(path) || req.headers['api-key'] === apiKey || req.headers.authorization === `Bearer ${apiKey}`;
 }
 
-function execute(matched: MatchedRoute, rawBody: string, url: URL, state: QdrantState): Outcome {
+function execute(matched: MatchedRoute, rawBody: string, url: URL, state: QdrantState, corruptPayloadField: string | undefined): Outcome {
   if (!matched.route) {
     return { status: 404, error: `Not found: ${matched.key.replace('<unknown>', url.pathname)} is not served by the Qdrant test double` };
   }
   try {
-    return { status: 200, reply: matched.route.handle({ state, params: matched.params, body: parseBody(rawBody), query: url.searchParams }) };
+    const body = parseBody(rawBody);
+    return { status: 200, reply: matched.route.handle({ state, params: matched.params, body, query: url.searchParams, corruptPayloadField }) };
   } catch (error) {
     if (error instanceof QdrantApiError) return { status: error.status, error: error.message };
     throw error;
