@@ -3,7 +3,7 @@
  * type only (`proxyActivities<ReturnType<typeof createActivities>>`).
  */
 import type { Client } from '@temporalio/client';
-import { applyOpenMemoryVersion, backupOpenMemory, inspectOpenMemory, planUpgrade, restoreOpenMemory, verifyOpenMemoryUpgrade } from './openmemory';
+import { openMemoryActivities } from './openmemory';
 import { qdrantRebuildActivities } from './qdrant-rebuild';
 import { sqliteVecActivities } from './sqlite-vec';
 
@@ -16,6 +16,6 @@ export function createActivities(deps: ActivityDeps) {
   return {
     ...sqliteVecActivities(deps),
     ...qdrantRebuildActivities(deps),
-    ...{ inspectOpenMemory, planUpgrade, backupOpenMemory, applyOpenMemoryVersion, verifyOpenMemoryUpgrade, restoreOpenMemory },
+    ...openMemoryActivities,
   };
 }

@@ -16,7 +16,9 @@ import {
   inspectOpenMemory,
   openOpenMemory,
   planUpgrade,
+  restoreLossesOpenMemory,
   restoreOpenMemory,
+  revertOpenMemoryVersion,
   verifyOpenMemoryUpgrade,
 } from '../activities/openmemory';
 import { Engine, VERSIONS } from '../activities/openmemory/migrations';
@@ -26,6 +28,7 @@ import {
   V11_COUNTS,
   createPostgresV11,
   createSqliteV11,
+  createSqliteVecFile,
   execPostgres,
   execSqlite,
   handMadePartialPostgres,
@@ -38,7 +41,7 @@ import {
 } from './support/openmemory-fixtures';
 import { TestPostgres, startTestPostgres, uniqueName } from './support/postgres';
 
-type Role = 'memories' | 'vectors' | 'waypoints';
+type Role = 'memories' | 'vectors' | 'waypoints' | 'embedLogs';
 
 /** What a scenario needs from an engine. */
 interface Harness {
@@ -84,7 +87,7 @@ const sqlite: Harness = {
   async rows(target, role) {
     return sqliteRows(sqlitePath(target), role);
   },
-  tableName: (role) => role,
+  tableName: (role) => (role === 'embedLogs' ? 'embed_logs' : role),
 };
 
 const PG_MEMORIES = 'om_memories';
@@ -109,7 +112,7 @@ const postgres: Harness = {
   },
   state: (target) => pgSchemaState(pg.url, pgNames(target).schema),
   rows: (target, role) => pgRows(pg.url, pgNames(target).schema, postgres.tableName(role)),
-  tableName: (role) => (role === 'memories' ? PG_MEMORIES : `openmemory_${role}`),
+  tableName: (role) => (role === 'memories' ? PG_MEMORIES : role === 'embedLogs' ? 'openmemory_embed_logs' : `openmemory_${role}`),
 };
 
 function sqlitePath(target: OpenMemoryTarget): string {
@@ -147,6 +150,11 @@ async function expectRefusal(promise: Promise<unknown>, type: string, message: R
   return failure;
 }
 
+/** The memories, vectors and waypoints counts of a fresh v1.1 database, by table name. */
+function v11RowCounts(h: Harness): Record<string, number> {
+  return Object.fromEntries(Object.entries(BASELINE_TABLES).map(([role, n]) => [h.tableName(role as Role), n]));
+}
+
 function withoutUserId(rows: Record<string, unknown>[]): Record<string, unknown>[] {
   return rows.map(({ user_id: _, ...rest }) => rest);
 }
@@ -167,7 +175,7 @@ async function upgrade(h: Harness, target: OpenMemoryTarget) {
   const backup = await backupOpenMemory({ target, ...h.backupLocation() });
   const applied = [];
   for (const step of plan.steps) applied.push(await applyOpenMemoryVersion({ target, version: step.version, changes: step.changes }));
-  const report = await verifyOpenMemoryUpgrade({ target, targetVersion: TARGET, baselineRowCounts: plan.inspection.rowCounts, backup });
+  const report = await verifyOpenMemoryUpgrade({ target, targetVersion: TARGET });
   return { plan, backup, applied, report };
 }
 
@@ -180,7 +188,15 @@ describe.each([sqlite, postgres])('OpenMemory activities on $engine', (h) => {
 
     expect(plan.inspection.currentVersion).toBe('1.1');
     expect(plan.steps.map((s) => [s.version, s.status, s.changes])).toEqual([['1.2.0', 'not-started', V12.changes.map((c) => c.id)]]);
-    expect(applied).toEqual([{ version: '1.2.0', applied: V12.changes.map((c) => c.id), alreadyRecorded: false, statements: plan.steps[0].sql.length }]);
+    expect(applied).toEqual([
+      {
+        version: '1.2.0',
+        applied: V12.changes.map((c) => c.id),
+        alreadyRecorded: false,
+        statements: plan.steps[0].sql.length,
+        rowCounts: { ...v11RowCounts(h), [h.tableName('embedLogs')]: V11_COUNTS.embedLogs },
+      },
+    ]);
     expect(report.checks.filter((c) => !c.ok)).toEqual([]);
     expect(report.ok).toBe(true);
 
@@ -245,7 +261,7 @@ describe.each([sqlite, postgres])('OpenMemory activities on $engine', (h) => {
 
     const backup = await backupOpenMemory({ target, ...h.backupLocation() });
     await applyOpenMemoryVersion({ target, version: TARGET, changes: plan.steps[0].changes });
-    const report = await verifyOpenMemoryUpgrade({ target, targetVersion: TARGET, baselineRowCounts: plan.inspection.rowCounts, backup });
+    const report = await verifyOpenMemoryUpgrade({ target, targetVersion: TARGET });
     expect(report.checks.filter((c) => !c.ok)).toEqual([]);
     expect(withoutUserId(await h.rows(target, 'waypoints'))).toEqual(waypoints);
   });
@@ -267,7 +283,7 @@ describe.each([sqlite, postgres])('OpenMemory activities on $engine', (h) => {
       const expectedStatus = done === 0 ? 'not-started' : done === statements.length ? 'applied-unrecorded' : 'partial';
       expect(plan.steps[0].status, `after ${done} statements`).toBe(expectedStatus);
       await applyOpenMemoryVersion({ target, version: TARGET, changes: plan.steps[0].changes });
-      const report = await verifyOpenMemoryUpgrade({ target, targetVersion: TARGET, baselineRowCounts: plan.inspection.rowCounts });
+      const report = await verifyOpenMemoryUpgrade({ target, targetVersion: TARGET });
       expect(report.checks.filter((c) => !c.ok), `after ${done} statements`).toEqual([]);
       expect((await h.rows(target, 'waypoints')).length).toBe(V11_COUNTS.waypoints);
       outcomes.push(`${done}: ${expectedStatus} → finished`);
@@ -310,20 +326,99 @@ describe.each([sqlite, postgres])('OpenMemory activities on $engine', (h) => {
     expect((await inspectOpenMemory({ target })).currentVersion).toBe('1.1');
   });
 
-  it('verification fails when a row went missing', async () => {
+  it('verification after commit checks the schema, not rows: live writes since do not fail it, a missing index does', async () => {
     const target = await h.fresh();
-    const { plan, backup } = await upgrade(h, target);
+    await upgrade(h, target);
     const waypoints = h.engine === 'sqlite' ? '"waypoints"' : `"${pgNames(target).schema}"."openmemory_waypoints"`;
     await h.exec(target, [`DELETE FROM ${waypoints} WHERE weight = (SELECT max(weight) FROM ${waypoints})`]);
+    expect(await verifyOpenMemoryUpgrade({ target, targetVersion: TARGET })).toMatchObject({ ok: true });
 
-    const report = await verifyOpenMemoryUpgrade({ target, targetVersion: TARGET, baselineRowCounts: plan.inspection.rowCounts, backup });
-
+    const index = h.engine === 'sqlite' ? '"idx_waypoints_user"' : `"${pgNames(target).schema}"."openmemory_waypoints_user_idx"`;
+    await h.exec(target, [`DROP INDEX ${index}`]);
+    const report = await verifyOpenMemoryUpgrade({ target, targetVersion: TARGET });
     expect(report.ok).toBe(false);
-    const name = h.tableName('waypoints');
     expect(report.checks.filter((c) => !c.ok)).toEqual([
-      { name: `rows in ${name}`, ok: false, detail: `${V11_COUNTS.waypoints} before, ${V11_COUNTS.waypoints - 1} now` },
-      { name: `rows of ${name} preserved`, ok: false, detail: `${V11_COUNTS.waypoints} rows in the backup, 1 missing or changed` },
+      { name: '1.2.0 waypoints.user_id.index', ok: false, detail: expect.stringMatching(/^index \w+ on openmemory_waypoints\(user_id\): missing$|^index idx_waypoints_user on waypoints\(user_id\): missing$/) },
     ]);
+  });
+
+  it('reverts 1.2.0 keeping every row, rows written after the upgrade included, and reports what went with the columns', async () => {
+    const target = await h.fresh();
+    const original = await h.rows(target, 'memories');
+    const { applied } = await upgrade(h, target);
+    const t = (role: Role | 'users') => (h.engine === 'sqlite' ? `"${h.tableName(role)}"` : `"${pgNames(target).schema}"."${h.tableName(role)}"`);
+    // OpenMemory v1.2 at work: a memory of alice's, a waypoint of hers, her users row; and a v1.1-style write.
+    await h.exec(target, [
+      `INSERT INTO ${t('memories')} (id, content, primary_sector, created_at, user_id) VALUES ('00000000-0000-4000-8000-0000000000a1', 'new for alice', 'semantic', 1, 'alice')`,
+      `INSERT INTO ${t('memories')} (id, content, primary_sector, created_at) VALUES ('00000000-0000-4000-8000-0000000000a2', 'new, no user', 'semantic', 2)`,
+      `UPDATE ${t('memories')} SET content = 'changed' WHERE id = '00000000-0000-4000-8000-000000000003'`,
+      `INSERT INTO ${t('waypoints')} (src_id, dst_id, user_id, weight) VALUES ('00000000-0000-4000-8000-0000000000a1', 'x', 'alice', 1)`,
+      `INSERT INTO ${t('users')} (user_id, summary) VALUES ('alice', 'summary')`,
+    ]);
+    const memories = await h.rows(target, 'memories');
+    const waypoints = await h.rows(target, 'waypoints');
+
+    const result = await revertOpenMemoryVersion({ target, version: TARGET, changes: applied[0].applied });
+
+    expect(result).toMatchObject({
+      version: TARGET,
+      alreadyReverted: false,
+      droppedValues: { [`${h.tableName('memories')}.user_id`]: 1, [`${h.tableName('waypoints')}.user_id`]: 1 },
+      keptTables: { [h.tableName('users')]: 1 },
+    });
+    expect(result.reverted).toEqual([...applied[0].applied].reverse().filter((id) => id !== 'users'));
+    expect(await h.rows(target, 'memories')).toEqual(withoutUserId(memories));
+    expect(await h.rows(target, 'waypoints')).toEqual(withoutUserId(waypoints));
+    expect((await h.rows(target, 'memories')).length).toBe(original.length + 2);
+    const inspection = await inspectOpenMemory({ target });
+    expect(inspection.currentVersion).toBe('1.1');
+    expect(inspection.versions[0].changes.filter((c) => c.status === 'present').map((c) => c.id)).toEqual(['users']);
+    // Retried after it committed: nothing more to do.
+    expect(await revertOpenMemoryVersion({ target, version: TARGET, changes: applied[0].applied })).toMatchObject({ alreadyReverted: true, reverted: [] });
+  });
+
+  it('reverting an untouched upgrade gives back the v1.1 schema exactly', async () => {
+    const target = await h.fresh();
+    const original = await h.state(target);
+    const { applied } = await upgrade(h, target);
+    await revertOpenMemoryVersion({ target, version: TARGET, changes: applied[0].applied });
+    if (h.engine === 'postgres') expect(await h.state(target)).toEqual(original);
+    const inspection = await inspectOpenMemory({ target });
+    expect(inspection.versions[0].status).toBe('not-started');
+    expect(inspection.recordedVersions).toEqual([]);
+  });
+
+  it('refuses to revert when waypoints written since share a src_id, naming it, and changes nothing', async () => {
+    const target = await h.fresh();
+    const { applied } = await upgrade(h, target);
+    const waypoints = h.engine === 'sqlite' ? '"waypoints"' : `"${pgNames(target).schema}"."openmemory_waypoints"`;
+    const src = '00000000-0000-4000-8000-000000000001';
+    await h.exec(target, [`INSERT INTO ${waypoints} (src_id, dst_id, user_id, weight) VALUES ('${src}', 'x', 'bob', 1)`]);
+    const before = await h.state(target);
+
+    await expectRefusal(
+      revertOpenMemoryVersion({ target, version: TARGET, changes: applied[0].applied }),
+      'RollbackWouldLoseRows',
+      new RegExp(`would put back ${h.tableName('waypoints')}'s key \\(src_id\\), but 1 value\\(s\\) of it are shared .* src_id \\(${src}\\): 2 rows\\. Nothing was changed`),
+    );
+    expect(await h.state(target)).toEqual(before);
+  });
+
+  it('says what restoring the backup would discard, per table', async () => {
+    const target = await h.fresh();
+    const { backup } = await upgrade(h, target);
+    const t = (role: Role | 'users') => (h.engine === 'sqlite' ? `"${h.tableName(role)}"` : `"${pgNames(target).schema}"."${h.tableName(role)}"`);
+    await h.exec(target, [
+      `INSERT INTO ${t('memories')} (id, content, primary_sector, created_at) VALUES ('00000000-0000-4000-8000-0000000000b1', 'new', 'semantic', 1)`,
+      `UPDATE ${t('memories')} SET content = 'changed' WHERE id = '00000000-0000-4000-8000-000000000004'`,
+      `DELETE FROM ${t('vectors')} WHERE id = '00000000-0000-4000-8000-000000000005'`,
+      `INSERT INTO ${t('users')} (user_id) VALUES ('alice')`,
+    ]);
+    const losses = await restoreLossesOpenMemory({ target, backup });
+    const of = (role: Role | 'users') => losses.find((l) => l.table === h.tableName(role));
+    expect(of('memories')).toEqual({ table: h.tableName('memories'), rowsNow: V11_COUNTS.memories + 1, rowsInBackup: V11_COUNTS.memories, discarded: 2 });
+    expect(of('vectors')).toEqual({ table: h.tableName('vectors'), rowsNow: V11_COUNTS.vectors - 2, rowsInBackup: V11_COUNTS.vectors, discarded: 0 });
+    expect(of('users')).toEqual({ table: h.tableName('users'), rowsNow: 1, rowsInBackup: 0, discarded: 1 });
   });
 
   it('refuses an unknown target version, changing nothing', async () => {
@@ -385,11 +480,29 @@ describe('SQLite only', () => {
     expect(sha256File(other)).toBe(before);
   });
 
-  it('refuses to overwrite a backup file that is not a copy of this database', async () => {
+  it('refuses a backup file that exists, or that is the database or one of its SQLite files', async () => {
     const target = await sqlite.fresh();
+    const original = await sqlite.state(target);
     const file = join(dir, 'taken.sqlite');
     writeFileSync(file, 'something else');
-    await expectRefusal(backupOpenMemory({ target, backupFile: file }), 'BackupFailed', /taken\.sqlite already exists and is not a copy/);
+    await expectRefusal(backupOpenMemory({ target, backupFile: file }), 'BackupLocationExists', /taken\.sqlite already exists and is not this run's/);
+    const path = sqlitePath(target);
+    for (const protectedFile of [path, `${path}-wal`, `${path}-shm`]) {
+      await expectRefusal(backupOpenMemory({ target, backupFile: protectedFile }), 'PathIsProtected', /is the OpenMemory database .* Nothing was written/);
+    }
+    expect(await sqlite.state(target)).toEqual(original);
+  });
+
+  it('refuses an mcp-memory-service SQLite-vec file at once as not OpenMemory (its vec0 table needs a module not loaded here)', async () => {
+    const file = join(dir, `${uniqueName('sqlite-vec')}.db`);
+    createSqliteVecFile(file);
+    const before = sha256File(file);
+    await expectRefusal(
+      planUpgrade({ target: { engine: 'sqlite', path: file }, targetVersion: TARGET }),
+      'NotOpenMemory',
+      /is not an OpenMemory \(v1\.1 or later\) database: table memories exists but lacks column\(s\) primary_sector; table vectors: missing.*Tables found: memories, memory_embeddings_/,
+    );
+    expect(sha256File(file)).toBe(before);
   });
 });
 
@@ -445,12 +558,15 @@ describe('PostgreSQL only', () => {
     expect(plan.steps[0].changes).toEqual(['waypoints.key', 'waypoints.user_id.index', 'users', 'stats', 'stats.ts.index', 'stats.type.index']);
 
     await applyOpenMemoryVersion({ target, version: TARGET, changes: plan.steps[0].changes });
-    const report = await verifyOpenMemoryUpgrade({ target, targetVersion: TARGET, baselineRowCounts: plan.inspection.rowCounts });
+    const report = await verifyOpenMemoryUpgrade({ target, targetVersion: TARGET });
     expect(report.checks.filter((c) => !c.ok)).toEqual([]);
   });
 
-  it('refuses a backup schema that already exists and is not a memshift backup', async () => {
+  it('refuses a backup schema that already exists, even an earlier memshift backup', async () => {
     const target = await postgres.fresh();
-    await expectRefusal(backupOpenMemory({ target, backupSchema: 'public' }), 'BackupFailed', /schema "public" already exists and is not a memshift backup/);
+    await expectRefusal(backupOpenMemory({ target, backupSchema: 'public' }), 'BackupLocationExists', /schema "public" already exists and is not a memshift backup/);
+    const { backupSchema } = postgres.backupLocation() as { backupSchema: string };
+    await backupOpenMemory({ target, backupSchema });
+    await expectRefusal(backupOpenMemory({ target, backupSchema }), 'BackupLocationExists', /holds an earlier memshift backup, not this run's/);
   });
 });

@@ -54,6 +54,7 @@ afterAll(async () => {
 interface Engine {
   engine: 'sqlite' | 'postgres';
   fresh(): Promise<OpenMemoryTarget>;
+  tableName(role: Role): string;
   /** The whole database, exactly: file bytes (and no sidecars), or every definition and row. */
   state(target: OpenMemoryTarget): Promise<unknown>;
   rows(target: OpenMemoryTarget, role: Role): Promise<Record<string, unknown>[]>;
@@ -72,6 +73,7 @@ function assertNever(): never {
 
 const sqlite: Engine = {
   engine: 'sqlite',
+  tableName: (role) => role,
   async fresh() {
     const file = path.join(dir, `${uniqueName('om')}.sqlite`);
     createSqliteV11(file);
@@ -91,13 +93,14 @@ const sqlite: Engine = {
 
 const postgres: Engine = {
   engine: 'postgres',
+  tableName: (role) => (role === 'memories' ? PG_MEMORIES : `openmemory_${role}`),
   async fresh() {
     const schema = uniqueName('om');
     await createPostgresV11(pg.url, { schema, memories: PG_MEMORIES });
     return { engine: 'postgres', url: pg.url, schema, table: PG_MEMORIES };
   },
   state: (t) => pgSchemaState(pg.url, pgSchema(t)),
-  rows: (t, role) => pgRows(pg.url, pgSchema(t), role === 'memories' ? PG_MEMORIES : `openmemory_${role}`),
+  rows: (t, role) => pgRows(pg.url, pgSchema(t), postgres.tableName(role)),
   async exec(_t, statements) {
     const failure = await execPostgres(pg.url, statements);
     if (failure) throw new Error(`${failure.failed}: ${failure.error}`);
@@ -142,7 +145,15 @@ describe.each([sqlite, postgres])('on $engine', (h) => {
     const result = await handle.result();
     expect(result.outcome).toBe('cut-over');
     expect(result).toMatchObject({ upToDate: false, fromVersion: '1.1', targetVersion: '1.2.0' });
-    expect(result.applied).toEqual([{ version: '1.2.0', applied: ALL_CHANGES, alreadyRecorded: false, statements: result.steps[0].sql.length }]);
+    expect(result.applied).toEqual([
+      {
+        version: '1.2.0',
+        applied: ALL_CHANGES,
+        alreadyRecorded: false,
+        statements: result.steps[0].sql.length,
+        rowCounts: expect.objectContaining({ [h.tableName('waypoints')]: V11_COUNTS.waypoints }),
+      },
+    ]);
     expect(result.verification?.ok).toBe(true);
     expect(result.verification?.checks.filter((c) => !c.ok)).toEqual([]);
     expect(await h.schemaVersion(target)).toEqual(['1.2.0']);
@@ -178,9 +189,10 @@ describe.each([sqlite, postgres])('on $engine', (h) => {
     expect(await h.state(target)).toEqual(original);
   });
 
-  it('rollback signal after the upgrade restores the original exactly', async () => {
+  it('rollback signal after the upgrade reverses it: the v1.1 schema and every row back', async () => {
     const target = await h.fresh();
     const original = await h.state(target);
+    const rows = await allRows(h, target);
     const handle = await start(planFor(target, { rollbackWindow: '5m' }));
     await waitForPhase(handle, 'await-approval');
     await handle.executeUpdate(approveUpdate, { args: [{ by: 'bob' }] });
@@ -193,8 +205,13 @@ describe.each([sqlite, postgres])('on $engine', (h) => {
     const result = await handle.result();
     expect(result.outcome).toBe('rolled-back');
     expect(result.notes.join('\n')).toMatch(/Ignored rollback from 'mallory'/);
-    expect(result.notes.join('\n')).toMatch(/Rolled back \(requested by alice: OpenMemory 1\.1 still deployed\)/);
-    expect(await h.state(target)).toEqual(original);
+    expect(result.notes.join('\n')).toMatch(/Rolled back \(requested by alice: OpenMemory 1\.1 still deployed\), keeping every row: reversed 1\.2\.0 in one transaction/);
+    expect(result.reverted).toMatchObject([{ version: '1.2.0', reverted: [...ALL_CHANGES].reverse(), droppedValues: {}, keptTables: {} }]);
+    expect(await allRows(h, target)).toEqual(rows);
+    const inspection = await inspectOpenMemory({ target });
+    expect(inspection.recordedVersions).toEqual([]);
+    expect(inspection.versions[0].status).toBe('not-started');
+    if (h.engine === 'postgres') expect(await h.state(target)).toEqual(original); // SQLite's file bytes differ: rebuilt, not copied back
   });
 
   it('dry run lists the exact SQL and the current state, and changes nothing', async () => {
@@ -308,7 +325,7 @@ describe('PostgreSQL only', () => {
     expect(await postgres.state(target)).toEqual(original);
   });
 
-  it('restores the backup and ends rolled-back when verification finds a row missing', async () => {
+  it('a row lost inside the apply fails the check before COMMIT: the transaction rolls back, no backup restored', async () => {
     const target = (await postgres.fresh()) as Extract<OpenMemoryTarget, { engine: 'postgres' }>;
     const s = `"${target.schema}"`;
     const trigger = uniqueName('lose_a_waypoint');
@@ -325,11 +342,9 @@ describe('PostgreSQL only', () => {
     );
     try {
       const original = await postgres.state(target);
-      const result = await (await start(planFor(target, { approval: { required: false } }))).result();
-      expect(result.outcome).toBe('rolled-back');
-      expect(result.verification?.ok).toBe(false);
-      expect(result.notes.join('\n')).toMatch(
-        new RegExp(`Rolled back \\(verification failed: rows in openmemory_waypoints: ${V11_COUNTS.waypoints} before, ${V11_COUNTS.waypoints - 1} now`),
+      const handle = await start(planFor(target, { approval: { required: false } }));
+      expect(await failureMessage(handle)).toMatch(
+        new RegExp(`^1\\.2\\.0's SQL ran but rows in openmemory_waypoints: ${V11_COUNTS.waypoints} before, ${V11_COUNTS.waypoints - 1} after\\. Rolled back: .* is as it was before 1\\.2\\.0\\.$`),
       );
       expect(await postgres.state(target)).toEqual(original);
     } finally {

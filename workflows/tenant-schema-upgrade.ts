@@ -2,14 +2,27 @@
  * Runbook 002 (../shared/seeds/002-openmemory-multi-tenant-schema.md) as a
  * workflow: an OpenMemory database (SQLite file or PostgreSQL schema) brought
  * to a schema version — planned, backed up, approved, applied one version per
- * transaction, verified, and restored from the backup on failed verification
- * or on request.
+ * transaction, verified — while OpenMemory keeps writing.
+ *
+ * Nothing written is lost: each version is applied under the tables' write
+ * locks and commits only with every row still there; a failed verification
+ * or a rollback request runs the versions' reverse, which keeps every row
+ * written since. Putting the backup back (discarding those writes) happens
+ * only on a rollback request with mode "restore-backup" and acceptLoss.
  */
-import { ApplicationFailure, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, condition, proxyActivities, setHandler, sleep, workflowInfo } from '@temporalio/workflow';
 import { z } from 'zod';
 import type { createActivities } from '../activities';
-import type { AppliedVersion, ApplyRetry, OpenMemoryBackup, UpgradePlan, VerificationReport } from '../activities/openmemory';
-import type { Outcome, ValidationReport } from './messages';
+import type {
+  AppliedVersion,
+  ApplyRetry,
+  OpenMemoryBackup,
+  RestoreLoss,
+  RevertedVersion,
+  UpgradePlan,
+  VerificationReport,
+} from '../activities/openmemory';
+import { rollbackSignal, type Outcome, type RollbackRequest, type ValidationReport } from './messages';
 import { MigrationRun, errorMessage, parsePlan } from './migration-run';
 import { ApprovalPlan, duration, postgresUrl, sqlIdentifier } from './plan-schemas';
 
@@ -38,7 +51,7 @@ export const TenantSchemaPlan = z
     backup: z.object({ file: z.string().min(1).optional(), schema: sqlIdentifier.optional() }).strict().prefault({}),
     /** Approval before the first schema change; `required: false` applies right after the backup. */
     approval: ApprovalPlan.extend({ required: z.boolean().default(true) }).strict().prefault({}),
-    /** How long after a verified upgrade a `rollback` signal still restores the backup. */
+    /** How long after a verified upgrade a `rollback` signal is still acted on. */
     rollbackWindow: duration.default('0s'),
     /** Preflight only: the current state and the exact SQL per version; changes nothing. */
     dryRun: z.boolean().default(false),
@@ -76,6 +89,10 @@ export interface TenantSchemaResult {
   applied: AppliedVersion[];
   verification: VerificationReport | null;
   backup: OpenMemoryBackup | null;
+  /** The reverse run by a rollback that kept every write, newest version first. */
+  reverted: RevertedVersion[];
+  /** What the last `restore-backup` request would discard (or, when accepted, discarded), per table. */
+  restoreLosses: RestoreLoss[] | null;
   report: ValidationReport | null;
   notes: string[];
 }
@@ -104,6 +121,8 @@ export async function tenantSchemaUpgrade(input: TenantSchemaPlanInput): Promise
   let backup: OpenMemoryBackup | null = null;
   const applied: AppliedVersion[] = [];
   let verification: VerificationReport | null = null;
+  const reverted: RevertedVersion[] = [];
+  let restoreLosses: RestoreLoss[] | null = null;
   const result = (outcome: Outcome) =>
     run.finish(outcome, {
       upToDate: upgrade?.upToDate ?? false,
@@ -113,6 +132,8 @@ export async function tenantSchemaUpgrade(input: TenantSchemaPlanInput): Promise
       applied,
       verification,
       backup,
+      reverted,
+      restoreLosses,
     });
 
   upgrade = await run.phase('preflight', async () => {
@@ -158,9 +179,26 @@ export async function tenantSchemaUpgrade(input: TenantSchemaPlanInput): Promise
     run.note('The plan does not require approval: applying after the backup.');
   }
 
-  const restore = async (why: string) => {
-    const restored = await run.phase('rollback', () => held.restoreOpenMemory({ target, backup: backup! }));
-    run.note(`Rolled back (${why}): ${restored.tables.map((t) => `${t.name} ${t.action}${t.action === 'restored' ? ` (${t.rows} rows)` : ''}`).join(', ')}.`);
+  // From here on a rollback request undoes the upgrade (before, it is a
+  // rejection). Requests queue, so one that is refused leaves the way back open.
+  const requests: RollbackRequest[] = [];
+  setHandler(rollbackSignal, (request) => {
+    const approvers = plan.approval.approvers;
+    if (approvers.length > 0 && !approvers.includes(request.by)) {
+      run.note(`Ignored rollback from '${request.by}': not an allowed approver.`);
+    } else {
+      requests.push(request);
+    }
+  });
+
+  /** The reverse of every version this run applied, newest first: every row stays. */
+  const revert = async (why: string) => {
+    await run.phase('rollback', async () => {
+      for (const done of [...applied].reverse().filter((a) => a.applied.length > 0)) {
+        reverted.push(await held.revertOpenMemoryVersion({ target, version: done.version, changes: done.applied }));
+      }
+    });
+    run.note(`Rolled back (${why}), keeping every row: ${reverted.map(revertedNote).join('; ')}.`);
     return result('rolled-back');
   };
 
@@ -170,30 +208,77 @@ export async function tenantSchemaUpgrade(input: TenantSchemaPlanInput): Promise
         const done = await held.applyOpenMemoryVersion({ target, version: step.version, changes: step.changes });
         applied.push(done);
         if (done.retry) run.note(retryNote(done.version, done.retry));
-        run.note(`Applied ${done.version}: ${done.statements} statements in one transaction (${done.applied.join(', ') || 'already recorded'}).`);
+        const rows = Object.entries(done.rowCounts).map(([t, n]) => `${t} ${n}`);
+        run.note(
+          `Applied ${done.version}: ${done.statements} statements in one transaction (${done.applied.join(', ') || 'already recorded'}); ` +
+            `every row kept, checked under the write lock: ${rows.join(', ')}.`,
+        );
       }
     });
   } catch (err) {
-    // The failed version's transaction rolled back; versions committed before it in this run are undone from the backup.
+    // The failed version's transaction rolled back; versions committed before it in this run are reversed.
     if (applied.length === 0) throw err;
-    await restore(`applying failed after ${applied.map((a) => a.version).join(', ')}`);
-    throw ApplicationFailure.nonRetryable(`${errorMessage(err)} — the database was restored from the backup.`, 'MigrationFailed');
+    await revert(`applying failed after ${applied.map((a) => a.version).join(', ')}`);
+    throw ApplicationFailure.nonRetryable(`${errorMessage(err)} — the versions applied before it were reversed, keeping every row.`, 'MigrationFailed');
   }
 
-  verification = await run.phase('verify', () =>
-    held.verifyOpenMemoryUpgrade({ target, targetVersion: upgrade!.targetVersion, baselineRowCounts: inspection.rowCounts, backup: backup! }),
-  );
+  verification = await run.phase('verify', () => held.verifyOpenMemoryUpgrade({ target, targetVersion: upgrade!.targetVersion }));
   if (!verification.ok) {
     const failed = verification.checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.detail}`);
-    return restore(`verification failed: ${failed.join('; ')}`);
+    return revert(`verification failed: ${failed.join('; ')}`);
   }
   run.note(`Verified: ${verification.checks.length} checks passed.`);
 
-  if (!/^0+[a-z]+$/.test(plan.rollbackWindow)) {
-    const request = await run.awaitRollbackRequest(plan.rollbackWindow);
-    if (request) return restore(`requested by ${request.by}${request.reason ? `: ${request.reason}` : ''}`);
+  let windowOpen = !/^0+[a-z]+$/.test(plan.rollbackWindow);
+  if (windowOpen) void sleep(plan.rollbackWindow).then(() => (windowOpen = false));
+  for (;;) {
+    const request = await run.phase('rollback-window', async () => {
+      await condition(() => requests.length > 0 || !windowOpen);
+      return requests.shift();
+    });
+    if (!request) return result('cut-over');
+    const why = `requested by ${request.by}${request.reason ? `: ${request.reason}` : ''}`;
+    if (request.mode !== 'restore-backup') {
+      try {
+        return await revert(why);
+      } catch (err) {
+        if (failureType(err) !== 'RollbackWouldLoseRows') throw err;
+        run.note(`Refused rollback from ${request.by}: ${errorMessage(err)}`);
+        continue;
+      }
+    }
+    restoreLosses = await quick.restoreLossesOpenMemory({ target, backup: backup! });
+    const losses = restoreLosses.filter((l) => l.discarded > 0).map((l) => `${l.table} ${l.discarded} of ${l.rowsNow} rows (${l.rowsInBackup} in the backup)`);
+    const loss = losses.length > 0 ? losses.join(', ') : 'nothing';
+    if (!request.acceptLoss) {
+      run.note(
+        `Refused rollback from ${request.by} with mode "restore-backup": restoring the backup would discard ${loss}. ` +
+          `Nothing was changed. Send it again with "acceptLoss": true to accept that, or without a mode to keep every write.`,
+      );
+      continue;
+    }
+    const restored = await run.phase('rollback', () => held.restoreOpenMemory({ target, backup: backup! }));
+    const tables = restored.tables.map((t) => `${t.name} ${t.action}${t.action === 'restored' ? ` (${t.rows} rows)` : ''}`);
+    run.note(`Rolled back by restoring the backup (${why}), discarding ${loss} as accepted: ${tables.join(', ')}.`);
+    return result('rolled-back');
   }
-  return result('cut-over');
+}
+
+function revertedNote(r: RevertedVersion): string {
+  if (r.alreadyReverted) return `${r.version} was already reversed`;
+  const rows = Object.entries(r.rowCounts).map(([t, n]) => `${t} ${n}`);
+  const dropped = Object.entries(r.droppedValues).map(([c, n]) => `${c} (${n} values)`);
+  const kept = Object.entries(r.keptTables).map(([t, n]) => `${t} (${n} rows)`);
+  return (
+    `reversed ${r.version} in one transaction (${r.statements} statements); rows: ${rows.join(', ')}` +
+    (dropped.length ? `; dropped with their columns: ${dropped.join(', ')}` : '') +
+    (kept.length ? `; kept, holding rows written since: ${kept.join(', ')}` : '')
+  );
+}
+
+function failureType(err: unknown): string | undefined {
+  const cause = (err as { cause?: unknown }).cause;
+  return cause instanceof ApplicationFailure ? cause.type ?? undefined : undefined;
 }
 
 /** What a retried apply found after an earlier attempt died with its worker or failed on a lock. */

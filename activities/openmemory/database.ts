@@ -11,6 +11,7 @@ import type { CheckResult } from '../../workflows/messages';
 import {
   BASELINE,
   Change,
+  TABLE_ROLES,
   Engine,
   Expectation,
   TableName,
@@ -22,6 +23,7 @@ import {
   findVersion,
   knownVersionIds,
   recordVersionSql,
+  unrecordVersionSql,
   versionsUpTo,
 } from './migrations';
 
@@ -78,11 +80,14 @@ export interface PostgresBackup {
 
 export type OpenMemoryBackup = SqliteBackup | PostgresBackup;
 
-export interface TableComparison {
+/** What putting a backup back would cost one table. */
+export interface RestoreLoss {
   table: string;
-  backupRows: number;
-  /** Rows of the backup (on the backup's columns) the live table does not have. */
-  missing: number;
+  rowsNow: number;
+  /** 0 for a table the backup does not have (restoring drops it). */
+  rowsInBackup: number;
+  /** Rows now that the backup lacks as they are (written or changed since): restoring discards them. */
+  discarded: number;
 }
 
 export interface RestoreResult {
@@ -101,16 +106,35 @@ export interface OpenMemoryDatabase {
   rowCounts(): Promise<Record<string, number>>;
   /** schema_version's rows, oldest first; none when the table does not exist. */
   recordedVersions(): Promise<RecordedVersion[]>;
+  countRows(table: TableName): Promise<number>;
   countNotNull(table: TableName, column: string): Promise<number>;
+  /** Values of `columns` that several rows of `table` share: how many, and the first few with their row counts. */
+  sharedKeys(table: TableName, columns: string[]): Promise<SharedKeys>;
   execute(sql: string): Promise<void>;
   /** One write transaction: committed when `work` resolves, rolled back when it throws. */
   transaction<T>(work: () => Promise<T>): Promise<T>;
-  /** A verified copy at `location` (a file for SQLite, a schema for PostgreSQL) of the tables named. */
-  backup(location: string, tables: TableRole[]): Promise<OpenMemoryBackup>;
-  compareWithBackup(backup: OpenMemoryBackup): Promise<TableComparison[]>;
+  /**
+   * Inside a transaction: every other writer of these tables waits until it
+   * ends. PostgreSQL locks those that exist (ACCESS EXCLUSIVE); on SQLite the
+   * transaction's BEGIN IMMEDIATE already holds the whole file's write lock.
+   */
+  lockTables(tables: TableName[]): Promise<void>;
+  /**
+   * A verified copy at `location` (a file for SQLite, a schema for PostgreSQL)
+   * of the tables named. `owner` names the run making it: a location that
+   * already exists is accepted only as that same run's backup.
+   */
+  backup(location: string, tables: TableRole[], owner: string | undefined): Promise<OpenMemoryBackup>;
+  restoreLosses(backup: OpenMemoryBackup): Promise<RestoreLoss[]>;
   /** Puts the backup back and checks it is exactly what was backed up. */
   restore(backup: OpenMemoryBackup): Promise<RestoreResult>;
   close(): Promise<void>;
+}
+
+export interface SharedKeys {
+  count: number;
+  /** Key values are ids (e.g. waypoints' src_id), never contents. */
+  first: { key: (string | null)[]; rows: number }[];
 }
 
 export type FailureType =
@@ -124,7 +148,10 @@ export type FailureType =
   | 'PlanChanged'
   | 'MigrationFailed'
   | 'BackupFailed'
-  | 'RestoreFailed';
+  | 'BackupLocationExists'
+  | 'RestoreFailed'
+  | 'RollbackWouldLoseRows'
+  | 'DatabaseError';
 
 /** A problem a person must fix: retrying cannot help. */
 export function refuse(type: FailureType, message: string): never {
@@ -201,6 +228,8 @@ export interface AppliedVersion {
   applied: string[];
   alreadyRecorded: boolean;
   statements: number;
+  /** Rows per table, counted under the write lock before the changes — and, checked before commit, still there after. */
+  rowCounts: Record<string, number>;
   /** Only when this was not the activity's first attempt (the worker running an earlier one died, or the database was locked). */
   retry?: ApplyRetry;
 }
@@ -216,6 +245,20 @@ export interface ApplyRetry {
 
 /** Where a running apply is, for its heartbeat: the next attempt reads it back after a crash. */
 export type ApplyProgress = (step: string) => void;
+
+export interface RevertedVersion {
+  version: string;
+  /** Change ids undone now, newest first; empty when the version was no longer recorded (a retry after it committed). */
+  reverted: string[];
+  alreadyReverted: boolean;
+  statements: number;
+  /** Rows per table, counted under the write lock before the reverse — and, checked before commit, still there after. */
+  rowCounts: Record<string, number>;
+  /** Values the reverse dropped with their columns (e.g. user_id set since the upgrade), as "table.column" → rows. */
+  droppedValues: Record<string, number>;
+  /** Tables the version created that now hold rows: kept, with their row counts. */
+  keptTables: Record<string, number>;
+}
 
 export interface VerificationReport {
   ok: boolean;
@@ -429,12 +472,15 @@ export async function applyVersion(
   const retried = (found: VersionStatus) => (options.retryOf ? { retry: { ...options.retryOf, found } } : {});
   progress(`${version.id}: beginning the transaction`);
   return db.transaction(async () => {
+    progress(`${version.id}: locking the tables`);
+    await db.lockTables(TABLE_ROLES.map((role) => db.tables[role]));
     progress(`${version.id}: inspecting, in the transaction`);
     const snapshot = await db.snapshot();
     requireBaseline(db, snapshot);
     const recorded = await db.recordedVersions();
+    const rowCounts = await countOpenMemoryRows(db, snapshot);
     if (recorded.some((r) => r.version === version.id)) {
-      return { version: version.id, applied: [], alreadyRecorded: true, statements: 0, ...retried('recorded') };
+      return { version: version.id, applied: [], alreadyRecorded: true, statements: 0, rowCounts, ...retried('recorded') };
     }
     const earlier = VERSIONS.slice(0, VERSIONS.indexOf(version)).filter((v) => !recorded.some((r) => r.version === v.id));
     if (earlier.length > 0) {
@@ -451,28 +497,156 @@ export async function applyVersion(
       );
     }
     const statements = statementsFor(db, version, pending);
-    await runStatements(db, version, statements, progress);
+    await runStatements(db, version.id, statements, progress);
     progress(`${version.id}: checking, then committing`);
-    const after = versionState(version, db, await db.snapshot(), [], {});
-    const stillMissing = after.changes.flatMap((c) => c.missing);
-    if (stillMissing.length > 0) {
-      refuse('MigrationFailed', `${version.id}'s SQL ran but the schema is still not as expected: ${stillMissing.join('; ')}. Rolled back.`);
+    const after = await db.snapshot();
+    const problems = [
+      ...versionState(version, db, after, [], {}).changes.flatMap((c) => c.missing),
+      ...(await rowsNotKept(db, after, rowCounts)),
+      ...(await valuesInAddedColumns(db, version, pending)),
+    ];
+    if (problems.length > 0) {
+      refuse('MigrationFailed', `${version.id}'s SQL ran but ${problems.join('; ')}. Rolled back: ${db.location} is as it was before ${version.id}.`);
     }
-    return { version: version.id, applied: pending, alreadyRecorded: false, statements: statements.length, ...retried(state.status) };
+    return { version: version.id, applied: pending, alreadyRecorded: false, statements: statements.length, rowCounts, ...retried(state.status) };
   });
 }
 
-async function runStatements(db: OpenMemoryDatabase, version: Version, statements: string[], progress: ApplyProgress): Promise<void> {
+/**
+ * Undoes the changes of `version` this run made (`changeIds`), newest first,
+ * in one transaction under the tables' write locks, and removes its
+ * schema_version row. Every row stays — rows written after the upgrade
+ * included — and that is checked before commit. Refused, changing nothing,
+ * when the older key cannot hold every row. A version no longer recorded is
+ * left alone, so a retried revert is a no-op.
+ */
+export async function revertVersion(
+  db: OpenMemoryDatabase,
+  version: Version,
+  changeIds: string[],
+  progress: ApplyProgress = () => undefined,
+): Promise<RevertedVersion> {
+  const label = `reverting ${version.id}`;
+  return db.transaction(async () => {
+    progress(`${label}: locking the tables`);
+    await db.lockTables(TABLE_ROLES.map((role) => db.tables[role]));
+    const snapshot = await db.snapshot();
+    requireBaseline(db, snapshot);
+    const recorded = await db.recordedVersions();
+    const rowCounts = await countOpenMemoryRows(db, snapshot);
+    const none = { version: version.id, reverted: [], statements: 0, rowCounts, droppedValues: {}, keptTables: {} };
+    if (!recorded.some((r) => r.version === version.id)) return { ...none, alreadyReverted: true };
+    const later = VERSIONS.slice(VERSIONS.indexOf(version) + 1).filter((v) => recorded.some((r) => r.version === v.id));
+    if (later.length > 0) refuse('PlanChanged', `${version.id} cannot be reverted while ${later.map((v) => v.id).join(', ')} is recorded`);
+
+    const changes = version.changes.filter((c) => changeIds.includes(c.id)).reverse();
+    for (const change of changes) await requireKeyHoldsEveryRow(db, version, change);
+    const statements: string[] = [];
+    const droppedValues: Record<string, number> = {};
+    const keptTables: Record<string, number> = {};
+    const reverted: Change[] = [];
+    for (const change of changes) {
+      const table = change.down.dropsTableIfEmpty && db.tables[change.down.dropsTableIfEmpty].name;
+      if (table && rowCounts[table] > 0) {
+        keptTables[table] = rowCounts[table];
+        continue;
+      }
+      for (const e of expectationsFor(change, db.engine)) {
+        if (e.kind !== 'column') continue;
+        const values = await db.countNotNull(db.tables[e.table], e.column);
+        if (values > 0) droppedValues[`${db.tables[e.table].name}.${e.column}`] = values;
+      }
+      statements.push(...change.down.sql[db.engine](db.tables));
+      reverted.push(change);
+    }
+    statements.push(...unrecordVersionSql(db.tables, version));
+    await runStatements(db, label, statements, progress);
+    // The schema_version table was this run's when the version was its only row.
+    if ((await db.countRows(db.tables.schemaVersion)) === 0) {
+      const drop = `DROP TABLE ${db.tables.schemaVersion}`;
+      await runStatements(db, label, [drop], progress);
+      statements.push(drop);
+    }
+
+    progress(`${label}: checking, then committing`);
+    const after = await db.snapshot();
+    const problems = [
+      ...BASELINE.expect.map((e) => evaluate(e, after, db.engine, db.tables)).filter((f) => !f.ok).map((f) => f.text),
+      ...reverted.map((c) => changeState(c, db, after)).filter((c) => c.status === 'present').map((c) => `${c.id} is still present`),
+      ...(await rowsNotKept(db, after, rowCounts)),
+    ];
+    if (problems.length > 0) {
+      refuse('MigrationFailed', `${label}: the SQL ran but ${problems.join('; ')}. Rolled back: ${db.location} is still at ${version.id}.`);
+    }
+    return { ...none, reverted: reverted.map((c) => c.id), alreadyReverted: false, statements: statements.length, droppedValues, keptTables };
+  });
+}
+
+const SHARED_KEYS_SHOWN = 20;
+
+async function requireKeyHoldsEveryRow(db: OpenMemoryDatabase, version: Version, change: Change): Promise<void> {
+  const key = change.down.restoresKey;
+  if (!key) return;
+  const table = db.tables[key.table];
+  const shared = await db.sharedKeys(table, key.columns);
+  if (shared.count === 0) return;
+  const shown = shared.first.map((s) => `(${s.key.map((v) => (v === null ? 'NULL' : v)).join(', ')}): ${s.rows} rows`);
+  const more = shared.count > shown.length ? `, and ${shared.count - shown.length} more` : '';
+  refuse(
+    'RollbackWouldLoseRows',
+    `${db.location}: reverting ${version.id} would put back ${table.name}'s key (${key.columns.join(', ')}), but ${shared.count} ` +
+      `value(s) of it are shared by rows written since that differ only in what ${version.id} added — ` +
+      `${key.columns.join(', ')} ${shown.join('; ')}${more}. Nothing was changed. Merge or remove those rows, then ask again; ` +
+      `or roll back with mode "restore-backup" and acceptLoss.`,
+  );
+}
+
+/** Row counts of the OpenMemory tables that exist, by name. */
+async function countOpenMemoryRows(db: OpenMemoryDatabase, snapshot: SchemaSnapshot): Promise<Record<string, number>> {
+  const counts: Record<string, number> = {};
+  for (const role of TABLE_ROLES) {
+    const table = db.tables[role];
+    if (snapshot.has(table.name)) counts[table.name] = await db.countRows(table);
+  }
+  return counts;
+}
+
+/** Tables whose row count differs from `before` (a table dropped must have been empty). */
+async function rowsNotKept(db: OpenMemoryDatabase, after: SchemaSnapshot, before: Record<string, number>): Promise<string[]> {
+  const problems: string[] = [];
+  for (const role of TABLE_ROLES) {
+    const table = db.tables[role];
+    if (!(table.name in before) || table === db.tables.schemaVersion) continue;
+    const now = after.has(table.name) ? await db.countRows(table) : 0;
+    if (now !== before[table.name]) problems.push(`rows in ${table.name}: ${before[table.name]} before, ${now} after`);
+  }
+  return problems;
+}
+
+/** Columns added now must be NULL in every row: existing rows belong to the system user. */
+async function valuesInAddedColumns(db: OpenMemoryDatabase, version: Version, added: string[]): Promise<string[]> {
+  const problems: string[] = [];
+  for (const change of version.changes.filter((c) => added.includes(c.id))) {
+    for (const e of expectationsFor(change, db.engine)) {
+      if (e.kind !== 'column' || !e.existingRowsNull) continue;
+      const set = await db.countNotNull(db.tables[e.table], e.column);
+      if (set > 0) problems.push(`${set} existing ${db.tables[e.table].name} rows have ${e.column} set`);
+    }
+  }
+  return problems;
+}
+
+async function runStatements(db: OpenMemoryDatabase, label: string, statements: string[], progress: ApplyProgress): Promise<void> {
   for (const [i, sql] of statements.entries()) {
-    progress(`${version.id}: statement ${i + 1} of ${statements.length}: ${sql}`);
+    progress(`${label}: statement ${i + 1} of ${statements.length}: ${sql}`);
     try {
       await db.execute(sql);
     } catch (err) {
       if (err instanceof ApplicationFailure) throw err; // e.g. a lock held by a running OpenMemory: retryable
       refuse(
         'MigrationFailed',
-        `${version.id}: statement ${i + 1} of ${statements.length} failed: ${(err as Error).message}\n  ${sql}\n` +
-          `The transaction was rolled back; ${db.location} is as it was before ${version.id}.`,
+        `${label}: statement ${i + 1} of ${statements.length} failed: ${(err as Error).message}\n  ${sql}\n` +
+          `The transaction was rolled back; nothing of ${label} was committed.`,
       );
     }
   }
@@ -481,23 +655,17 @@ async function runStatements(db: OpenMemoryDatabase, version: Version, statement
 // ---------------------------------------------------------------------------
 // Verify
 
-export interface VerifyOptions {
-  targetVersion: string;
-  /** Row counts of every table before the upgrade (the plan's inspection). */
-  baselineRowCounts: Record<string, number>;
-  /** When given, every backed-up row must still be there, column for column. */
-  backup?: OpenMemoryBackup;
-}
-
-/** After the upgrade: schema as expected, versions recorded, no row lost, existing rows with the system user. */
-export async function verify(db: OpenMemoryDatabase, options: VerifyOptions): Promise<VerificationReport> {
-  const versions = requireVersions(options.targetVersion);
+/**
+ * After the upgrade committed: the schema as expected and every version up to
+ * the target recorded. Rows are not compared here: the apply checked them
+ * under the write lock before committing, and since then live writes may
+ * legitimately have added, changed or removed some.
+ */
+export async function verify(db: OpenMemoryDatabase, targetVersion: string): Promise<VerificationReport> {
+  const versions = requireVersions(targetVersion);
   const snapshot = await db.snapshot();
   const recorded = await db.recordedVersions();
-  const rowCounts = await db.rowCounts();
-  const scratch = new Set(versions.flatMap((v) => scratchTablesOf(v, db.engine)));
   const checks: CheckResult[] = [];
-
   for (const version of versions) {
     const record = recorded.find((r) => r.version === version.id);
     checks.push({ name: `schema_version ${version.id}`, ok: !!record, detail: recordDetail(record) });
@@ -506,22 +674,6 @@ export async function verify(db: OpenMemoryDatabase, options: VerifyOptions): Pr
         const finding = evaluate(e, snapshot, db.engine, db.tables);
         checks.push({ name: `${version.id} ${change.id}`, ok: finding.ok, detail: finding.text });
       }
-    }
-  }
-  for (const [table, before] of Object.entries(options.baselineRowCounts)) {
-    if (scratch.has(table)) continue;
-    const after = rowCounts[table];
-    checks.push({ name: `rows in ${table}`, ok: after === before, detail: `${before} before, ${after ?? 'table gone'} now` });
-  }
-  for (const e of versions.flatMap((v) => v.changes.flatMap((c) => c.expect))) {
-    if (e.kind !== 'column' || !e.existingRowsNull || !snapshot.get(db.tables[e.table].name)?.columns.includes(e.column)) continue;
-    const set = await db.countNotNull(db.tables[e.table], e.column);
-    checks.push({ name: `existing ${db.tables[e.table].name} rows have ${e.column} NULL`, ok: set === 0, detail: `${set} rows have a value` });
-  }
-  if (options.backup) {
-    for (const c of await db.compareWithBackup(options.backup)) {
-      if (scratch.has(c.table)) continue;
-      checks.push({ name: `rows of ${c.table} preserved`, ok: c.missing === 0, detail: `${c.backupRows} rows in the backup, ${c.missing} missing or changed` });
     }
   }
   return { ok: checks.every((c) => c.ok), checks };

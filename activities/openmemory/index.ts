@@ -7,13 +7,17 @@
  * The workflow's sequence:
  *   planUpgrade (preflight; the whole of a dry run)
  *   → backupOpenMemory → approval (showing the plan)
- *   → applyOpenMemoryVersion for each plan step
- *   → verifyOpenMemoryUpgrade
- *   → restoreOpenMemory on rollback.
+ *   → applyOpenMemoryVersion for each plan step (rows checked under the write lock)
+ *   → verifyOpenMemoryUpgrade (structure)
+ *   → on rollback: revertOpenMemoryVersion, newest first, keeping every row;
+ *     or, only when the operator accepts the loss, restoreLossesOpenMemory
+ *     then restoreOpenMemory.
  *
  * Problems a person must fix are non-retryable ApplicationFailures whose type
  * names the problem (see FailureType); a lock held by a running OpenMemory
- * is a retryable 'DatabaseLocked'.
+ * is a retryable 'DatabaseLocked', a lost connection a retryable
+ * 'DatabaseUnavailable'. Any other database error is a non-retryable
+ * 'DatabaseError': retrying the same statement on the same data fails the same way.
  *
  * Those that write or hold the database (backup, apply, verify, restore)
  * heartbeat while they run, so a worker that dies is noticed within the
@@ -21,19 +25,24 @@
  * next attempt reports that with what it then found.
  */
 import { Context } from '@temporalio/activity';
+import { ApplicationFailure, TemporalFailure } from '@temporalio/common';
+import { assertWritableFile } from '../files';
 import {
   AppliedVersion,
   OpenMemoryBackup,
   OpenMemoryDatabase,
   OpenMemoryInspection,
   OpenMemoryTarget,
+  RestoreLoss,
   RestoreResult,
+  RevertedVersion,
   UpgradePlan,
   VerificationReport,
   applyVersion,
   inspect,
   plan,
   refuse,
+  revertVersion,
   verify,
 } from './database';
 import { VERSIONS, findVersion, knownVersionIds, tablesTouchedBy } from './migrations';
@@ -46,7 +55,9 @@ export type {
   OpenMemoryBackup,
   OpenMemoryInspection,
   OpenMemoryTarget,
+  RestoreLoss,
   RestoreResult,
+  RevertedVersion,
   UpgradePlan,
   VerificationReport,
 } from './database';
@@ -69,18 +80,27 @@ export async function planUpgrade(input: { target: OpenMemoryTarget; targetVersi
  * A verified, restorable copy: for SQLite the file copied to `backupFile`
  * (checked by integrity_check, row counts and hash); for PostgreSQL the
  * tables any version touches copied into the new schema `backupSchema`
- * (checked row for row). Re-running with the same name returns the same backup.
+ * (checked row for row). The location must be new; a retry of the same
+ * workflow run finds its own backup there and returns it.
+ *
+ * The backup file must be writable by this worker (MEMSHIFT_WRITE_DIRS) and
+ * must not be the database or one of its -wal/-shm/-journal files.
  */
 export async function backupOpenMemory(input: {
   target: OpenMemoryTarget;
   backupFile?: string;
   backupSchema?: string;
 }): Promise<OpenMemoryBackup> {
+  const { target } = input;
   const location =
-    input.target.engine === 'sqlite'
-      ? (input.backupFile ?? refuse('InvalidTarget', 'an SQLite backup needs backupFile'))
+    target.engine === 'sqlite'
+      ? await assertWritableFile(input.backupFile ?? refuse('InvalidTarget', 'an SQLite backup needs backupFile'), 'backup.file', [
+          { file: target.path, what: 'the OpenMemory database' },
+        ])
       : (input.backupSchema ?? refuse('InvalidTarget', 'a PostgreSQL backup needs backupSchema'));
-  return withDatabase(input.target, (db) => db.backup(location, tablesTouchedBy([...VERSIONS])), heartbeats('backing up'));
+  const run = activityContext()?.info.workflowExecution;
+  const owner = run && `memshift backup of workflow ${run.workflowId}, run ${run.runId}`;
+  return withDatabase(target, (db) => db.backup(location, tablesTouchedBy([...VERSIONS]), owner), heartbeats('backing up'));
 }
 
 /**
@@ -103,25 +123,40 @@ export async function applyOpenMemoryVersion(input: {
 }
 
 /**
- * After the upgrade: every expected column, index and key is there, every
- * version up to the target is recorded, every table has the row count of
- * `baselineRowCounts` (the plan's inspection), existing rows have user_id
- * NULL, and — with `backup` — every backed-up row is still there unchanged.
+ * After the upgrade committed: every expected column, index and key is there
+ * and every version up to the target is recorded. (Rows were checked by the
+ * apply, under the write lock, before it committed.)
  */
-export async function verifyOpenMemoryUpgrade(input: {
-  target: OpenMemoryTarget;
-  targetVersion: string;
-  baselineRowCounts: Record<string, number>;
-  backup?: OpenMemoryBackup;
-}): Promise<VerificationReport> {
-  return withDatabase(input.target, (db) => verify(db, input), heartbeats('verifying'));
+export async function verifyOpenMemoryUpgrade(input: { target: OpenMemoryTarget; targetVersion: string }): Promise<VerificationReport> {
+  return withDatabase(input.target, (db) => verify(db, input.targetVersion), heartbeats('verifying'));
 }
 
-/** Rollback: SQLite byte for byte, PostgreSQL row for row (and the tables the upgrade created dropped). */
+/**
+ * Rollback that keeps every write: undoes `changes` (the ones this run
+ * applied) of one version in one transaction under the write locks. Refused
+ * (RollbackWouldLoseRows, nothing changed) when the older schema cannot hold
+ * every row; a no-op when the version is no longer recorded.
+ */
+export async function revertOpenMemoryVersion(input: { target: OpenMemoryTarget; version: string; changes: string[] }): Promise<RevertedVersion> {
+  const version =
+    findVersion(input.version) ?? refuse('UnknownVersion', `unknown version "${input.version}"; known versions: ${knownVersionIds().join(', ')}`);
+  const progress = heartbeats(`reverting ${version.id}: opening the database`);
+  return withDatabase(input.target, (db) => revertVersion(db, version, input.changes, progress?.report), progress);
+}
+
+/** What restoring `backup` would discard, per table: rows now, rows in the backup, rows now the backup lacks. Changes nothing. */
+export async function restoreLossesOpenMemory(input: { target: OpenMemoryTarget; backup: OpenMemoryBackup }): Promise<RestoreLoss[]> {
+  requireSameEngine(input.target, input.backup);
+  return withDatabase(input.target, (db) => db.restoreLosses(input.backup), heartbeats('comparing with the backup'));
+}
+
+/**
+ * Puts the backup back — SQLite byte for byte, PostgreSQL row for row (and
+ * the tables the upgrade created dropped) — discarding every write since.
+ * Only on the operator's explicit request, after restoreLossesOpenMemory.
+ */
 export async function restoreOpenMemory(input: { target: OpenMemoryTarget; backup: OpenMemoryBackup }): Promise<RestoreResult> {
-  if (input.backup.engine !== input.target.engine) {
-    refuse('InvalidTarget', `a ${input.backup.engine} backup cannot restore a ${input.target.engine} database`);
-  }
+  requireSameEngine(input.target, input.backup);
   return withDatabase(input.target, (db) => db.restore(input.backup), heartbeats('restoring the backup'));
 }
 
@@ -136,6 +171,22 @@ export async function openOpenMemory(target: OpenMemoryTarget): Promise<OpenMemo
   }
 }
 
+/** Every activity the worker registers for tenantSchemaUpgrade. */
+export const openMemoryActivities = {
+  inspectOpenMemory,
+  planUpgrade,
+  backupOpenMemory,
+  applyOpenMemoryVersion,
+  verifyOpenMemoryUpgrade,
+  revertOpenMemoryVersion,
+  restoreLossesOpenMemory,
+  restoreOpenMemory,
+};
+
+function requireSameEngine(target: OpenMemoryTarget, backup: OpenMemoryBackup): void {
+  if (backup.engine !== target.engine) refuse('InvalidTarget', `a ${backup.engine} backup cannot restore a ${target.engine} database`);
+}
+
 async function withDatabase<T>(target: OpenMemoryTarget, work: (db: OpenMemoryDatabase) => Promise<T>, heartbeat?: Heartbeat): Promise<T> {
   heartbeat?.start();
   try {
@@ -145,9 +196,32 @@ async function withDatabase<T>(target: OpenMemoryTarget, work: (db: OpenMemoryDa
     } finally {
       await db.close();
     }
+  } catch (err) {
+    throw classified(err);
   } finally {
     heartbeat?.stop();
   }
+}
+
+/** PostgreSQL error classes and codes, and socket errors, that clear by themselves: retried. */
+const TRANSIENT_PG_CODES = new Set(['40001', '40P01', '53300', '57P01', '57P02', '57P03']);
+const TRANSIENT_SOCKET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH']);
+
+/**
+ * Failures already classified (ApplicationFailures, cancellation) pass
+ * through. A connection that failed or broke is retryable; any other database
+ * error is deterministic — the same statement on the same data fails again —
+ * so it fails the activity at once, with the database's message (which names
+ * tables and columns, not row contents).
+ */
+function classified(err: unknown): unknown {
+  if (err instanceof TemporalFailure) return err;
+  const code = String((err as { code?: unknown }).code ?? '');
+  const message = err instanceof Error ? err.message : String(err);
+  if (TRANSIENT_PG_CODES.has(code) || code.startsWith('08') || TRANSIENT_SOCKET_CODES.has(code) || /Connection terminated/i.test(message)) {
+    return ApplicationFailure.retryable(`the database is unreachable or went away: ${message}`, 'DatabaseUnavailable');
+  }
+  return ApplicationFailure.nonRetryable(`database error${code ? ` ${code}` : ''}: ${message}`, 'DatabaseError');
 }
 
 /** What an attempt heartbeats: the next attempt of the same activity reads it back (Info.heartbeatDetails). */

@@ -4,6 +4,10 @@
  * prove it is there, so inspection can say change by change what a database
  * has — including a database an earlier, crashed script left half-migrated.
  *
+ * Each change also carries its reverse (`down`), which keeps every row —
+ * rows written after the upgrade included — so a rollback never needs to put
+ * an old backup over newer data.
+ *
  * Adding a version is appending one entry to VERSIONS.
  */
 
@@ -42,7 +46,7 @@ export function quoteLiteral(value: string): string {
 /** One fact about the schema that inspection can confirm or refute. */
 export type Expectation = (
   | { kind: 'table'; table: TableRole; columns: string[] }
-  /** `existingRowsNull`: rows that predate the change have it NULL, and verification checks so. */
+  /** `existingRowsNull`: rows that predate the change have it NULL, and the apply checks so before committing. */
   | { kind: 'column'; table: TableRole; column: string; existingRowsNull?: boolean }
   | { kind: 'index'; table: TableRole; name: Record<Engine, string>; columns: string[] }
   /**
@@ -70,6 +74,29 @@ export interface Change {
    * of an interrupted run; the statements drop it and start that step afresh.
    */
   scratchTables?: Partial<Record<Engine, string[]>>;
+  down: Down;
+}
+
+/**
+ * The reverse of a change, run newest change first, in one transaction with
+ * the rest of its version's reverse. It keeps every row. Values in a column
+ * the change added go with the column (the older version has nowhere to keep
+ * them); the reverse reports how many there were.
+ */
+export interface Down {
+  sql: Record<Engine, (t: Tables) => string[]>;
+  /**
+   * The statements drop this table, which the change created: only while it
+   * is empty. With rows (written since the upgrade) it is kept — the older
+   * version never reads it — and reported.
+   */
+  dropsTableIfEmpty?: TableRole;
+  /**
+   * The key the statements put back. Rows that now share a value of it — they
+   * differ only in what the change added — cannot all be kept under it, so
+   * the reverse is refused, naming those key values.
+   */
+  restoresKey?: { table: TableRole; columns: string[] };
 }
 
 export interface Version {
@@ -104,7 +131,7 @@ const v1_2_0: Version = {
       sql: {
         sqlite: (t) => [`ALTER TABLE ${t.memories} ADD COLUMN user_id TEXT`],
         postgres: (t) => [`ALTER TABLE ${t.memories} ADD COLUMN user_id TEXT`],
-      },
+      },      down: dropColumn('memories', 'user_id'),
     },
     {
       id: 'memories.user_id.index',
@@ -113,7 +140,7 @@ const v1_2_0: Version = {
       sql: {
         sqlite: (t) => [`CREATE INDEX idx_memories_user ON ${t.memories}(user_id)`],
         postgres: (t) => [`CREATE INDEX openmemory_memories_user_idx ON ${t.memories}(user_id)`],
-      },
+      },      down: dropIndex('memories', 'idx_memories_user', 'openmemory_memories_user_idx'),
     },
     {
       id: 'vectors.user_id',
@@ -122,7 +149,7 @@ const v1_2_0: Version = {
       sql: {
         sqlite: (t) => [`ALTER TABLE ${t.vectors} ADD COLUMN user_id TEXT`],
         postgres: (t) => [`ALTER TABLE ${t.vectors} ADD COLUMN user_id TEXT`],
-      },
+      },      down: dropColumn('vectors', 'user_id'),
     },
     {
       id: 'vectors.user_id.index',
@@ -131,7 +158,7 @@ const v1_2_0: Version = {
       sql: {
         sqlite: (t) => [`CREATE INDEX idx_vectors_user ON ${t.vectors}(user_id)`],
         postgres: (t) => [`CREATE INDEX openmemory_vectors_user_idx ON ${t.vectors}(user_id)`],
-      },
+      },      down: dropIndex('vectors', 'idx_vectors_user', 'openmemory_vectors_user_idx'),
     },
     {
       id: 'waypoints.user_id',
@@ -140,7 +167,7 @@ const v1_2_0: Version = {
       sql: {
         sqlite: (t) => [`ALTER TABLE ${t.waypoints} ADD COLUMN user_id TEXT`],
         postgres: (t) => [`ALTER TABLE ${t.waypoints} ADD COLUMN user_id TEXT`],
-      },
+      },      down: dropColumn('waypoints', 'user_id'),
     },
     {
       id: 'waypoints.key',
@@ -185,6 +212,28 @@ const v1_2_0: Version = {
             `ALTER TABLE ${t.waypoints} ADD CONSTRAINT ${key} UNIQUE NULLS NOT DISTINCT (src_id, user_id)`,
           ];
         },
+      },      // Back to one waypoint per src_id, user_id kept as a plain column (its
+      // own change drops it next). Refused while two rows share a src_id.
+      down: {
+        restoresKey: { table: 'waypoints', columns: ['src_id'] },
+        sql: {
+          sqlite: (t) => {
+            const rebuilt = new TableName(t.waypoints.schema, 'waypoints_old_key');
+            return [
+              `DROP TABLE IF EXISTS ${rebuilt}`,
+              `CREATE TABLE ${rebuilt} (src_id TEXT PRIMARY KEY, dst_id TEXT NOT NULL, user_id TEXT, weight REAL NOT NULL, created_at INTEGER, updated_at INTEGER)`,
+              `INSERT INTO ${rebuilt} (src_id, dst_id, user_id, weight, created_at, updated_at) SELECT src_id, dst_id, user_id, weight, created_at, updated_at FROM ${t.waypoints}`,
+              `DROP TABLE ${t.waypoints}`,
+              `ALTER TABLE ${rebuilt} RENAME TO ${quoteIdent(t.waypoints.name)}`,
+              `CREATE INDEX idx_waypoints_src ON ${t.waypoints}(src_id)`,
+              `CREATE INDEX idx_waypoints_dst ON ${t.waypoints}(dst_id)`,
+            ];
+          },
+          postgres: (t) => [
+            `ALTER TABLE ${t.waypoints} DROP CONSTRAINT IF EXISTS ${quoteIdent(`${t.waypoints.name}_src_id_user_id_key`)}`,
+            `ALTER TABLE ${t.waypoints} ADD CONSTRAINT ${quoteIdent(`${t.waypoints.name}_pkey`)} PRIMARY KEY (src_id)`,
+          ],
+        },
       },
     },
     {
@@ -194,7 +243,7 @@ const v1_2_0: Version = {
       sql: {
         sqlite: (t) => [`CREATE INDEX idx_waypoints_user ON ${t.waypoints}(user_id)`],
         postgres: (t) => [`CREATE INDEX openmemory_waypoints_user_idx ON ${t.waypoints}(user_id)`],
-      },
+      },      down: dropIndex('waypoints', 'idx_waypoints_user', 'openmemory_waypoints_user_idx'),
     },
     {
       id: 'users',
@@ -210,7 +259,7 @@ const v1_2_0: Version = {
         postgres: (t) => [
           `CREATE TABLE ${t.users} (user_id TEXT PRIMARY KEY, summary TEXT, reflection_count INTEGER DEFAULT 0, created_at BIGINT, updated_at BIGINT)`,
         ],
-      },
+      },      down: dropTableIfEmpty('users'),
     },
     {
       id: 'stats',
@@ -226,7 +275,7 @@ const v1_2_0: Version = {
         postgres: (t) => [
           `CREATE TABLE ${t.stats} (id SERIAL PRIMARY KEY, type TEXT NOT NULL, count INTEGER DEFAULT 1, ts BIGINT NOT NULL)`,
         ],
-      },
+      },      down: dropTableIfEmpty('stats'),
     },
     {
       id: 'stats.ts.index',
@@ -235,7 +284,7 @@ const v1_2_0: Version = {
       sql: {
         sqlite: (t) => [`CREATE INDEX idx_stats_ts ON ${t.stats}(ts)`],
         postgres: (t) => [`CREATE INDEX openmemory_stats_ts_idx ON ${t.stats}(ts)`],
-      },
+      },      down: dropIndex('stats', 'idx_stats_ts', 'openmemory_stats_ts_idx'),
     },
     {
       id: 'stats.type.index',
@@ -244,7 +293,7 @@ const v1_2_0: Version = {
       sql: {
         sqlite: (t) => [`CREATE INDEX idx_stats_type ON ${t.stats}(type)`],
         postgres: (t) => [`CREATE INDEX openmemory_stats_type_idx ON ${t.stats}(type)`],
-      },
+      },      down: dropIndex('stats', 'idx_stats_type', 'openmemory_stats_type_idx'),
     },
   ],
 };
@@ -292,6 +341,34 @@ export function recordVersionSql(engine: Engine, t: Tables, version: Version): s
       ? `CAST(unixepoch('subsec') * 1000 AS INTEGER)`
       : `CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)`;
   return [create, `INSERT INTO ${t.schemaVersion} (version, applied_at) VALUES (${quoteLiteral(version.id)}, ${now})`];
+}
+
+/**
+ * SQL that removes a version's schema_version row again; the caller drops
+ * the table when that leaves it empty (this run created it then).
+ */
+export function unrecordVersionSql(t: Tables, version: Version): string[] {
+  return [`DELETE FROM ${t.schemaVersion} WHERE version = ${quoteLiteral(version.id)}`];
+}
+
+function dropColumn(table: TableRole, column: string): Down {
+  const sql = (t: Tables) => [`ALTER TABLE ${t[table]} DROP COLUMN ${quoteIdent(column)}`];
+  return { sql: { sqlite: sql, postgres: sql } };
+}
+
+/** SQLite index names are global to the file; PostgreSQL's live in the table's schema. */
+function dropIndex(table: TableRole, sqlite: string, postgres: string): Down {
+  return {
+    sql: {
+      sqlite: () => [`DROP INDEX IF EXISTS ${quoteIdent(sqlite)}`],
+      postgres: (t) => [`DROP INDEX IF EXISTS ${new TableName(t[table].schema, postgres)}`],
+    },
+  };
+}
+
+function dropTableIfEmpty(table: TableRole): Down {
+  const sql = (t: Tables) => [`DROP TABLE ${t[table]}`];
+  return { sql: { sqlite: sql, postgres: sql }, dropsTableIfEmpty: table };
 }
 
 function index(table: TableRole, sqlite: string, postgres: string, columns: string[]): Expectation {

@@ -15,13 +15,14 @@ import type {
   OpenMemoryDatabase,
   PostgresBackup,
   RecordedVersion,
+  RestoreLoss,
   RestoreResult,
   SchemaSnapshot,
-  TableComparison,
+  SharedKeys,
   TableShape,
 } from './database';
 import { refuse } from './database';
-import { TableName, TableRole, Tables, quoteIdent } from './migrations';
+import { TableName, TableRole, Tables, quoteIdent, quoteLiteral } from './migrations';
 
 export interface PostgresTarget {
   url: string;
@@ -92,6 +93,28 @@ export class PostgresOpenMemory implements OpenMemoryDatabase {
     return rows.map((r) => ({ version: r.version, appliedAt: r.applied_at === null ? null : Number(r.applied_at) }));
   }
 
+  async countRows(table: TableName): Promise<number> {
+    return this.count(table);
+  }
+
+  async sharedKeys(table: TableName, columns: string[]): Promise<SharedKeys> {
+    const list = columns.map(quoteIdent).join(', ');
+    const shared = `SELECT ${list}, count(*) AS rows FROM ${table} GROUP BY ${list} HAVING count(*) > 1`;
+    const { rows: total } = await this.client.query<{ n: string }>(`SELECT count(*) AS n FROM (${shared}) AS shared`);
+    const { rows } = await this.client.query({ text: `${shared} ORDER BY ${list} LIMIT 20`, rowMode: 'array' });
+    const first = (rows as unknown[][]).map((row) => ({
+      key: row.slice(0, -1).map((v) => (v === null ? null : String(v))),
+      rows: Number(row.at(-1)),
+    }));
+    return { count: Number(total[0].n), first };
+  }
+
+  async lockTables(tables: TableName[]): Promise<void> {
+    const existing = await this.tableNames(this.schema);
+    const present = tables.filter((t) => existing.includes(t.name));
+    if (present.length > 0) await this.guard(() => this.client.query(`LOCK TABLE ${present.join(', ')} IN ACCESS EXCLUSIVE MODE`));
+  }
+
   async countNotNull(table: TableName, column: string): Promise<number> {
     const { rows } = await this.client.query<{ n: string }>(`SELECT count(*) AS n FROM ${table} WHERE ${quoteIdent(column)} IS NOT NULL`);
     return Number(rows[0].n);
@@ -115,17 +138,18 @@ export class PostgresOpenMemory implements OpenMemoryDatabase {
   }
 
   /**
-   * One transaction on one snapshot: the schema, a copy of each table that
-   * exists, and the manifest — so a backup is whole or absent, and a retry
-   * that finds the manifest returns it. Each copy is checked row for row
-   * against its table before the transaction commits.
+   * One transaction on one snapshot: the schema (its comment naming `owner`),
+   * a copy of each table that exists, and the manifest — so a backup is whole
+   * or absent, and a retry of the same owner that finds it returns it. Each
+   * copy is checked row for row against its table before the transaction commits.
    */
-  async backup(backupSchema: string, roles: TableRole[]): Promise<PostgresBackup> {
-    if (await this.schemaExists(backupSchema)) return this.existingBackup(backupSchema);
+  async backup(backupSchema: string, roles: TableRole[], owner: string | undefined): Promise<PostgresBackup> {
+    if (await this.schemaExists(backupSchema)) return this.existingBackup(backupSchema, owner);
     const backup = new TableName(backupSchema, MANIFEST);
     return this.transaction(async () => {
       const live = await this.snapshot();
       await this.client.query(`CREATE SCHEMA ${quoteIdent(backupSchema)}`);
+      if (owner !== undefined) await this.client.query(`COMMENT ON SCHEMA ${quoteIdent(backupSchema)} IS ${quoteLiteral(owner)}`);
       await this.client.query(
         `CREATE TABLE ${backup} (table_name TEXT PRIMARY KEY, existed BOOLEAN NOT NULL, row_count BIGINT, columns JSONB, constraints JSONB, indexes JSONB)`,
       );
@@ -150,20 +174,22 @@ export class PostgresOpenMemory implements OpenMemoryDatabase {
     }, 'REPEATABLE READ');
   }
 
-  async compareWithBackup(backup: OpenMemoryBackup): Promise<TableComparison[]> {
+  /** Per backed-up table: restore puts the copy's rows in place of today's, or drops a table the backup says did not exist. */
+  async restoreLosses(backup: OpenMemoryBackup): Promise<RestoreLoss[]> {
     const { schema } = requirePostgresBackup(backup);
     const live = await this.snapshot();
-    const comparisons: TableComparison[] = [];
-    for (const entry of (await this.manifest(schema)).filter((e) => e.existed)) {
+    const losses: RestoreLoss[] = [];
+    for (const entry of await this.manifest(schema)) {
+      const shape = live.get(entry.table_name);
+      if (!shape) continue;
+      const table = new TableName(this.schema, entry.table_name);
+      const rowsNow = await this.count(table);
       const columns = entry.columns ?? [];
-      const backupRows = Number(entry.row_count);
-      const liveColumns = live.get(entry.table_name)?.columns ?? [];
-      const missing = columns.every((c) => liveColumns.includes(c))
-        ? await this.rowsMissing(new TableName(schema, entry.table_name), new TableName(this.schema, entry.table_name), columns)
-        : backupRows;
-      comparisons.push({ table: entry.table_name, backupRows, missing });
+      const comparable = entry.existed && columns.every((c) => shape.columns.includes(c));
+      const discarded = comparable ? await this.rowsMissing(table, new TableName(schema, entry.table_name), columns) : rowsNow;
+      losses.push({ table: entry.table_name, rowsNow, rowsInBackup: Number(entry.row_count ?? 0), discarded });
     }
-    return comparisons;
+    return losses;
   }
 
   /**
@@ -288,9 +314,16 @@ export class PostgresOpenMemory implements OpenMemoryDatabase {
     return { engine: 'postgres', schema: backupSchema, tables };
   }
 
-  private async existingBackup(backupSchema: string): Promise<PostgresBackup> {
+  private async existingBackup(backupSchema: string, owner: string | undefined): Promise<PostgresBackup> {
     if (!(await this.tableNames(backupSchema)).includes(MANIFEST)) {
-      refuse('BackupFailed', `schema "${backupSchema}" already exists and is not a memshift backup; name a new backup schema`);
+      refuse('BackupLocationExists', `schema "${backupSchema}" already exists and is not a memshift backup; name a new backup schema`);
+    }
+    const { rows } = await this.client.query<{ owner: string | null }>(
+      `SELECT obj_description(oid, 'pg_namespace') AS owner FROM pg_namespace WHERE nspname = $1`,
+      [backupSchema],
+    );
+    if (owner === undefined || rows[0].owner !== owner) {
+      refuse('BackupLocationExists', `schema "${backupSchema}" holds an earlier memshift backup, not this run's; name a new backup schema`);
     }
     return this.readBackup(backupSchema);
   }

@@ -1,25 +1,28 @@
 /**
- * An OpenMemory SQLite file (better-sqlite3). OpenMemory itself must be
- * stopped while it is upgraded: it holds the file with locking_mode=EXCLUSIVE,
- * which surfaces here as a "locked" error that retries until it is gone.
+ * An OpenMemory SQLite file (better-sqlite3). Other writers may keep writing
+ * (WAL mode): backup and each version's apply or reverse hold the file's
+ * write lock while they run, so those writers wait and then carry on. An
+ * OpenMemory holding the file with locking_mode=EXCLUSIVE surfaces as a
+ * "locked" error that retries until it is gone.
  */
 import { ApplicationFailure } from '@temporalio/common';
 import Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
-import { copyFile, open, rename, rm, stat } from 'node:fs/promises';
+import { copyFile, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type {
   OpenMemoryBackup,
   OpenMemoryDatabase,
   RecordedVersion,
+  RestoreLoss,
   RestoreResult,
   SchemaSnapshot,
+  SharedKeys,
   SqliteBackup,
-  TableComparison,
 } from './database';
 import { refuse } from './database';
-import { TableName, Tables, quoteIdent } from './migrations';
+import { TableName, TableRole, Tables, quoteIdent } from './migrations';
 
 const BACKUP_ALIAS = 'memshift_backup';
 /** How long a write waits for a lock held by someone else (a running OpenMemory) before failing as DatabaseLocked, to be retried. */
@@ -95,6 +98,23 @@ export class SqliteOpenMemory implements OpenMemoryDatabase {
     });
   }
 
+  async countRows(table: TableName): Promise<number> {
+    return this.guard(() => this.db.prepare(`SELECT count(*) FROM ${table}`).pluck().get() as number);
+  }
+
+  async sharedKeys(table: TableName, columns: string[]): Promise<SharedKeys> {
+    const list = columns.map(quoteIdent).join(', ');
+    return this.guard(() => {
+      const shared = `SELECT ${list}, count(*) AS rows FROM ${table} GROUP BY ${list} HAVING count(*) > 1`;
+      const count = this.db.prepare(`SELECT count(*) FROM (${shared})`).pluck().get() as number;
+      const first = (this.db.prepare(`${shared} ORDER BY ${list} LIMIT 20`).raw().all() as unknown[][]).map((row) => ({
+        key: row.slice(0, -1).map((v) => (v === null ? null : String(v))),
+        rows: row.at(-1) as number,
+      }));
+      return { count, first };
+    });
+  }
+
   async countNotNull(table: TableName, column: string): Promise<number> {
     return this.guard(() => this.db.prepare(`SELECT count(*) FROM ${table} WHERE ${quoteIdent(column)} IS NOT NULL`).pluck().get() as number);
   }
@@ -108,6 +128,9 @@ export class SqliteOpenMemory implements OpenMemoryDatabase {
    * RENAME all roll back — so a version runs whole or not at all, and a
    * crash at any statement leaves the database as it was before the version.
    */
+  /** BEGIN IMMEDIATE, which `transaction` runs, already holds the write lock of the whole file. */
+  async lockTables(): Promise<void> {}
+
   async transaction<T>(work: () => Promise<T>): Promise<T> {
     await this.beginImmediate();
     try {
@@ -125,9 +148,23 @@ export class SqliteOpenMemory implements OpenMemoryDatabase {
    * (The online backup API would rewrite the copy's header counters.) With
    * the WAL checkpointed into the file and the write lock held, the file is
    * the whole database and cannot change while it is copied.
+   *
+   * `file` must not exist, unless an earlier attempt of the same `owner`
+   * made it: `${file}.owner`, written before the copy, says whose it is.
    */
-  async backup(file: string): Promise<SqliteBackup> {
-    if (existsSync(file)) return this.existingBackup(file);
+  async backup(file: string, _wholeFileIsCopied: TableRole[], owner: string | undefined): Promise<SqliteBackup> {
+    const ownerFile = `${file}.owner`;
+    const ownedByThisRun = owner !== undefined && existsSync(ownerFile) && (await readFile(ownerFile, 'utf8')) === owner;
+    if (existsSync(file)) {
+      if (!ownedByThisRun) {
+        refuse('BackupLocationExists', `backup file ${file} already exists and is not this run's; name a new backup file (memshift never overwrites one)`);
+      }
+      return this.earlierAttemptsBackup(file);
+    }
+    if (existsSync(ownerFile) && !ownedByThisRun) {
+      refuse('BackupLocationExists', `${ownerFile} already exists and is not this run's; name a new backup file`);
+    }
+    if (owner !== undefined && !ownedByThisRun) await writeFile(ownerFile, owner, { flag: 'wx' });
     const { rowCounts, sha256 } = await this.whileWriteLocked(async () => {
       await copyDurably(this.location, file);
       return { rowCounts: await this.rowCounts(), sha256: await sha256Of(this.location) };
@@ -137,13 +174,13 @@ export class SqliteOpenMemory implements OpenMemoryDatabase {
     return backup;
   }
 
-  async compareWithBackup(backup: OpenMemoryBackup): Promise<TableComparison[]> {
+  async restoreLosses(backup: OpenMemoryBackup): Promise<RestoreLoss[]> {
     const { file } = requireSqliteBackup(backup);
     return this.guard(() => {
       this.db.prepare(`ATTACH DATABASE ? AS ${BACKUP_ALIAS}`).run(file);
       try {
-        const live = this.tableNames();
-        return (this.tableNames(BACKUP_ALIAS) as string[]).map((table) => this.compareTable(table, live.includes(table)));
+        const inBackup = this.tableNames(BACKUP_ALIAS);
+        return this.tableNames().map((table) => this.restoreLoss(table, inBackup.includes(table)));
       } finally {
         this.db.exec(`DETACH DATABASE ${BACKUP_ALIAS}`);
       }
@@ -181,50 +218,73 @@ export class SqliteOpenMemory implements OpenMemoryDatabase {
     this.db.close();
   }
 
+  /**
+   * Ordinary tables. Virtual tables are left out: their module (e.g.
+   * sqlite-vec's vec0) may not be loaded here, and OpenMemory has none.
+   */
   private tableNames(schema = 'main'): string[] {
     return this.db
-      .prepare(`SELECT name FROM ${quoteIdent(schema)}.sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name`)
+      .prepare(
+        `SELECT name FROM ${quoteIdent(schema)}.sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'
+           AND sql NOT LIKE 'CREATE VIRTUAL TABLE%' ORDER BY name`,
+      )
       .pluck()
       .all() as string[];
   }
 
-  private compareTable(table: string, existsLive: boolean): TableComparison {
-    const source = `${BACKUP_ALIAS}.${quoteIdent(table)}`;
-    const backupRows = this.db.prepare(`SELECT count(*) FROM ${source}`).pluck().get() as number;
+  private restoreLoss(table: string, inBackup: boolean): RestoreLoss {
+    const live = `main.${quoteIdent(table)}`;
+    const rowsNow = this.db.prepare(`SELECT count(*) FROM ${live}`).pluck().get() as number;
+    if (!inBackup) return { table, rowsNow, rowsInBackup: 0, discarded: rowsNow };
+    const copy = `${BACKUP_ALIAS}.${quoteIdent(table)}`;
+    const rowsInBackup = this.db.prepare(`SELECT count(*) FROM ${copy}`).pluck().get() as number;
     const columns = this.db.prepare(`SELECT name FROM pragma_table_info(?, ?) ORDER BY cid`).pluck().all(table, BACKUP_ALIAS) as string[];
-    const liveColumns = existsLive ? (this.db.prepare(`SELECT name FROM pragma_table_info(?) ORDER BY cid`).pluck().all(table) as string[]) : [];
-    if (!columns.every((c) => liveColumns.includes(c))) return { table, backupRows, missing: backupRows };
+    const liveColumns = this.db.prepare(`SELECT name FROM pragma_table_info(?) ORDER BY cid`).pluck().all(table) as string[];
+    if (!columns.every((c) => liveColumns.includes(c))) return { table, rowsNow, rowsInBackup, discarded: rowsNow };
     const list = columns.map(quoteIdent).join(', ');
-    const missing = this.db
-      .prepare(`SELECT count(*) FROM (SELECT ${list} FROM ${source} EXCEPT SELECT ${list} FROM main.${quoteIdent(table)})`)
+    const discarded = this.db
+      .prepare(`SELECT count(*) FROM (SELECT ${list} FROM ${live} EXCEPT SELECT ${list} FROM ${copy})`)
       .pluck()
       .get() as number;
-    return { table, backupRows, missing };
+    return { table, rowsNow, rowsInBackup, discarded };
   }
 
-  /** A retried backup finds its own file: accepted only if it is this database, byte for byte. */
-  private async existingBackup(file: string): Promise<SqliteBackup> {
-    const { sha256, rowCounts } = await this.whileWriteLocked(async () => ({
-      sha256: await sha256Of(this.location),
-      rowCounts: await this.rowCounts(),
-    }));
-    if ((await sha256Of(file)) !== sha256) {
-      refuse('BackupFailed', `${file} already exists and is not a copy of ${this.location}; name a new backup file`);
+  /** This run's earlier attempt made `file` (the database has had live writes since): accepted when it is a healthy SQLite copy. */
+  private async earlierAttemptsBackup(file: string): Promise<SqliteBackup> {
+    const copy = new Database(file, { fileMustExist: true, readonly: true });
+    let rowCounts: Record<string, number>;
+    try {
+      const tables = copy.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'`).pluck().all() as string[];
+      rowCounts = Object.fromEntries(tables.map((t) => [t, copy.prepare(`SELECT count(*) FROM ${quoteIdent(t)}`).pluck().get() as number]));
+    } finally {
+      copy.close();
     }
-    const backup: SqliteBackup = { engine: 'sqlite', file, sha256, bytes: (await stat(file)).size, rowCounts };
+    const backup: SqliteBackup = { engine: 'sqlite', file, sha256: await sha256Of(file), bytes: (await stat(file)).size, rowCounts };
     await verifyBackupFile(backup);
     return backup;
   }
 
+  /**
+   * Runs `work` with the WAL checkpointed into the file and the write lock
+   * held. Live writers may slip a write in between the two: then it tries
+   * again, for up to BUSY_TIMEOUT_MS, before failing as DatabaseLocked.
+   */
   private async whileWriteLocked<T>(work: () => Promise<T>): Promise<T> {
-    const [checkpoint] = this.guard(() => this.db.pragma('wal_checkpoint(TRUNCATE)')) as { busy: number }[];
-    if (checkpoint?.busy) throw locked(this.location);
-    return this.transaction(async () => {
-      const wal = `${this.location}-wal`;
-      // Someone wrote between the checkpoint and the lock: try again.
-      if (existsSync(wal) && (await stat(wal)).size > 0) throw locked(this.location);
-      return work();
-    });
+    const deadline = Date.now() + BUSY_TIMEOUT_MS;
+    const wal = `${this.location}-wal`;
+    for (;;) {
+      const [checkpoint] = this.guard(() => this.db.pragma('wal_checkpoint(TRUNCATE)')) as { busy: number }[];
+      if (!checkpoint?.busy) {
+        const walWritten = Symbol('wal written');
+        const result = await this.transaction(async () => {
+          if (existsSync(wal) && (await stat(wal)).size > 0) return walWritten;
+          return work();
+        });
+        if (result !== walWritten) return result as T;
+      }
+      if (Date.now() >= deadline) throw locked(this.location);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
   }
 
   /**

@@ -7,6 +7,7 @@ import Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Client } from 'pg';
+import { generateMcpStore } from '../../scripts/generate-mcp-store';
 
 export const V11_COUNTS = { memories: 24, vectors: 48, waypoints: 20, embedLogs: 5 };
 
@@ -80,6 +81,11 @@ export function createSqliteV11(path: string): void {
 function insertAll(db: Database.Database, table: string, width: number, rows: unknown[][]): void {
   const statement = db.prepare(`insert into ${table} values (${Array(width).fill('?').join(',')})`);
   for (const row of rows) statement.run(...row);
+}
+
+/** An mcp-memory-service SQLite-vec store (memories + vec0 memory_embeddings): a database that is not OpenMemory. */
+export function createSqliteVecFile(path: string): void {
+  generateMcpStore(path, { count: 5, dimensions: 4 });
 }
 
 /** Runs statements one by one, each committed on its own — as a script without a transaction would. */
