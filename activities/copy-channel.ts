@@ -1,7 +1,8 @@
 /**
  * The copy activity's line to its own workflow: it queries `copyControl`
- * (pause, batch size, concurrency — no history written) and signals
- * `copyProgress` every couple of seconds so `status` shows rate and ETA.
+ * (pause, batch size, concurrency — no history written) and, rarely, signals
+ * `copyProgress` so `status` and the Web UI's summary stay roughly current
+ * (see copy-engine.ts for the schedule; live progress is in the heartbeat).
  */
 import type { Client } from '@temporalio/client';
 import { copyControlQuery, copyProgressSignal } from '../workflows/messages';

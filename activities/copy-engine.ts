@@ -14,7 +14,7 @@ import { differingFields } from './compare';
 export { canonicalJson } from './compare';
 import type { MemoryPoint, Page, PointSource, PointTarget } from './stores/contract';
 
-/** How the running copy talks to its workflow (see copy-control.ts). */
+/** How the running copy talks to its workflow (see copy-channel.ts). */
 export interface CopyChannel {
   control(): Promise<CopyControl>;
   report(progress: CopyProgress): Promise<void>;
@@ -28,10 +28,20 @@ export interface CopyJob {
   transform?: (points: MemoryPoint[]) => Promise<MemoryPoint[]>;
 }
 
-/** What the heartbeat carries: a cursor and counts, never points. */
+/**
+ * What the heartbeat carries: the resume point, live progress for `describe`
+ * and the Web UI (total, rate), and the progress-report schedule, so a retried
+ * attempt keeps to it. Counts and a cursor only, never points.
+ */
 export interface CopyCheckpoint {
   cursor: string | null;
   copied: number;
+  total?: number;
+  rate?: number;
+  paused?: boolean;
+  /** When the first attempt started (epoch ms) and when it last reported. */
+  firstStartedAt?: number;
+  lastReportAt?: number;
 }
 
 export interface CopyResult {
@@ -45,7 +55,14 @@ export interface CopyResult {
 }
 
 const CONTROL_POLL_MS = 1_000;
-const PROGRESS_REPORT_MS = 2_000;
+/**
+ * Progress reaches the workflow by signal at most once a minute, and less
+ * often as the copy ages (every tenth of its age), so a copy of any length
+ * adds O(log duration) signals to history: ~100 for a month. Live progress is
+ * in the heartbeat, which costs no history.
+ */
+const MIN_REPORT_INTERVAL_MS = 60_000;
+const REPORT_INTERVAL_FRACTION_OF_AGE = 0.1;
 
 interface PendingWrite {
   page: Page;
@@ -57,7 +74,9 @@ export async function copyPointsResumably(job: CopyJob): Promise<CopyResult> {
   const checkpoint: CopyCheckpoint = ctx.info.heartbeatDetails ?? { cursor: null, copied: 0 };
   const total = await job.source.count();
   const started = Date.now();
-  let committed = checkpoint;
+  const firstStartedAt = checkpoint.firstStartedAt ?? started;
+  let lastReportAt = checkpoint.lastReportAt ?? started;
+  let committed = { cursor: checkpoint.cursor, copied: checkpoint.copied };
   let written = 0;
   let readCursor = checkpoint.cursor;
   let exhausted = false;
@@ -65,13 +84,17 @@ export async function copyPointsResumably(job: CopyJob): Promise<CopyResult> {
 
   let control = await job.channel.control();
   let lastPoll = Date.now();
-  let lastReport = 0;
 
+  const rate = () => written / Math.max((Date.now() - started) / 1000, 0.001);
+  const heartbeat = () =>
+    ctx.heartbeat({ ...committed, total, rate: Math.round(rate()), paused: control.paused, firstStartedAt, lastReportAt } satisfies CopyCheckpoint);
+  /** Best effort: a report that does not arrive never fails the copy. */
   const report = async (force = false) => {
-    if (!force && Date.now() - lastReport < PROGRESS_REPORT_MS) return;
-    lastReport = Date.now();
-    const seconds = Math.max((Date.now() - started) / 1000, 0.001);
-    await job.channel.report({ total, copied: committed.copied, rate: written / seconds, attempt: ctx.info.attempt });
+    const now = Date.now();
+    const interval = Math.max(MIN_REPORT_INTERVAL_MS, (now - firstStartedAt) * REPORT_INTERVAL_FRACTION_OF_AGE);
+    if (!force && now - lastReportAt < interval) return;
+    lastReportAt = now;
+    await job.channel.report({ total, copied: committed.copied, rate: rate(), attempt: ctx.info.attempt }).catch(() => undefined);
   };
 
   const startWrite = (page: Page): PendingWrite => {
@@ -84,7 +107,7 @@ export async function copyPointsResumably(job: CopyJob): Promise<CopyResult> {
     return { page, written };
   };
 
-  ctx.heartbeat(committed);
+  heartbeat();
   while (!exhausted || pending.length > 0) {
     if (ctx.cancellationSignal.aborted) throw new CancelledFailure('Copy cancelled; resume point is the last heartbeat.');
     if (Date.now() - lastPoll >= CONTROL_POLL_MS) {
@@ -92,8 +115,7 @@ export async function copyPointsResumably(job: CopyJob): Promise<CopyResult> {
       lastPoll = Date.now();
     }
     if (control.paused) {
-      await report(true);
-      ctx.heartbeat(committed);
+      heartbeat();
       await ctx.sleep(CONTROL_POLL_MS);
       continue;
     }
@@ -108,7 +130,7 @@ export async function copyPointsResumably(job: CopyJob): Promise<CopyResult> {
     await head.written;
     written += head.page.points.length;
     committed = { cursor: head.page.next, copied: committed.copied + head.page.points.length };
-    ctx.heartbeat(committed);
+    heartbeat();
     await report();
   }
   await report(true);

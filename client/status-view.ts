@@ -3,7 +3,9 @@
  * (a live progress bar with rate and ETA, or plain lines when not a TTY)
  * and the demo all show it the same way.
  */
-import type { WorkflowHandle } from '@temporalio/client';
+import type { WorkflowExecutionDescription, WorkflowHandle } from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
+import type { CopyCheckpoint } from '../activities/copy-engine';
 import { MultiBar, Presets } from 'cli-progress';
 import { statusQuery, type MigrationStatus, type ValidationReport } from '../workflows/messages';
 import { temporalConfig } from './temporal-config';
@@ -23,11 +25,34 @@ export interface Snapshot {
   failure: string | null;
 }
 
+/**
+ * The workflow's status with the running copy's live progress from its last
+ * heartbeat (as `temporal workflow describe` and the Web UI show it): the
+ * copy reports to the workflow itself only rarely, to keep history small.
+ */
+export function withLiveCopyProgress(status: MigrationStatus, description: WorkflowExecutionDescription): MigrationStatus {
+  for (const activity of description.raw.pendingActivities ?? []) {
+    const [payload] = activity.heartbeatDetails?.payloads ?? [];
+    const beat = payload ? (defaultPayloadConverter.fromPayload(payload) as Partial<CopyCheckpoint> | null) : null;
+    if (typeof beat?.copied !== 'number' || typeof beat.total !== 'number' || beat.copied < status.copy.copied) continue;
+    const rate = beat.rate ?? 0;
+    const etaSeconds = rate > 0 ? Math.ceil(Math.max(beat.total - beat.copied, 0) / rate) : null;
+    return { ...status, copy: { ...status.copy, copied: beat.copied, total: Math.max(status.copy.total, beat.total), rate, etaSeconds } };
+  }
+  return status;
+}
+
+/** The status query's answer with live copy progress merged in. */
+export async function liveStatus(handle: WorkflowHandle): Promise<MigrationStatus> {
+  const [status, description] = await Promise.all([handle.query(statusQuery), handle.describe()]);
+  return withLiveCopyProgress(status, description);
+}
+
 export async function takeSnapshot(handle: WorkflowHandle): Promise<Snapshot> {
   const description = await handle.describe();
   const execution = description.status.name;
   const [status, queryError] = await handle.query(statusQuery).then(
-    (s) => [s, null] as const,
+    (s) => [withLiveCopyProgress(s, description), null] as const,
     (err: Error) => [null, err.message] as const,
   );
   const failure = execution === 'FAILED' ? await failureOf(handle) : null;

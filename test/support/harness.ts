@@ -9,7 +9,8 @@ import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createMemshiftWorker } from '../../workers/worker';
-import { statusQuery, type MigrationStatus, type Phase } from '../../workflows/messages';
+import { liveStatus } from '../../client/status-view';
+import type { MigrationStatus, Phase } from '../../workflows/messages';
 
 Runtime.install({ logger: new DefaultLogger('WARN') });
 
@@ -44,7 +45,7 @@ export function tempDir(): string {
   return mkdtempSync(path.join(os.tmpdir(), 'memshift-test-'));
 }
 
-/** Polls the status query until `done(status)` holds. */
+/** Polls the status query (with the copy's live heartbeat progress) until `done(status)` holds. */
 export async function waitForStatus(
   handle: WorkflowHandle,
   done: (status: MigrationStatus) => boolean,
@@ -53,7 +54,7 @@ export async function waitForStatus(
   const deadline = Date.now() + timeoutMs;
   let last: MigrationStatus | undefined;
   while (Date.now() < deadline) {
-    last = await handle.query(statusQuery).catch(() => undefined);
+    last = await liveStatus(handle).catch(() => undefined);
     if (last && done(last)) return last;
     await new Promise((r) => setTimeout(r, 200));
   }
