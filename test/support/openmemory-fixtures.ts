@@ -253,3 +253,128 @@ function sortRows(rows: Record<string, unknown>[]): Record<string, unknown>[] {
   const key = (r: Record<string, unknown>) => JSON.stringify(r);
   return [...rows].sort((a, b) => key(a).localeCompare(key(b)));
 }
+
+// --- Live writes -------------------------------------------------------------
+
+/** One OpenMemory memories table, written through its own connection with the columns v1.1 and v1.2 share. */
+export interface MemoriesConnection {
+  insert(id: string, content: string): Promise<void>;
+  update(id: string, content: string): Promise<void>;
+  remove(id: string): Promise<void>;
+  /** Every memory, id → content. */
+  contents(): Promise<Map<string, string>>;
+  close(): Promise<void>;
+}
+
+/**
+ * An SQLite connection that never blocks the event loop (the worker may run
+ * in this process): busy_timeout 0, and a write that meets the lock is
+ * retried 10 ms later until it lands.
+ */
+export function sqliteMemories(path: string): MemoriesConnection {
+  const db = new Database(path, { fileMustExist: true, timeout: 0 });
+  const write = async (sql: string, ...params: unknown[]) => {
+    for (;;) {
+      try {
+        db.prepare(sql).run(...params);
+        return;
+      } catch (err) {
+        if (!String((err as { code?: string }).code).startsWith('SQLITE_BUSY')) throw err;
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    }
+  };
+  return {
+    insert: (id, content) => write(`INSERT INTO memories (id, content, primary_sector, created_at) VALUES (?, ?, 'semantic', 1)`, id, content),
+    update: (id, content) => write(`UPDATE memories SET content = ? WHERE id = ?`, content, id),
+    remove: (id) => write(`DELETE FROM memories WHERE id = ?`, id),
+    async contents() {
+      const rows = db.prepare('SELECT id, content FROM memories').all() as { id: string; content: string }[];
+      return new Map(rows.map((r) => [r.id, r.content]));
+    },
+    async close() {
+      db.close();
+    },
+  };
+}
+
+/** A PostgreSQL connection of its own: a write that meets a lock waits for it. */
+export async function pgMemories(url: string, { schema, memories }: PgNames): Promise<MemoriesConnection> {
+  const client = new Client({ connectionString: url });
+  await client.connect();
+  const table = `"${schema}"."${memories}"`;
+  return {
+    insert: async (id, content) => {
+      await client.query(`INSERT INTO ${table} (id, content, primary_sector, created_at) VALUES ($1, $2, 'semantic', 1)`, [id, content]);
+    },
+    update: async (id, content) => {
+      await client.query(`UPDATE ${table} SET content = $1 WHERE id = $2`, [content, id]);
+    },
+    remove: async (id) => {
+      await client.query(`DELETE FROM ${table} WHERE id = $1`, [id]);
+    },
+    async contents() {
+      const { rows } = await client.query<{ id: string; content: string }>(`SELECT id, content FROM ${table}`);
+      return new Map(rows.map((r) => [r.id, r.content]));
+    },
+    close: () => client.end(),
+  };
+}
+
+export interface MemoryWriter {
+  counts(): { insert: number; update: number; delete: number };
+  /** Stops after the write in flight; returns what the table must hold by the writer's account, id → content. */
+  stop(): Promise<Map<string, string>>;
+}
+
+/** Deterministic uuids the writer inserts, apart from the fixtures' ones. */
+export function writtenId(n: number): string {
+  return `00000000-0000-4000-9000-${n.toString(16).padStart(12, '0')}`;
+}
+
+/**
+ * Keeps writing — insert, update (of any memory), delete (of one of its own)
+ * in turn, every `everyMs` — keeping its own account of what the table holds.
+ * A write is counted once its statement returned; any failure ends the test.
+ */
+export async function startMemoryWriter(connection: MemoriesConnection, everyMs = 15): Promise<MemoryWriter> {
+  const expected = await connection.contents();
+  const counts = { insert: 0, update: 0, delete: 0 };
+  const mine: string[] = [];
+  let stopped = false;
+  let failure: unknown = null;
+  const loop = (async () => {
+    for (let n = 0; !stopped; n++) {
+      if (n % 3 === 0 || (n % 3 === 2 && mine.length === 0)) {
+        const id = writtenId(n);
+        await connection.insert(id, `live write ${n}`);
+        expected.set(id, `live write ${n}`);
+        mine.push(id);
+        counts.insert++;
+      } else if (n % 3 === 1) {
+        const ids = [...expected.keys()];
+        const id = ids[(n * 7) % ids.length];
+        await connection.update(id, `live update ${n}`);
+        expected.set(id, `live update ${n}`);
+        counts.update++;
+      } else {
+        const id = mine.shift()!;
+        await connection.remove(id);
+        expected.delete(id);
+        counts.delete++;
+      }
+      await new Promise((r) => setTimeout(r, everyMs));
+    }
+  })().catch((err) => {
+    failure = err;
+  });
+  return {
+    counts: () => ({ ...counts }),
+    async stop() {
+      stopped = true;
+      await loop;
+      if (failure) throw failure;
+      return expected;
+    },
+  };
+}
