@@ -7,7 +7,6 @@
 import { Context } from '@temporalio/activity';
 import type { Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { CheckResult, ValidationReport } from '../workflows/messages';
@@ -15,7 +14,9 @@ import type { QdrantRebuildPlan } from '../workflows/qdrant-collection-rebuild';
 import { BM25_VECTOR_NAME, bm25SparseVector } from './bm25';
 import { currentWorkflow } from './context';
 import { workflowCopyChannel } from './copy-channel';
-import { canonicalJson, copyPointsResumably, type CopyChannel, type CopyResult } from './copy-engine';
+import { differingFields, payloadFingerprint, sameJson } from './compare';
+import { copyPointsResumably, type CopyChannel, type CopyResult } from './copy-engine';
+import { assertWritableFile } from './files';
 import type { MemoryPoint, SparseVector } from './stores/contract';
 import { exportGraph, graphCounts, restoreGraph, type GraphFile } from './stores/neo4j';
 import {
@@ -78,6 +79,7 @@ function fail(message: string, type: string): never {
   throw ApplicationFailure.nonRetryable(message, type);
 }
 
+const describeCounts = (c: CatchUpCounts) => `${c.added} added, ${c.changed} changed, ${c.deleted} deleted`;
 const safeId = (id: string) => id.replace(/[^A-Za-z0-9_.-]/g, '_');
 const textFieldOf = (plan: QdrantRebuildPlan, pair: Pair) => pair.textField ?? plan.textField;
 const wantsBm25 = (plan: QdrantRebuildPlan) => plan.schema.sparse.includes(BM25_VECTOR_NAME);
@@ -315,44 +317,76 @@ interface PairValidation {
   report: ValidationReport;
   bm25Missing: number;
   withText: number;
+  /** Points the target should hold as the watermark records them but does not (ids only). */
+  problems: string[];
+  /** Writes that reached the source after the watermark. */
+  since: CatchUpCounts;
 }
 
-async function validatePair(plan: QdrantRebuildPlan, pair: Pair, dense: DenseVectorConfig): Promise<PairValidation> {
+/**
+ * The target against the watermark the last catch-up recorded: it must hold
+ * exactly those points (ids, per-user counts, payloads, vectors, bm25). Writes
+ * that reached the source since are counted, not held against the copy: they
+ * are caught up while approval waits and at cutover.
+ */
+async function validatePair(plan: QdrantRebuildPlan, pair: Pair, dense: DenseVectorConfig, watermark: Watermark): Promise<PairValidation> {
   const url = plan.qdrant.url;
   const textField = textFieldOf(plan, pair);
-  const sample = reservoir(plan.validation.sampleSize);
-  const sourceUsers = new Map<string | null, number>();
-  for await (const point of scan(url, pair.source, { payload: [USER_FIELD], vectors: [] })) {
-    sample.offer(point.id);
-    const user = typeof point.payload[USER_FIELD] === 'string' ? (point.payload[USER_FIELD] as string) : null;
-    sourceUsers.set(user, (sourceUsers.get(user) ?? 0) + 1);
-  }
-  const targetUsers = new Map<string, number>();
+  const held = new Map<string, WatermarkEntry>();
   let withText = 0;
   let bm25Missing = 0;
-  const selectTarget = { payload: [USER_FIELD, LEMMATIZED_FIELD, textField], vectors: wantsBm25(plan) ? [BM25_VECTOR_NAME] : [] };
-  for await (const point of scan(url, pair.target, selectTarget)) {
-    const user = point.payload[USER_FIELD];
-    if (typeof user === 'string') targetUsers.set(user, (targetUsers.get(user) ?? 0) + 1);
+  for await (const point of scan(url, pair.target, { payload: true, vectors: wantsBm25(plan) ? [BM25_VECTOR_NAME] : [] })) {
+    held.set(point.id, entryOf(point.payload));
     if (wantsBm25(plan) && bm25TextOf(point.payload, textField) !== null) {
       withText++;
       if (!point.sparse[BM25_VECTOR_NAME]) bm25Missing++;
     }
   }
+  const now = await fingerprints(url, pair.source);
+  const unchangedSince = (id: string) => now.get(id)?.print === watermark.get(id)!.print;
+  const since = {
+    added: [...now.keys()].filter((id) => !watermark.has(id)).length,
+    changed: [...watermark.keys()].filter((id) => now.has(id) && !unchangedSince(id)).length,
+    deleted: [...watermark.keys()].filter((id) => !now.has(id)).length,
+  };
 
   const source = sourceOf(plan, pair, dense);
   const target = targetOf(plan, pair.target, dense);
+  const problems = [
+    ...[...watermark.keys()].filter((id) => !held.has(id)).map((id) => `${id}: caught up but missing from ${pair.target}`),
+    ...[...held.keys()].filter((id) => !watermark.has(id)).map((id) => `${id}: in ${pair.target} but not in the source at the watermark`),
+  ];
+  // A fingerprint that differs from the recorded one is a candidate; it is an altered point only when the
+  // source still holds the watermark's version and the target's payload differs from it as JSON numbers do.
+  const suspects = [...held].filter(([id, entry]) => watermark.has(id) && entry.print !== watermark.get(id)!.held && unchangedSince(id)).map(([id]) => id);
+  for (let i = 0; i < suspects.length; i += plan.copy.batchSize) {
+    const batch = suspects.slice(i, i + plan.copy.batchSize);
+    const stored = new Map((await target.retrieve(batch)).map((p) => [p.id, p]));
+    for (const point of await source.retrieve(batch)) {
+      const fields = differingFields(point.payload, stored.get(point.id)?.payload ?? {});
+      if (fields.length) problems.push(`${point.id}: ${fields.join(', ')} differ from the caught-up source`);
+    }
+    heartbeat();
+  }
+
+  const sample = reservoir(plan.validation.sampleSize);
+  for (const id of watermark.keys()) if (held.has(id) && unchangedSince(id)) sample.offer(id);
   const expected = await source.retrieve(sample.ids);
   const samples = await compareSamples(expected, target, { vectorsCopied: true });
   const stored = new Map((await target.retrieve(sample.ids)).map((p) => [p.id, p]));
   samples.errors.push(...vectorProblems(expected, stored, plan, pair));
+
+  const watermarkUsers = new Map<string | null, number>();
+  const targetUsers = new Map<string, number>();
+  for (const { user } of watermark.values()) watermarkUsers.set(user, (watermarkUsers.get(user) ?? 0) + 1);
+  for (const { user } of held.values()) if (user !== null) targetUsers.set(user, (targetUsers.get(user) ?? 0) + 1);
   const report = buildReport({
-    sourceCount: await source.count(),
+    sourceCount: watermark.size,
     targetCount: await target.count(),
-    perUser: await comparePerUser(mismatchesFirst(sourceUsers, targetUsers), async (user) => targetUsers.get(user) ?? 0),
+    perUser: await comparePerUser(mismatchesFirst(watermarkUsers, targetUsers), async (user) => targetUsers.get(user) ?? 0),
     samples,
   });
-  return { report, bm25Missing, withText };
+  return { report, bm25Missing, withText, problems, since };
 }
 
 /**
@@ -371,15 +405,25 @@ function combineReports(parts: { pair: Pair; validation: PairValidation }[], cau
   const checks: CheckResult[] = parts.flatMap(({ pair, validation }) => [
     ...validation.report.checks.map((check) => ({ ...check, name: `${pair.source} → ${pair.target}: ${check.name}` })),
     {
+      name: `${pair.target}: holds the watermark`,
+      ok: validation.problems.length === 0,
+      detail: `${validation.problems.length} points missing, unexpected or altered against the ${validation.report.sourceCount} caught up`,
+    },
+    {
       name: `${pair.target}: bm25 coverage`,
       ok: validation.bm25Missing === 0,
       detail: `${validation.withText - validation.bm25Missing}/${validation.withText} points with text have a bm25 vector`,
+    },
+    {
+      name: `${pair.source}: writes since the watermark`,
+      ok: true,
+      detail: `${describeCounts(validation.since)} since the last catch-up; caught up while approval waits and at cutover`,
     },
   ]);
   checks.push({
     name: 'catch-up',
     ok: true,
-    detail: `writes caught up since the copy: ${caughtUp.added} added, ${caughtUp.changed} changed, ${caughtUp.deleted} deleted`,
+    detail: `writes caught up since the copy: ${describeCounts(caughtUp)}`,
   });
   const reports = parts.map((p) => p.validation.report);
   const minCosines = reports.map((r) => r.minCosine).filter((c): c is number => c !== null);
@@ -391,49 +435,167 @@ function combineReports(parts: { pair: Pair; validation: PairValidation }[], cau
     sampled: reports.reduce((n, r) => n + r.sampled, 0),
     minCosine: minCosines.length ? Math.min(...minCosines) : null,
     checks,
-    errors: parts.flatMap(({ pair, validation }) => validation.report.errors.map((e) => `${pair.source}: ${e}`)).slice(0, MAX_REPORTED_ERRORS),
+    errors: parts
+      .flatMap(({ pair, validation }) => [...validation.problems, ...validation.report.errors].map((e) => `${pair.source}: ${e}`))
+      .slice(0, MAX_REPORTED_ERRORS),
   };
 }
 
 // --- catch-up ----------------------------------------------------------------
 
-const fingerprint = (payload: Record<string, unknown>) => createHash('sha1').update(canonicalJson(payload)).digest('base64');
-
 /**
- * What changed in the source since the target was written: an id-set diff
- * plus a payload fingerprint (mem0 rewrites data, hash and updated_at on every
- * update). Holds one short fingerprint per target point, never points.
+ * One point of a watermark. `print` is the source's payload fingerprint as
+ * read from the source; `held` is the target's as read from the target (they
+ * differ only where Qdrant re-serialized a float). Comparing prints read from
+ * the same store is exact, so only cross-store differences need sameJson.
  */
-async function diffSourceAgainstTarget(url: string, pair: Pair): Promise<{ upsert: string[]; deleted: string[]; added: number }> {
-  const targetPrints = new Map<string, string>();
-  for await (const point of scan(url, pair.target, { payload: true, vectors: [] })) targetPrints.set(point.id, fingerprint(point.payload));
-  const upsert: string[] = [];
-  let added = 0;
-  for await (const point of scan(url, pair.source, { payload: true, vectors: [] })) {
-    const print = targetPrints.get(point.id);
-    if (print === undefined) added++;
-    if (print !== fingerprint(point.payload)) upsert.push(point.id);
-    targetPrints.delete(point.id);
-  }
-  return { upsert, deleted: [...targetPrints.keys()], added };
+interface WatermarkEntry {
+  print: string;
+  held: string;
+  user: string | null;
 }
 
-/** A bounded re-copy of the ids a diff found; repeating it after a crash recomputes the diff. */
-async function catchUpPair(plan: QdrantRebuildPlan, pair: Pair, dense: DenseVectorConfig): Promise<CatchUpCounts> {
-  const diff = await diffSourceAgainstTarget(plan.qdrant.url, pair);
+/** What a catch-up provably moved: the source points (by id) the target holds as of that moment. */
+type Watermark = Map<string, WatermarkEntry>;
+
+function entryOf(payload: Record<string, unknown>): WatermarkEntry {
+  const print = payloadFingerprint(payload);
+  const user = payload[USER_FIELD];
+  return { print, held: print, user: typeof user === 'string' ? user : null };
+}
+
+/** Payload fingerprints of a whole collection: one short entry per point, never points. */
+async function fingerprints(url: string, collection: string): Promise<Watermark> {
+  const prints: Watermark = new Map();
+  for await (const point of scan(url, collection, { payload: true, vectors: [] })) prints.set(point.id, entryOf(point.payload));
+  return prints;
+}
+
+export function watermarkFileFor(plan: QdrantRebuildPlan, workflowId: string, pair: Pair): string {
+  return path.join(plan.workDir, `watermark-${safeId(workflowId)}-${safeId(pair.target)}.json`);
+}
+
+async function readWatermark(plan: QdrantRebuildPlan, pair: Pair): Promise<Watermark> {
+  const file = watermarkFileFor(plan, currentWorkflow().workflowId, pair);
+  const text = await fs.readFile(file, 'utf8').catch(() => fail(`No watermark for '${pair.target}' at ${file}: catch up before validating, cutting over or rolling back.`, 'WatermarkMissing'));
+  return new Map(Object.entries(JSON.parse(text).points as Record<string, [string, string, string | null]>).map(([id, [print, held, user]]) => [id, { print, held, user }]));
+}
+
+/** Written whole to a temporary file and renamed, so a crash never leaves half a watermark. */
+async function writeWatermark(plan: QdrantRebuildPlan, pair: Pair, watermark: Watermark): Promise<void> {
+  const file = await assertWritableFile(watermarkFileFor(plan, currentWorkflow().workflowId, pair), 'workDir');
+  const points = Object.fromEntries([...watermark].map(([id, { print, held, user }]) => [id, [print, held, user]]));
+  await fs.writeFile(`${file}.tmp`, JSON.stringify({ source: pair.source, target: pair.target, recordedAt: new Date().toISOString(), points }));
+  await fs.rename(`${file}.tmp`, file);
+}
+
+async function inBatches(ids: string[], size: number, work: (batch: string[]) => Promise<void>): Promise<void> {
+  for (let i = 0; i < ids.length; i += size) {
+    await work(ids.slice(i, i + size));
+    heartbeat();
+  }
+}
+
+/**
+ * Brings a target up to its source and records the new watermark. Before the
+ * swap only this run writes the target, so every difference is the source's.
+ * After the swap (`since` = the watermark at the swap) clients write the target
+ * too: a point they changed there since is theirs and newer, so it is left
+ * alone (rollback carries it back), and only source writes the target has not
+ * seen since are applied.
+ */
+async function catchUpPair(plan: QdrantRebuildPlan, pair: Pair, dense: DenseVectorConfig, since: Watermark | null): Promise<CatchUpCounts> {
+  const url = plan.qdrant.url;
+  const held = await fingerprints(url, pair.target);
+  const watermark = await fingerprints(url, pair.source);
+  const untouched = (id: string) => since === null || held.get(id)?.print === since.get(id)?.held;
+  const reference = since === null ? new Map([...held].map(([id, e]) => [id, e.print])) : new Map([...since].map(([id, e]) => [id, e.print]));
+  const candidates = [...watermark].filter(([id, e]) => reference.get(id) !== e.print && untouched(id)).map(([id]) => id);
+  const deleted = [...reference.keys()].filter((id) => !watermark.has(id) && held.has(id) && untouched(id));
+  // The target's version of each point as this catch-up leaves it; where a client changed or deleted it
+  // after the swap, the version at the swap, so that rollback sees the client's write and carries it back.
+  for (const [id, entry] of watermark) entry.held = (untouched(id) ? held.get(id)?.print : since!.get(id)?.held) ?? '';
+
   const source = sourceOf(plan, pair, dense);
   const target = targetOf(plan, pair.target, dense);
   const transform = withBm25(plan, pair);
-  for (let i = 0; i < diff.upsert.length; i += plan.copy.batchSize) {
-    const points = await source.retrieve(diff.upsert.slice(i, i + plan.copy.batchSize));
-    await target.upsert(await transform(points));
-    heartbeat();
-  }
-  for (let i = 0; i < diff.deleted.length; i += plan.copy.batchSize) {
-    await target.deletePoints(diff.deleted.slice(i, i + plan.copy.batchSize));
-    heartbeat();
-  }
-  return { added: diff.added, changed: diff.upsert.length - diff.added, deleted: diff.deleted.length };
+  const counts: CatchUpCounts = { added: 0, changed: 0, deleted: 0 };
+  await inBatches(candidates, plan.copy.batchSize, async (batch) => {
+    const stored = new Map((await target.retrieve(batch)).map((p) => [p.id, p]));
+    const points = await source.retrieve(batch);
+    // A fingerprint mismatch across stores is only a candidate: equal payloads (floats within tolerance) are not rewritten.
+    const changed = points.filter((p) => !stored.has(p.id) || !sameJson(p.payload, stored.get(p.id)!.payload));
+    await target.upsert(await transform(changed));
+    for (const point of changed) {
+      counts[stored.has(point.id) ? 'changed' : 'added']++;
+      watermark.set(point.id, entryOf(point.payload));
+    }
+    const vanished = batch.filter((id) => !points.some((p) => p.id === id)); // deleted from the source since the scan
+    vanished.forEach((id) => watermark.delete(id));
+    deleted.push(...vanished.filter((id) => stored.has(id)));
+  });
+  await inBatches(deleted, plan.copy.batchSize, async (batch) => {
+    await target.deletePoints(batch);
+    counts.deleted += batch.length;
+  });
+  await writeWatermark(plan, pair, watermark);
+  return counts;
+}
+
+export interface CarryBackCounts extends CatchUpCounts {
+  /** Points written both in the new collection after cutover and in legacy meanwhile: each keeps its own. */
+  conflicts: number;
+  /** Their ids, capped. */
+  conflictIds: string[];
+}
+
+/**
+ * Rollback's first step: the writes the new collection took after cutover
+ * (added, changed, deleted against the cutover watermark) go into legacy.
+ * Legacy is written only where it still holds the cutover version of that
+ * point; a point changed there too is a conflict, kept in both collections
+ * and reported. Nothing else in legacy is touched.
+ */
+async function carryBackPair(plan: QdrantRebuildPlan, pair: Pair, dense: DenseVectorConfig): Promise<CarryBackCounts> {
+  const url = plan.qdrant.url;
+  const record = await readWatermark(plan, pair);
+  const live = await fingerprints(url, pair.target);
+  const legacyNow = await fingerprints(url, pair.source);
+  const atCutover = (id: string) => legacyNow.get(id)?.print === record.get(id)?.print;
+  const written = [...live].filter(([id, e]) => record.get(id)?.held !== e.print).map(([id]) => id);
+  const deleted = [...record.keys()].filter((id) => !live.has(id) && legacyNow.has(id));
+
+  const legacy = sourceOf(plan, pair, dense);
+  const newer = targetOf(plan, pair.target, dense);
+  const counts: CarryBackCounts = { added: 0, changed: 0, deleted: 0, conflicts: 0, conflictIds: [] };
+  const conflict = (id: string) => {
+    counts.conflicts++;
+    if (counts.conflictIds.length < MAX_REPORTED_ERRORS) counts.conflictIds.push(id);
+  };
+  await inBatches(written, plan.copy.batchSize, async (batch) => {
+    const inLegacy = new Map((await legacy.retrieve(batch)).map((p) => [p.id, p]));
+    const carry: MemoryPoint[] = [];
+    for (const { sparse: _bm25, ...point } of await newer.retrieve(batch)) {
+      if (inLegacy.has(point.id) && sameJson(point.payload, inLegacy.get(point.id)!.payload)) continue;
+      if (!atCutover(point.id)) {
+        conflict(point.id);
+        continue;
+      }
+      carry.push(point);
+      counts[inLegacy.has(point.id) ? 'changed' : 'added']++;
+      record.set(point.id, { ...entryOf(point.payload), held: live.get(point.id)!.print });
+    }
+    await legacy.upsert(carry);
+  });
+  deleted.filter((id) => !atCutover(id)).forEach(conflict);
+  const deletable = deleted.filter(atCutover);
+  await inBatches(deletable, plan.copy.batchSize, async (batch) => {
+    await legacy.deletePoints(batch);
+    batch.forEach((id) => record.delete(id));
+    counts.deleted += batch.length;
+  });
+  await writeWatermark(plan, pair, record);
+  return counts;
 }
 
 // --- aliases -----------------------------------------------------------------
@@ -490,7 +652,7 @@ export function qdrantRebuildActivities({ client }: { client: Client }) {
       }
       await fs.mkdir(plan.workDir, { recursive: true });
       notes.push(...(await checkSpace(plan, neededBytes, graphNodes)));
-      const baselineFile = baselineFileFor(plan, currentWorkflow().workflowId);
+      const baselineFile = await assertWritableFile(baselineFileFor(plan, currentWorkflow().workflowId), 'workDir');
       await fs.writeFile(baselineFile, `${JSON.stringify({ recordedAt: new Date().toISOString(), collections: baseline }, null, 2)}\n`);
       notes.push(`Per-user baseline (exact counts) recorded in ${baselineFile}.`);
       return { points, users, vectors, baselineFile, notes };
@@ -510,7 +672,7 @@ export function qdrantRebuildActivities({ client }: { client: Client }) {
 
     /** The decommission dump, taken with Neo4j running: JSONL plus a manifest with counts. */
     async exportGraphForDecommission(plan: QdrantRebuildPlan) {
-      const file = graphExportFileFor(plan, currentWorkflow().workflowId);
+      const file = await assertWritableFile(graphExportFileFor(plan, currentWorkflow().workflowId), 'workDir');
       const summary = await exportGraph({ ...plan.graph!, file }, (done) => heartbeat(done));
       return { file: summary.file, manifestFile: summary.manifestFile, nodes: summary.nodes, relationships: summary.relationships };
     },
@@ -551,11 +713,14 @@ export function qdrantRebuildActivities({ client }: { client: Client }) {
       return copyPointsResumably({ source: sourceOf(plan, pair, dense), target: targetOf(plan, pair.target, dense), channel: overall, transform: withBm25(plan, pair) });
     },
 
-    /** Copies what was added or changed in the sources since they were read, and drops what was deleted. */
-    async catchUpRebuildTargets(plan: QdrantRebuildPlan, vectors: DenseVectorConfig[]): Promise<CatchUpCounts> {
+    /**
+     * Copies what was added or changed in the sources since they were read, drops what was deleted, and
+     * records the watermark. `afterSwap`: the targets are live, so their clients' writes are kept.
+     */
+    async catchUpRebuildTargets(plan: QdrantRebuildPlan, vectors: DenseVectorConfig[], afterSwap = false): Promise<CatchUpCounts> {
       const total: CatchUpCounts = { added: 0, changed: 0, deleted: 0 };
       for (const [index, pair] of plan.collections.entries()) {
-        const counts = await catchUpPair(plan, pair, vectors[index]);
+        const counts = await catchUpPair(plan, pair, vectors[index], afterSwap ? await readWatermark(plan, pair) : null);
         total.added += counts.added;
         total.changed += counts.changed;
         total.deleted += counts.deleted;
@@ -563,13 +728,27 @@ export function qdrantRebuildActivities({ client }: { client: Client }) {
       return total;
     },
 
-    /** Exact totals and per-user counts, sampled points field by field and vector by vector, bm25 coverage. */
+    /** Against the last watermark: exact totals and per-user counts, every point's payload, sampled vectors, bm25 coverage. */
     async validateRebuild(plan: QdrantRebuildPlan, vectors: DenseVectorConfig[], caughtUp: CatchUpCounts): Promise<ValidationReport> {
       const parts = [];
       for (const [index, pair] of plan.collections.entries()) {
-        parts.push({ pair, validation: await validatePair(plan, pair, vectors[index]) });
+        parts.push({ pair, validation: await validatePair(plan, pair, vectors[index], await readWatermark(plan, pair)) });
       }
       return combineReports(parts, caughtUp);
+    },
+
+    /** Rollback's carry-back: the new collections' writes since cutover into the legacy ones (see carryBackPair). */
+    async carryBackPostCutoverWrites(plan: QdrantRebuildPlan, vectors: DenseVectorConfig[]): Promise<CarryBackCounts> {
+      const total: CarryBackCounts = { added: 0, changed: 0, deleted: 0, conflicts: 0, conflictIds: [] };
+      for (const [index, pair] of plan.collections.entries()) {
+        const counts = await carryBackPair(plan, pair, vectors[index]);
+        total.added += counts.added;
+        total.changed += counts.changed;
+        total.deleted += counts.deleted;
+        total.conflicts += counts.conflicts;
+        total.conflictIds = [...total.conflictIds, ...counts.conflictIds].slice(0, MAX_REPORTED_ERRORS);
+      }
+      return total;
     },
 
     async dropRebuildTargets(plan: QdrantRebuildPlan): Promise<void> {
@@ -596,7 +775,7 @@ export function qdrantRebuildActivities({ client }: { client: Client }) {
         const viaAlias = targetOf(plan, pair.alias, dense);
         const [throughAlias, inTarget] = [await viaAlias.count(), await targetOf(plan, pair.target, dense).count()];
         if (throughAlias !== inTarget) fail(`'${pair.alias}' counts ${throughAlias} points but '${pair.target}' holds ${inTarget}`, 'VerifyFailed');
-        const probe = (await sourceOf(plan, pair, dense).readPage(null, 10)).points;
+        const probe = await untouchedSinceCutover(plan, pair, viaAlias, (await sourceOf(plan, pair, dense).readPage(null, 10)).points);
         const samples = await compareSamples(probe, viaAlias, { vectorsCopied: true });
         if (samples.errors.length) fail(`Reading through '${pair.alias}' differs from the source: ${samples.errors.join('; ')}`, 'VerifyFailed');
         const sparse = wantsBm25(plan) ? await bm25ProbeProblem(plan, pair, viaAlias, probe) : null;
@@ -627,10 +806,17 @@ export function qdrantRebuildActivities({ client }: { client: Client }) {
         const restored = await withHeartbeats(restoreGraph({ ...plan.graph, file }, (done) => heartbeat(done)));
         parts.push(`Neo4j restored from ${file}: ${restored.nodes} nodes, ${restored.relationships} relationships`);
       }
-      parts.push(`legacy collections untouched; ${plan.collections.map((c) => c.target).join(', ')} kept (they may hold writes made after cutover)`);
+      parts.push(`${plan.collections.map((c) => c.target).join(', ')} kept for inspection`);
       return { summary: `${parts.join('; ')}.` };
     },
   };
+}
+
+/** Probe points neither collection has changed since the cutover watermark: clients keep writing while verify reads. */
+async function untouchedSinceCutover(plan: QdrantRebuildPlan, pair: Pair, viaAlias: QdrantCollection, probe: MemoryPoint[]): Promise<MemoryPoint[]> {
+  const record = await readWatermark(plan, pair);
+  const served = new Map((await viaAlias.retrieve(probe.map((p) => p.id))).map((p) => [p.id, payloadFingerprint(p.payload)]));
+  return probe.filter((p) => payloadFingerprint(p.payload) === record.get(p.id)?.print && served.get(p.id) === record.get(p.id)?.held);
 }
 
 /** mem0 2.x embeds its search text with the same BM25 encoder; the probe's own text must find it (or a point with the same text). */

@@ -4,13 +4,16 @@
  * mem0 2.x's schema (a `bm25` sparse slot, keyword indexes on the scope ids),
  * the BM25 vectors backfilled, writes made meanwhile caught up, validated,
  * approved, cut over by one atomic alias swap, verified, and rolled back on
- * request until the plan's retention ends. The legacy collections are never
- * changed: they are the way back.
+ * request until the plan's retention ends. Writes keep arriving throughout:
+ * validation holds the copy to the watermark the last catch-up recorded,
+ * catch-ups continue while approval waits and right after the swap, and a
+ * rollback carries the new collections' post-cutover writes back into the
+ * legacy ones before the aliases move back. Nothing else ever writes legacy.
  */
-import { ApplicationFailure } from '@temporalio/workflow';
+import { ApplicationFailure, condition } from '@temporalio/workflow';
 import { z } from 'zod';
 import { longActivities, quickActivities } from './activity-options';
-import type { CatchUpCounts } from '../activities/qdrant-rebuild';
+import type { CarryBackCounts, CatchUpCounts } from '../activities/qdrant-rebuild';
 import type { Outcome, ValidationReport } from './messages';
 import { MigrationRun, errorMessage, parsePlan } from './migration-run';
 import { ApprovalPlan, CopyPlan, collectionName, duration, endpointUrl, qdrantUrl } from './plan-schemas';
@@ -64,8 +67,16 @@ export const QdrantRebuildPlan = z
     workDir: z.string().min(1),
     copy: CopyPlan.prefault({}),
     validation: z.object({ sampleSize: z.number().int().min(1).max(10_000).default(200) }).strict().prefault({}),
-    /** Catch-up passes before approval: each copies what changed in the sources, then validates again. */
-    catchUp: z.object({ maxRounds: z.number().int().min(1).max(20).default(3) }).strict().prefault({}),
+    catchUp: z
+      .object({
+        /** Catch-up passes before approval: each copies what changed in the sources, then validates again. */
+        maxRounds: z.number().int().min(1).max(20).default(3),
+        /** While approval waits: one catch-up every `every`, at most `maxRoundsWhileWaiting` (history stays bounded). */
+        every: duration.default('1m'),
+        maxRoundsWhileWaiting: z.number().int().min(0).max(500).default(60),
+      })
+      .strict()
+      .prefault({}),
     approval: ApprovalPlan.prefault({}),
     /** After a rejection or approval timeout: remove the new collections, or keep them. */
     onReject: z.enum(['drop-target', 'keep-target']).default('drop-target'),
@@ -115,6 +126,8 @@ export interface QdrantRebuildResult {
   notes: string[];
   copied: number;
   caughtUp: CatchUpCounts;
+  /** Post-cutover writes a rollback carried into the legacy collections. */
+  carriedBack: CarryBackCounts | null;
   snapshots: { collection: string; name: string; checksum: string | null }[];
   graphExport: string | null;
 }
@@ -141,9 +154,10 @@ export async function qdrantCollectionRebuild(input: QdrantRebuildPlanInput): Pr
   });
   let copied = 0;
   let caughtUp = noCatchUp;
+  let carriedBack: CarryBackCounts | null = null;
   let snapshots: QdrantRebuildResult['snapshots'] = [];
   let graphExport: string | null = null;
-  const result = (outcome: Outcome) => run.finish(outcome, { copied, caughtUp, snapshots, graphExport });
+  const result = (outcome: Outcome) => run.finish(outcome, { copied, caughtUp, carriedBack, snapshots, graphExport });
 
   const preflight = await run.phase('preflight', () => longActivities.preflightQdrantRebuild(plan));
   run.setCopyTotal(preflight.points);
@@ -172,14 +186,14 @@ export async function qdrantCollectionRebuild(input: QdrantRebuildPlanInput): Pr
     }
   });
 
-  const catchUp = async () => {
-    const counts = await longActivities.catchUpRebuildTargets(plan, preflight.vectors);
+  const catchUp = async (afterSwap = false) => {
+    const counts = await longActivities.catchUpRebuildTargets(plan, preflight.vectors, afterSwap);
     caughtUp = addCounts(caughtUp, counts);
     return counts;
   };
 
-  // Sources may take writes until cutover: catch up, validate, and repeat while writes keep
-  // landing — but not when a round found nothing to catch up: then the mismatch is not a write.
+  // Validation holds the targets to the watermark each round records, so writes that land meanwhile
+  // never fail it; a failing round is repeated only while catch-ups still find writes to repair with.
   const report = await run.phase('validate', async () => {
     let latest: ValidationReport | null = null;
     let foundWrites = true;
@@ -199,7 +213,14 @@ export async function qdrantCollectionRebuild(input: QdrantRebuildPlanInput): Pr
     );
   }
 
-  const decision = await run.awaitCutoverApproval(plan.approval.timeout);
+  let decided = false;
+  const approval = run.awaitCutoverApproval(plan.approval.timeout).finally(() => (decided = true));
+  for (let round = 1; round <= plan.catchUp.maxRoundsWhileWaiting; round++) {
+    if (await condition(() => decided, plan.catchUp.every)) break;
+    const counts = await catchUp();
+    if (counts.added + counts.changed + counts.deleted > 0) run.note(`Caught up while awaiting approval (round ${round}): ${describeCatchUp(counts)}.`);
+  }
+  const decision = await approval;
   if (decision !== 'approved') {
     if (plan.onReject === 'drop-target') {
       await run.phase('rollback', () => quickActivities.dropRebuildTargets(plan));
@@ -208,17 +229,33 @@ export async function qdrantCollectionRebuild(input: QdrantRebuildPlanInput): Pr
     return result(decision === 'rejected' ? 'rejected' : 'approval-timed-out');
   }
 
+  // Carry back, move the aliases, carry back again: writes that reached the new collections while the
+  // aliases moved are carried too, and after that nothing writes them.
   const rollback = async (why: string) => {
-    const undone = await run.phase('rollback', () => longActivities.rollbackRebuild(plan, snapshots));
-    run.note(`Rolled back (${why}): ${undone.summary}`);
+    await run.phase('rollback', async () => {
+      const first = await longActivities.carryBackPostCutoverWrites(plan, preflight.vectors);
+      const undone = await longActivities.rollbackRebuild(plan, snapshots);
+      const last = await longActivities.carryBackPostCutoverWrites(plan, preflight.vectors);
+      carriedBack = { ...addCounts(first, last), conflicts: last.conflicts, conflictIds: last.conflictIds };
+      run.note(`Rolled back (${why}): ${undone.summary}`);
+      run.note(`Post-cutover writes carried back into the legacy collections: ${describeCatchUp(carriedBack)}.`);
+      if (last.conflicts > 0) {
+        run.note(
+          `${last.conflicts} points were written both in the new and (after cutover) in the legacy collections; legacy keeps its version, ` +
+            `the new collections keep theirs for a person to reconcile: ${last.conflictIds.join(', ')}.`,
+        );
+      }
+    });
     return result('rolled-back');
   };
 
   await run.phase('cutover', async () => {
     const last = await catchUp();
-    run.note(`Final catch-up before the alias swap: ${describeCatchUp(last)}. Caught up in all: ${describeCatchUp(caughtUp)}.`);
+    run.note(`Final catch-up before the alias swap: ${describeCatchUp(last)}.`);
     const swap = await quickActivities.swapServingAliases(plan);
     run.note(`Cutover: ${swap.summary}`);
+    const between = await catchUp(true);
+    run.note(`Catch-up right after the swap: ${describeCatchUp(between)}. Caught up in all: ${describeCatchUp(caughtUp)}.`);
   });
   try {
     const verified = await run.phase('verify', () => quickActivities.verifyRebuildCutover(plan));

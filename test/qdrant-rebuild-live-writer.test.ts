@@ -1,0 +1,183 @@
+/**
+ * qdrantCollectionRebuild while mem0 keeps writing (issue #7): a writer adds,
+ * updates or deletes a memory every 150 ms through the serving alias, from
+ * before the start until after the end. The rebuild must still validate, cut
+ * over without a write freeze, and leave every write in whichever collection
+ * is live at the end — the new one after a cutover, the legacy one after a
+ * rollback. Real Temporal, the Qdrant double or QDRANT_URL.
+ */
+import type { Client, WorkflowHandle } from '@temporalio/client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { MemoryPoint } from '../activities/stores/contract';
+import { QdrantCollection, listAliases, listCollections, updateAliases } from '../activities/stores/qdrant';
+import { generateMem0Collections } from '../scripts/generate-mem0-collection';
+import { approveUpdate, pauseSignal, resumeSignal, rollbackSignal, statusQuery } from '../workflows/messages';
+import { qdrantCollectionRebuild, type QdrantRebuildPlanInput } from '../workflows/qdrant-collection-rebuild';
+import { connectClient, failureMessage, startWorker, tempDir, uniqueQueue, waitForPhase, waitForStatus } from './support/harness';
+import { expectHolds, startMem0Writer, type Mem0Writer } from './support/mem0-writer';
+import { uniqueName } from './support/postgres';
+import { startTestQdrant, type TestQdrant } from './support/qdrant';
+
+const MEMORIES = 1_000;
+const DIMENSIONS = 32;
+/** The worker sends it on every Qdrant request; it must never reach history. */
+process.env.QDRANT_API_KEY ??= 'memshift-history-probe-7c41d0';
+
+let client: Client;
+let worker: { stop(): Promise<void> };
+let qdrant: TestQdrant;
+const taskQueue = uniqueQueue('rebuild-live');
+const workDir = tempDir();
+
+beforeAll(async () => {
+  [client, qdrant] = await Promise.all([connectClient(), startTestQdrant()]);
+  worker = await startWorker(taskQueue);
+});
+
+afterAll(async () => {
+  await worker?.stop();
+  await qdrant?.stop();
+});
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function readAll(collection: string): Promise<Map<string, MemoryPoint>> {
+  const store = new QdrantCollection(qdrant.url, collection);
+  const points = new Map<string, MemoryPoint>();
+  let cursor: string | null = null;
+  do {
+    const page = await store.readPage(cursor, 1_000);
+    page.points.forEach((p) => points.set(p.id, p));
+    cursor = page.next;
+  } while (cursor !== null);
+  return points;
+}
+
+/** A mem0 collection already served through `<base>_live`, as a production one is. */
+async function servedDataset(count = MEMORIES): Promise<string> {
+  const base = uniqueName('mem0');
+  await generateMem0Collections(qdrant.url, { collection: base, count, dimensions: DIMENSIONS, entitiesPerUser: 0 });
+  await updateAliases(qdrant.url, [{ op: 'create', alias: `${base}_live`, collection: base }]);
+  return base;
+}
+
+const planFor = (base: string, overrides: Partial<QdrantRebuildPlanInput> = {}): QdrantRebuildPlanInput => ({
+  qdrant: { url: qdrant.url },
+  collections: [{ source: base, target: `${base}_v2`, alias: `${base}_live` }],
+  workDir,
+  copy: { batchSize: 100, concurrency: 1 },
+  catchUp: { every: '1s' },
+  approval: { approvers: ['alice'] },
+  retention: '0s',
+  ...overrides,
+});
+
+const start = (plan: QdrantRebuildPlanInput) =>
+  client.workflow.start(qdrantCollectionRebuild, { taskQueue, workflowId: uniqueName('live'), args: [plan] });
+
+const aliasTarget = async (alias: string) => (await listAliases(qdrant.url)).find((b) => b.alias === alias)?.collection;
+
+/** The writer wrote at least once of each kind since `before`. */
+function expectAllKindsSince(writer: Mem0Writer, before: ReturnType<Mem0Writer['counts']>): void {
+  const now = writer.counts();
+  expect(now.add).toBeGreaterThan(before.add);
+  expect(now.update).toBeGreaterThan(before.update);
+  expect(now.delete).toBeGreaterThan(before.delete);
+}
+
+/** History as text, payloads decoded: start input, activity inputs, results, failures, heartbeat details. */
+async function historyText(handle: WorkflowHandle): Promise<string> {
+  const history = await handle.fetchHistory();
+  return JSON.stringify(history, (_key, value) => (value instanceof Uint8Array ? Buffer.from(value).toString('utf8') : value));
+}
+
+describe('a steady writer (every 150 ms: adds, updates, deletes)', () => {
+  it('does not keep the rebuild from cutting over, and every one of its writes is in the new collection', async () => {
+    const base = await servedDataset();
+    const writer = startMem0Writer(qdrant.url, `${base}_live`, await readAll(base), { dimensions: DIMENSIONS });
+    const handle = await start(planFor(base));
+
+    const waiting = await waitForPhase(handle, 'await-approval');
+    expect(waiting.report?.ok, JSON.stringify(waiting.report?.checks)).toBe(true);
+    expect(waiting.report?.checks.find((c) => c.name === `${base}: writes since the watermark`)?.detail).toMatch(/\d+ added, \d+ changed, \d+ deleted since the last catch-up/);
+    const atApproval = writer.counts();
+    await waitForStatus(handle, (s) => s.notes.some((n) => n.startsWith('Caught up while awaiting approval')), 30_000);
+    await handle.executeUpdate(approveUpdate, { args: [{ by: 'alice' }] });
+    const result = await handle.result();
+    expect(result.outcome).toBe('cut-over');
+    expect(await aliasTarget(`${base}_live`)).toBe(`${base}_v2`);
+    expect(result.notes.join('\n')).toMatch(/Catch-up right after the swap: \d+ added, \d+ changed, \d+ deleted/);
+
+    const afterCutover = writer.counts();
+    await sleep(1_000); // the writer goes on, now into the new collection
+    expectAllKindsSince(writer, atApproval);
+    expect(writer.counts().add).toBeGreaterThan(afterCutover.add);
+    const expected = await writer.stop();
+    await expectHolds(qdrant.url, `${base}_v2`, expected);
+    expect(result.caughtUp.added + result.caughtUp.changed + result.caughtUp.deleted).toBeGreaterThan(0);
+  });
+
+  it('through copy, approval wait, cutover and rollback: the legacy collection ends up holding every write; history holds no memory content or credential', async () => {
+    const base = await servedDataset();
+    const writer = startMem0Writer(qdrant.url, `${base}_live`, await readAll(base), { dimensions: DIMENSIONS, seed: 12 });
+    const handle = await start(planFor(base, { retention: '1h' }));
+
+    const waiting = await waitForPhase(handle, 'await-approval');
+    expect(waiting.report?.ok, JSON.stringify(waiting.report?.checks)).toBe(true);
+    await sleep(2_500); // writes keep landing in legacy while the approver reads
+    await handle.executeUpdate(approveUpdate, { args: [{ by: 'alice' }] });
+    await waitForPhase(handle, 'rollback-window');
+    expect(await aliasTarget(`${base}_live`)).toBe(`${base}_v2`);
+
+    const atCutover = writer.counts();
+    await sleep(2_500); // post-cutover writes: they land only in the new collection
+    expectAllKindsSince(writer, atCutover);
+    await handle.signal(rollbackSignal, { by: 'alice', reason: 'recall regressed' });
+    const result = await handle.result();
+    expect(result.outcome).toBe('rolled-back');
+    expect(await aliasTarget(`${base}_live`)).toBe(base);
+    expect(result.carriedBack!.added + result.carriedBack!.changed + result.carriedBack!.deleted).toBeGreaterThan(0);
+    expect(result.carriedBack!.conflicts).toBe(0);
+
+    await sleep(1_000); // and on, into legacy again
+    const expected = await writer.stop();
+    await expectHolds(qdrant.url, base, expected);
+    expect(await listCollections(qdrant.url)).toContain(`${base}_v2`); // kept for inspection
+
+    const history = await historyText(handle);
+    expect(history).toContain('carryBackPostCutoverWrites'); // the scan reads real activity events
+    const contents = [...writer.texts(), ...[...(await readAll(base)).values()].slice(0, 50).map((p) => p.payload.data as string)];
+    expect(contents.filter((text) => history.includes(text))).toEqual([]);
+    expect(history).not.toContain(process.env.QDRANT_API_KEY);
+  });
+});
+
+describe('validation under a live writer still catches what the copy got wrong', () => {
+  it('a point whose vector was altered in the new collection after the copy wrote it fails validation, named by id', async () => {
+    const base = await servedDataset(2_000);
+    const source = await readAll(base);
+    const [altered] = [...source.keys()].sort(); // first in scroll order: in the copy's first batch
+    const writer = startMem0Writer(qdrant.url, `${base}_live`, source, { dimensions: DIMENSIONS, seed: 13, spare: new Set([altered]) });
+    qdrant.double?.faults.set({ latencyMs: 20, onlyPaths: new RegExp(`${base}_v2/points$`) });
+    const handle = await start(planFor(base, { copy: { batchSize: 10, concurrency: 1 }, validation: { sampleSize: 10_000 } }));
+    try {
+      const target = new QdrantCollection(qdrant.url, `${base}_v2`);
+      while ((await target.retrieve([altered]).catch(() => [])).length === 0) await sleep(50); // until the copy wrote it
+      await handle.signal(pauseSignal);
+      await waitForStatus(handle, (s) => s.paused);
+      const [copy] = await target.retrieve([altered]);
+      await target.upsert([{ ...copy, vector: copy.vector.map((x) => -x) }]);
+      qdrant.double?.faults.clear();
+      await handle.signal(resumeSignal);
+
+      const message = await failureMessage(handle);
+      expect(message).toMatch(/^Validation failed, cutover blocked/);
+      const { report } = await handle.query(statusQuery);
+      expect(report?.errors.join('\n')).toContain(`${altered}: embedding mismatch`);
+      expect(await aliasTarget(`${base}_live`)).toBe(base);
+    } finally {
+      qdrant.double?.faults.clear();
+      await writer.stop();
+    }
+  });
+});
