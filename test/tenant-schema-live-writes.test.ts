@@ -6,11 +6,12 @@
  * that is not OpenMemory fails in one attempt; history holds no memory content.
  */
 import type { Client, WorkflowHandle } from '@temporalio/client';
+import Database from 'better-sqlite3';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { payloadFingerprint } from '../activities/compare';
 import { inspectOpenMemory, type OpenMemoryTarget } from '../activities/openmemory';
-import { approveUpdate, rollbackSignal, type RollbackRequest } from '../workflows/messages';
+import { approveUpdate, pauseSignal, resumeSignal, rollbackSignal, type RollbackRequest } from '../workflows/messages';
 import { tenantSchemaUpgrade, type TenantSchemaPlanInput } from '../workflows/tenant-schema-upgrade';
 import {
   V11_COUNTS,
@@ -284,6 +285,41 @@ describe.each([sqlite, postgres])('on $engine', (h) => {
     expect(result.notes.join('\n')).toContain(`Rolled back by restoring the backup (requested by alice: bad release), discarding ${lossNote}`);
     expectSameMemories(await contentsOf(h, target), original);
   });
+});
+
+it('a verification that fails after COMMIT rolls back with the reverse migration, keeping rows written since', async () => {
+  const target = await sqlite.fresh();
+  const file = sqlitePath(target);
+  const handle = await start(planFor(target));
+  await waitForPhase(handle, 'await-approval');
+  // Hold the write lock so the apply waits, pause so verify waits after it, then let the apply through.
+  const lock = new Database(file, { fileMustExist: true });
+  try {
+    lock.exec('BEGIN IMMEDIATE');
+    await handle.executeUpdate(approveUpdate, { args: [{ by: 'alice' }] });
+    await waitForPhase(handle, 'cutover');
+    await handle.signal(pauseSignal);
+    await waitForStatus(handle, (s) => s.paused);
+  } finally {
+    lock.exec('ROLLBACK');
+    lock.close();
+  }
+  await waitForStatus(handle, (s) => s.phasesDone.includes('cutover'));
+  // Between commit and verification: a live write, and someone drops an index the upgrade made.
+  await sqlite.exec(target, (t) => [
+    `INSERT INTO ${t('memories')} (id, content, primary_sector, created_at, user_id) VALUES ('${writtenId(7)}', 'written after commit', 'semantic', 1, 'carol')`,
+    'DROP INDEX idx_waypoints_user',
+  ]);
+  const expected = await contentsOf(sqlite, target);
+  await handle.signal(resumeSignal);
+  const result = await handle.result();
+
+  expect(result.outcome).toBe('rolled-back');
+  expect(result.verification?.checks.filter((c) => !c.ok).map((c) => c.name)).toEqual(['1.2.0 waypoints.user_id.index']);
+  expect(result.notes.join('\n')).toMatch(/Rolled back \(verification failed: 1\.2\.0 waypoints\.user_id\.index: index idx_waypoints_user on waypoints\(user_id\): missing\), keeping every row: reversed 1\.2\.0/);
+  expect(result.reverted[0].droppedValues).toEqual({ 'memories.user_id': 1 });
+  expectSameMemories(await contentsOf(sqlite, target), expected);
+  expect((await inspectOpenMemory({ target })).currentVersion).toBe('1.1');
 });
 
 it('an mcp-memory-service SQLite-vec file fails in one attempt as NotOpenMemory', async () => {
