@@ -108,8 +108,8 @@ export interface OpenMemoryDatabase {
   recordedVersions(): Promise<RecordedVersion[]>;
   countRows(table: TableName): Promise<number>;
   countNotNull(table: TableName, column: string): Promise<number>;
-  /** Values of `columns` that several rows of `table` share: how many, and the first few with their row counts. */
-  sharedKeys(table: TableName, columns: string[]): Promise<SharedKeys>;
+  /** Values of `columns` that several rows of `table` share: how many, and the first `limit` with their row counts. */
+  sharedKeys(table: TableName, columns: string[], limit: number): Promise<SharedKeys>;
   execute(sql: string): Promise<void>;
   /** One write transaction: committed when `work` resolves, rolled back when it throws. */
   transaction<T>(work: () => Promise<T>): Promise<T>;
@@ -588,7 +588,7 @@ async function requireKeyHoldsEveryRow(db: OpenMemoryDatabase, version: Version,
   const key = change.down.restoresKey;
   if (!key) return;
   const table = db.tables[key.table];
-  const shared = await db.sharedKeys(table, key.columns);
+  const shared = await db.sharedKeys(table, key.columns, SHARED_KEYS_SHOWN);
   if (shared.count === 0) return;
   const shown = shared.first.map((s) => `(${s.key.map((v) => (v === null ? 'NULL' : v)).join(', ')}): ${s.rows} rows`);
   const more = shared.count > shown.length ? `, and ${shared.count - shown.length} more` : '';

@@ -97,11 +97,11 @@ export class PostgresOpenMemory implements OpenMemoryDatabase {
     return this.count(table);
   }
 
-  async sharedKeys(table: TableName, columns: string[]): Promise<SharedKeys> {
+  async sharedKeys(table: TableName, columns: string[], limit: number): Promise<SharedKeys> {
     const list = columns.map(quoteIdent).join(', ');
     const shared = `SELECT ${list}, count(*) AS rows FROM ${table} GROUP BY ${list} HAVING count(*) > 1`;
     const { rows: total } = await this.client.query<{ n: string }>(`SELECT count(*) AS n FROM (${shared}) AS shared`);
-    const { rows } = await this.client.query({ text: `${shared} ORDER BY ${list} LIMIT 20`, rowMode: 'array' });
+    const { rows } = await this.client.query({ text: `${shared} ORDER BY ${list} LIMIT ${limit}`, rowMode: 'array' });
     const first = (rows as unknown[][]).map((row) => ({
       key: row.slice(0, -1).map((v) => (v === null ? null : String(v))),
       rows: Number(row.at(-1)),

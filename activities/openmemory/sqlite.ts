@@ -102,12 +102,12 @@ export class SqliteOpenMemory implements OpenMemoryDatabase {
     return this.guard(() => this.db.prepare(`SELECT count(*) FROM ${table}`).pluck().get() as number);
   }
 
-  async sharedKeys(table: TableName, columns: string[]): Promise<SharedKeys> {
+  async sharedKeys(table: TableName, columns: string[], limit: number): Promise<SharedKeys> {
     const list = columns.map(quoteIdent).join(', ');
     return this.guard(() => {
       const shared = `SELECT ${list}, count(*) AS rows FROM ${table} GROUP BY ${list} HAVING count(*) > 1`;
       const count = this.db.prepare(`SELECT count(*) FROM (${shared})`).pluck().get() as number;
-      const first = (this.db.prepare(`${shared} ORDER BY ${list} LIMIT 20`).raw().all() as unknown[][]).map((row) => ({
+      const first = (this.db.prepare(`${shared} ORDER BY ${list} LIMIT ${limit}`).raw().all() as unknown[][]).map((row) => ({
         key: row.slice(0, -1).map((v) => (v === null ? null : String(v))),
         rows: row.at(-1) as number,
       }));
