@@ -3,8 +3,9 @@
  * companion: uuid4 point ids, one unnamed dense vector, flat payloads
  * (data, hash = md5(data), ISO created_at/updated_at, user_id and the other
  * scope ids, role, caller metadata at top level), several users, some
- * agent-only memories. Deterministic for a given seed. Used by the tests and
- * the benchmark.
+ * agent-only memories, and on every fourth memory a float that needs 17
+ * significant digits (which Qdrant 1.19 may return as the neighbouring
+ * double). Deterministic for a given seed. Used by the tests and the benchmark.
  *
  *   node --import tsx scripts/generate-mem0-collection.ts QDRANT_URL [collection] [count] [dimensions]
  */
@@ -44,6 +45,9 @@ function embedding(next: () => number, dimensions: number): number[] {
 
 const isoAt = (ms: number) => new Date(ms).toISOString().replace('Z', '+00:00');
 
+/** Caller metadata as epoch seconds with sub-microsecond digits, e.g. 1704067200.8524659: a 17-significant-digit float. */
+const seenAt = (seed: number, i: number) => (T0 + i * 60_000) / 1000 + seededRandom(seed * 31 + i)();
+
 /** The i-th memory of a dataset (version > 0 gives the same id with new text, as a mem0 update does). */
 export function mem0Memory(i: number, options: { seed?: number; dimensions?: number; users?: string[]; version?: number } = {}): MemoryPoint {
   const { seed = 7, dimensions = 64, users = MEM0_USERS, version = 0 } = options;
@@ -63,6 +67,7 @@ export function mem0Memory(i: number, options: { seed?: number; dimensions?: num
     ...(i % 5 === 0 ? { actor_id: user } : {}),
     role: 'user',
     category: TOPICS[i % TOPICS.length].split(' ')[0],
+    ...(i % 4 === 0 ? { last_seen_epoch: seenAt(seed, i) } : {}),
   };
   return { id, vector: embedding(next, dimensions), payload };
 }

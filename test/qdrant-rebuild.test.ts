@@ -7,7 +7,8 @@ import type { Client } from '@temporalio/client';
 import { existsSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bm25SparseVector } from '../activities/bm25';
-import type { MemoryPoint } from '../activities/stores/contract';
+import { sameJson } from '../activities/compare';
+import type { MemoryPoint, SparseVector } from '../activities/stores/contract';
 import { graphCounts, manifestPathFor, openNeo4jDriver } from '../activities/stores/neo4j';
 import { QdrantCollection, listAliases, listCollections, listSnapshots } from '../activities/stores/qdrant';
 import { generateMem0Collections, mem0Memory } from '../scripts/generate-mem0-collection';
@@ -85,14 +86,15 @@ function expectRebuilt(source: Map<string, MemoryPoint>, target: Map<string, Mem
   expect([...target.keys()].sort()).toEqual([...source.keys()].sort());
   for (const [id, point] of source) {
     const copy = target.get(id)!;
-    expect(copy.payload).toEqual(point.payload);
+    expect(sameJson(copy.payload, point.payload), id).toBe(true); // floats within 1e-15: Qdrant re-serializes them
     expect(copy.vector.length).toBe(point.vector.length);
     copy.vector.forEach((x, i) => expect(Math.abs(x - point.vector[i])).toBeLessThan(1e-6));
-    const bm25 = bm25SparseVector(point.payload.data as string);
-    expect(copy.sparse?.bm25?.indices).toEqual(bm25.indices);
-    expect(copy.sparse?.bm25?.values.map(Math.fround)).toEqual(bm25.values.map(Math.fround));
+    // Qdrant returns sparse indices sorted ascending (values permuted with them): compare index → value.
+    expect(sparseEntries(copy.sparse?.bm25)).toEqual(sparseEntries(bm25SparseVector(point.payload.data as string)));
   }
 }
+
+const sparseEntries = (v: SparseVector | undefined) => new Map(v?.indices.map((index, i) => [index, Math.fround(v.values[i])]));
 
 function usersOf(points: Map<string, MemoryPoint>): Record<string, number> {
   const counts: Record<string, number> = {};
@@ -165,7 +167,10 @@ describe('rebuild end to end', () => {
     // Slow writes to the new collection (on the double) so the source changes while the copy runs.
     qdrant.double?.faults.set({ latencyMs: 100, onlyPaths: new RegExp(`${base}_v2/points$`) });
     const handle = await start(planFor(base, { copy: { batchSize: 100, concurrency: 1 } }, false));
-    await waitForStatus(handle, (s) => s.phase === 'copy' && s.copy.copied >= 600);
+    // Paused once the copy has written its first batch (read from Qdrant, not from progress reports):
+    // the writes below land after the copy read those points and before the first catch-up.
+    const written = new QdrantCollection(qdrant.url, `${base}_v2`);
+    while ((await written.count().catch(() => 0)) < 100) await new Promise((resolve) => setTimeout(resolve, 50));
     await handle.signal(pauseSignal);
     await waitForStatus(handle, (s) => s.paused);
     qdrant.double?.faults.clear();
