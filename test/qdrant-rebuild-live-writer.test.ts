@@ -10,7 +10,7 @@ import type { Client, WorkflowHandle } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MemoryPoint } from '../activities/stores/contract';
 import { QdrantCollection, listAliases, listCollections, updateAliases } from '../activities/stores/qdrant';
-import { generateMem0Collections } from '../scripts/generate-mem0-collection';
+import { generateMem0Collections, mem0Memory } from '../scripts/generate-mem0-collection';
 import { approveUpdate, pauseSignal, resumeSignal, rollbackSignal, statusQuery } from '../workflows/messages';
 import { qdrantCollectionRebuild, type QdrantRebuildPlanInput } from '../workflows/qdrant-collection-rebuild';
 import { connectClient, failureMessage, startWorker, tempDir, uniqueQueue, waitForPhase, waitForStatus } from './support/harness';
@@ -179,5 +179,40 @@ describe('validation under a live writer still catches what the copy got wrong',
       qdrant.double?.faults.clear();
       await writer.stop();
     }
+  });
+});
+
+describe('rollback after post-cutover writes', () => {
+  it('carries adds, updates and deletes back into legacy, deletes nothing else there, and names a point changed on both sides', async () => {
+    const base = await servedDataset(300);
+    const before = await readAll(base);
+    const handle = await start(planFor(base, { retention: '1h' }));
+    await waitForPhase(handle, 'await-approval');
+    await handle.executeUpdate(approveUpdate, { args: [{ by: 'alice' }] });
+    await waitForPhase(handle, 'rollback-window');
+
+    const served = new QdrantCollection(qdrant.url, `${base}_live`);
+    const legacy = new QdrantCollection(qdrant.url, base);
+    const [updated, deleted, bothSides] = [...before.values()].slice(0, 3);
+    const added = mem0Memory(500_000, { dimensions: DIMENSIONS });
+    const edit = (p: MemoryPoint, data: string) => ({ id: p.id, vector: p.vector, payload: { ...p.payload, data } });
+    await served.upsert([added, edit(updated, 'edited after cutover'), edit(bothSides, 'edited in the new collection')]);
+    await served.deletePoints([deleted.id]);
+    await legacy.upsert([edit(bothSides, 'edited in legacy by a client on the bare name')]);
+
+    await handle.signal(rollbackSignal, { by: 'alice' });
+    const result = await handle.result();
+    expect(result.outcome).toBe('rolled-back');
+    expect(result.carriedBack).toEqual({ added: 1, changed: 1, deleted: 1, conflicts: 1, conflictIds: [bothSides.id] });
+
+    const expected = new Map([...before].map(([id, p]) => [id, p.payload]));
+    expected.set(added.id, added.payload);
+    expected.set(updated.id, edit(updated, 'edited after cutover').payload);
+    expected.delete(deleted.id);
+    expected.set(bothSides.id, edit(bothSides, 'edited in legacy by a client on the bare name').payload);
+    await expectHolds(qdrant.url, `${base}_live`, expected);
+    const [kept] = await new QdrantCollection(qdrant.url, `${base}_v2`).retrieve([bothSides.id]);
+    expect(kept.payload.data).toBe('edited in the new collection');
+    expect(result.notes.join('\n')).toContain(`legacy keeps its version, the new collections keep theirs for a person to reconcile: ${bothSides.id}`);
   });
 });
