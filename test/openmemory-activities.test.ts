@@ -493,6 +493,23 @@ describe('SQLite only', () => {
     expect(await sqlite.state(target)).toEqual(original);
   });
 
+  it('a write lock held by a running OpenMemory is a retryable DatabaseLocked, and nothing is changed', async () => {
+    const target = await sqlite.fresh();
+    const original = await sqlite.state(target);
+    const plan = await planUpgrade({ target, targetVersion: TARGET });
+    const openMemory = new Database(sqlitePath(target), { fileMustExist: true });
+    try {
+      openMemory.exec('BEGIN IMMEDIATE');
+      const err = await applyOpenMemoryVersion({ target, version: TARGET, changes: plan.steps[0].changes }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ApplicationFailure);
+      expect({ type: (err as ApplicationFailure).type, nonRetryable: (err as ApplicationFailure).nonRetryable }).toEqual({ type: 'DatabaseLocked', nonRetryable: false });
+    } finally {
+      openMemory.exec('ROLLBACK');
+      openMemory.close();
+    }
+    expect(await sqlite.state(target)).toEqual(original);
+  });
+
   it('refuses an mcp-memory-service SQLite-vec file at once as not OpenMemory (its vec0 table needs a module not loaded here)', async () => {
     const file = join(dir, `${uniqueName('sqlite-vec')}.db`);
     createSqliteVecFile(file);

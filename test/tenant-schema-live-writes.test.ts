@@ -322,6 +322,16 @@ it('a verification that fails after COMMIT rolls back with the reverse migration
   expect((await inspectOpenMemory({ target })).currentVersion).toBe('1.1');
 });
 
+it('a backup file that is the database's -wal fails in one attempt as PathIsProtected, the database untouched', async () => {
+  const target = await sqlite.fresh();
+  const before = await contentsOf(sqlite, target);
+  const handle = await start(planFor(target, { backup: { file: `${sqlitePath(target)}-wal` } }));
+  expect(await failureType(handle)).toBe('PathIsProtected');
+  expect(await activityAttempts(handle, 'backupOpenMemory')).toBe(1);
+  expectSameMemories(await contentsOf(sqlite, target), before);
+  expect((await inspectOpenMemory({ target })).currentVersion).toBe('1.1');
+});
+
 it('an mcp-memory-service SQLite-vec file fails in one attempt as NotOpenMemory', async () => {
   const file = path.join(dir, `${uniqueName('sqlite-vec')}.db`);
   createSqliteVecFile(file);
