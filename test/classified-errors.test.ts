@@ -94,16 +94,24 @@ it('a batch the target keeps storing differently fails once as BatchCheckMismatc
 });
 
 it('a Qdrant refusal that cannot heal (collection deleted mid-copy) fails the copy in one attempt as QdrantError', async () => {
+  const sourcePath = path.join(dir, `${uniqueName('store')}.db`);
+  generateMcpStore(sourcePath, { count: 2_000, dimensions: 8, deletedEvery: 0 });
   const target = qdrantTarget();
-  const handle = await start(newStore(), target, { copy: { batchSize: 10, concurrency: 1 } });
-  await waitForStatus(handle, (s) => s.phase === 'copy' && s.copy.copied > 0);
-  await handle.signal(pauseSignal);
-  await new Promise((r) => setTimeout(r, 2_000)); // the copy sees the pause within a second and holds
-  await deleteCollection(qdrant.url, target.collection);
-  await handle.signal(resumeSignal);
-  expect(await failureType(handle)).toBe('QdrantError');
-  expect(await failureMessage(handle)).toMatch(/Qdrant collection '.+' does not exist/);
-  expect(await activityAttempts(handle, 'copySqliteVecPoints')).toBe(1);
+  qdrant.double?.faults.set({ latencyMs: 10, onlyPaths: /\/points/ }); // 400 pages: time to pause mid-copy
+  try {
+    const handle = await start(sourcePath, target, { copy: { batchSize: 5, concurrency: 1 } });
+    await waitForPhase(handle, 'copy');
+    await handle.signal(pauseSignal);
+    await new Promise((r) => setTimeout(r, 2_000)); // the copy sees the pause within a second and holds
+    expect((await waitForStatus(handle, (s) => s.paused)).copy.copied).toBeLessThan(2_000);
+    await deleteCollection(qdrant.url, target.collection);
+    await handle.signal(resumeSignal);
+    expect(await failureType(handle)).toBe('QdrantError');
+    expect(await failureMessage(handle)).toMatch(/Qdrant collection '.+' does not exist/);
+    expect(await activityAttempts(handle, 'copySqliteVecPoints')).toBe(1);
+  } finally {
+    qdrant.double?.faults.clear();
+  }
 });
 
 it('content PostgreSQL cannot store (\\u0000 in jsonb) fails once as ContentRejected naming the memory, not its content', async () => {
