@@ -322,7 +322,7 @@ it('a verification that fails after COMMIT rolls back with the reverse migration
   expect((await inspectOpenMemory({ target })).currentVersion).toBe('1.1');
 });
 
-it('a backup file that is the database's -wal fails in one attempt as PathIsProtected, the database untouched', async () => {
+it("a backup file that is the database's -wal fails in one attempt as PathIsProtected, the database untouched", async () => {
   const target = await sqlite.fresh();
   const before = await contentsOf(sqlite, target);
   const handle = await start(planFor(target, { backup: { file: `${sqlitePath(target)}-wal` } }));
