@@ -1,9 +1,12 @@
 /**
  * The live-backend record a cutover rewrites: a small JSON file the memory
  * service (or its deploy tooling) reads to know which backend serves. The
- * version it replaces is kept beside it so rollback can put it back.
+ * version it replaces is kept beside it, byte for byte, so rollback can put
+ * it back. Every file written here passes assertWritableFile first.
  */
+import { ApplicationFailure } from '@temporalio/common';
 import fs from 'node:fs/promises';
+import { assertWritableFile, copyFileExclusive } from './files';
 
 export interface LiveBackend {
   kind: string;
@@ -13,12 +16,14 @@ export interface LiveBackend {
   [detail: string]: unknown;
 }
 
+/** Files a cutover must never write over (the source database, the backup). */
+export type ProtectedFiles = { file: string; what: string }[];
+
 /** Per migration, so a later migration never mistakes an earlier one's saved copy for its own. */
 const previousOf = (file: string, workflowId: string) => `${file}.before-${workflowId.replace(/[^A-Za-z0-9_.-]/g, '_')}`;
-/** Marks "there was no file before cutover" so rollback removes it. */
-const NO_PREVIOUS = '';
 
-async function writeAtomically(file: string, text: string): Promise<void> {
+async function writeAtomically(file: string, text: string, protectedFiles: ProtectedFiles): Promise<void> {
+  await assertWritableFile(`${file}.tmp`, 'cutover.file', protectedFiles);
   await fs.writeFile(`${file}.tmp`, text);
   await fs.rename(`${file}.tmp`, file);
 }
@@ -28,22 +33,59 @@ export async function readLiveBackend(file: string): Promise<LiveBackend | null>
   return text ? (JSON.parse(text) as LiveBackend) : null;
 }
 
-export async function recordLiveBackend(file: string, backend: LiveBackend): Promise<void> {
-  // Idempotent on retry: the first attempt's saved previous version is never overwritten.
-  const saved = previousOf(file, backend.workflowId);
-  const previousSaved = await fs.stat(saved).then(() => true, () => false);
-  if (!previousSaved) {
-    const current = await fs.readFile(file, 'utf8').catch(() => NO_PREVIOUS);
-    await writeAtomically(saved, current);
+/**
+ * Refuses (non-retryable) a cutover file that memshift could not safely
+ * replace: a protected file, a path outside MEMSHIFT_WRITE_DIRS, or an
+ * existing file that is not a live-backend JSON object with a `kind`
+ * (a database, a config file in another format).
+ */
+export async function assertLiveBackendFile(file: string, protectedFiles: ProtectedFiles): Promise<void> {
+  await assertWritableFile(file, 'cutover.file', protectedFiles);
+  const bytes = await fs.readFile(file).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return null;
+    throw err;
+  });
+  if (bytes === null) return;
+  let parsed: unknown = null;
+  try {
+    parsed = JSON.parse(bytes.toString('utf8'));
+  } catch {
+    // not JSON: refused below
   }
-  await writeAtomically(file, `${JSON.stringify({ ...backend, cutoverAt: new Date().toISOString() }, null, 2)}\n`);
+  if (typeof parsed !== 'object' || parsed === null || typeof (parsed as { kind?: unknown }).kind !== 'string') {
+    throw ApplicationFailure.nonRetryable(
+      `cutover.file (${file}) exists and is not a live-backend JSON file (an object with a "kind"); memshift will not replace it. Name the file your memory service reads its backend from. Nothing was written.`,
+      'CutoverFileNotLiveBackend',
+    );
+  }
 }
 
-export async function restoreLiveBackend(file: string, workflowId: string): Promise<void> {
+export async function recordLiveBackend(file: string, backend: LiveBackend, protectedFiles: ProtectedFiles): Promise<void> {
+  await assertLiveBackendFile(file, protectedFiles);
+  // Idempotent on retry: the first attempt's saved previous version is never overwritten.
+  const saved = previousOf(file, backend.workflowId);
+  await assertWritableFile(saved, 'cutover.file', protectedFiles);
+  const previousSaved = await fs.stat(saved).then(() => true, () => false);
+  if (!previousSaved) {
+    const exists = await fs.stat(file).then(() => true, () => false);
+    // An empty saved file marks "there was no file before cutover", so rollback removes it.
+    if (exists) await copyFileExclusive(file, saved);
+    else await fs.writeFile(saved, '', { flag: 'wx' });
+  }
+  await writeAtomically(file, `${JSON.stringify({ ...backend, cutoverAt: new Date().toISOString() }, null, 2)}\n`, protectedFiles);
+}
+
+export async function restoreLiveBackend(file: string, workflowId: string, protectedFiles: ProtectedFiles): Promise<void> {
   const saved = previousOf(file, workflowId);
-  const previous = await fs.readFile(saved, 'utf8').catch(() => null);
-  if (previous === null) return; // this migration never cut over
-  if (previous === NO_PREVIOUS) await fs.rm(file, { force: true });
-  else await writeAtomically(file, previous);
+  const stat = await fs.stat(saved).catch(() => null);
+  if (!stat) return; // this migration never cut over, or already restored
+  await assertWritableFile(file, 'cutover.file', protectedFiles);
+  if (stat.size === 0) {
+    await fs.rm(file, { force: true });
+  } else {
+    await assertWritableFile(`${file}.tmp`, 'cutover.file', protectedFiles);
+    await fs.copyFile(saved, `${file}.tmp`);
+    await fs.rename(`${file}.tmp`, file);
+  }
   await fs.rm(saved);
 }

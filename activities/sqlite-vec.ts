@@ -1,26 +1,66 @@
 /**
  * Activities of the SQLite-vec runbook (workflows/sqlite-vec-migration.ts).
  * Each takes the validated plan (paths and URLs only) and returns counts,
- * paths and reports — never memories.
+ * ids (capped), paths and reports — never memories.
+ *
+ * Nothing lost (issue #7): the source is only read, except by a rollback that
+ * carries post-cutover writes back; the service may keep writing while the
+ * run copies, waits and cuts over, and catch-ups follow it by watermark; only
+ * points this run wrote are ever removed from the target.
  */
+import { Context } from '@temporalio/activity';
 import type { Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import Database from 'better-sqlite3';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { ValidationReport } from '../workflows/messages';
+import type { RollbackRequest, ValidationReport } from '../workflows/messages';
 import { describeTarget } from '../workflows/plan-schemas';
 import type { SqliteVecPlan } from '../workflows/sqlite-vec-migration';
+import { payloadFingerprint, sameJson } from './compare';
 import { currentWorkflow } from './context';
 import { workflowCopyChannel } from './copy-channel';
-import { copyPointsResumably, type CopyResult } from './copy-engine';
-import { recordLiveBackend, restoreLiveBackend, readLiveBackend } from './cutover';
+import { copyPointsResumably, cosine, type CopyChannel, type CopyResult } from './copy-engine';
+import { assertLiveBackendFile, readLiveBackend, recordLiveBackend, restoreLiveBackend, type ProtectedFiles } from './cutover';
 import { reembedPoints } from './embeddings';
-import { McpMemorySource, inspectMcpStore, liveRowsFilter, openReadOnly, type SqliteDb } from './stores/sqlite';
-import { dropTargetStore, openTarget, prepareTargetStore, assertTargetUsable } from './targets';
+import { assertWritableFile, realPathOf } from './files';
+import type { MemoryPoint } from './stores/contract';
+import {
+  McpMemorySource,
+  inspectMcpStore,
+  liveRowsFilter,
+  openReadOnly,
+  openWritable,
+  sourcePointIds,
+  watermarkOf,
+  writeBackPoints,
+  type SqliteDb,
+  type Watermark,
+} from './stores/sqlite';
+import { assertTargetUsable, openTarget, prepareTargetStore, type TargetStore } from './targets';
 import { buildReport, comparePerUser, compareSamples, type PerUserCount } from './validation';
 
 const USER_PATH = 'metadata.user_id';
+/** Ids named in results and errors are capped: history stays small. */
+const MAX_IDS = 20;
+const SCAN_PAGE = 500;
+/**
+ * After a switch, writes the service already had in flight to the old
+ * backend keep landing for a moment: the switch repeats its catch-up (or
+ * carry-back) until one round, a pause after the last, finds nothing.
+ */
+const SETTLE_MS = 1_000;
+const MAX_SETTLE_ROUNDS = 5;
+
+async function untilQuiet(round: () => Promise<number>): Promise<number> {
+  let total = 0;
+  for (let i = 0; i < MAX_SETTLE_ROUNDS; i++) {
+    await new Promise((r) => setTimeout(r, SETTLE_MS));
+    const moved = await round();
+    total += moved;
+    if (moved === 0) break;
+  }
+  return total;
+}
 
 export interface SqliteVecPreflight {
   memories: number;
@@ -28,6 +68,14 @@ export interface SqliteVecPreflight {
   dimensions: number;
   users: number;
   sourceBytes: number;
+}
+
+export interface CatchUpResult {
+  watermark: Watermark;
+  /** Rows added or changed since the previous watermark, written to the target. */
+  upserted: number;
+  /** Points this run wrote whose rows were deleted (or soft-deleted, when skipped) since. */
+  removed: number;
 }
 
 function fail(message: string, type: string): never {
@@ -54,25 +102,32 @@ async function withSource<T>(plan: SqliteVecPlan, use: (db: SqliteDb) => Promise
   }
 }
 
+async function withTarget<T>(plan: SqliteVecPlan, use: (target: TargetStore) => Promise<T>): Promise<T> {
+  const target = openTarget(plan.target);
+  try {
+    return await use(target);
+  } finally {
+    await target.close();
+  }
+}
+
+/**
+ * Runs `read` in one read transaction: it sees the source as of one instant
+ * while the service keeps committing (mcp-memory-service runs SQLite in WAL
+ * mode, where readers never block its writes).
+ */
+async function inSnapshot<T>(db: SqliteDb, read: () => Promise<T>): Promise<T> {
+  db.exec('BEGIN');
+  try {
+    return await read();
+  } finally {
+    db.exec('COMMIT');
+  }
+}
+
 function integrityProblems(db: SqliteDb): string[] {
   const rows = db.prepare('PRAGMA integrity_check').all() as { integrity_check: string }[];
   return rows.map((r) => r.integrity_check).filter((r) => r !== 'ok');
-}
-
-/** mcp-memory-service holds a write lock while it writes; a migration must not race it. */
-function assertNoWriter(file: string): void {
-  const probe = new Database(file, { timeout: 0 });
-  try {
-    probe.exec('BEGIN IMMEDIATE');
-    probe.exec('ROLLBACK');
-  } catch (err) {
-    if ((err as { code?: string }).code === 'SQLITE_BUSY') {
-      fail(`${file} is locked by another process that is writing to it; stop mcp-memory-service (see \`lsof ${file}\`) and start again.`, 'SourceLocked');
-    }
-    throw err;
-  } finally {
-    probe.close();
-  }
 }
 
 function targetDimensions(plan: SqliteVecPlan, sourceDimensions: number): number {
@@ -94,15 +149,236 @@ export function backupPathFor(plan: SqliteVecPlan, workflowId: string): string {
   return path.join(path.dirname(plan.source.path), `${path.basename(plan.source.path)}.memshift-${safeId}.bak`);
 }
 
-function countRows(db: SqliteDb): { memories: number; embeddings: number } {
-  const memories = (db.prepare('SELECT count(*) AS n FROM memories').get() as { n: number }).n;
-  const embeddings = (db.prepare('SELECT count(*) AS n FROM memory_embeddings').get() as { n: number }).n;
-  return { memories, embeddings };
+// --- files this run writes -----------------------------------------------------
+
+/** The backup and the records kept beside it. */
+function runFiles(plan: SqliteVecPlan, workflowId: string) {
+  const backup = backupPathFor(plan, workflowId);
+  return {
+    backup,
+    /** Names the workflow that owns the backup, so only its own retry may find the backup existing. */
+    owner: `${backup}.owner`,
+    partial: `${backup}.partial`,
+    /** The target's point ids before this run (existingTarget: resume), which no removal touches. */
+    targetBefore: `${backup}.target-before.json`,
+    /** The target as this run left it at cutover: id → fingerprint; rollback diffs the target against it. */
+    targetAtCutover: `${backup}.target-at-cutover.json`,
+  };
+}
+
+function protectedFiles(plan: SqliteVecPlan, backup?: string): ProtectedFiles {
+  const files = [{ file: plan.source.path, what: 'the source database' }];
+  return backup ? [...files, { file: backup, what: 'the backup' }] : files;
+}
+
+/** Every file the run will write is refused here, before anything is written, if it could damage data. */
+async function assertPlanFilesSafe(plan: SqliteVecPlan, workflowId: string): Promise<void> {
+  const files = runFiles(plan, workflowId);
+  const guard = protectedFiles(plan);
+  for (const file of [files.backup, files.owner, files.partial, files.targetBefore, files.targetAtCutover]) {
+    await assertWritableFile(file, 'backupPath', guard);
+  }
+  for (const file of [files.backup, files.owner]) {
+    if ((await fileExists(file)) && !(await ownsBackup(files.owner, workflowId))) {
+      fail(`backupPath: ${file} already exists; memshift never overwrites a file it did not write in this run. Pick a new path. Nothing was written.`, 'BackupExists');
+    }
+  }
+  await assertLiveBackendFile(plan.cutover.file, protectedFiles(plan, files.backup));
+  if ((await realPathOf(plan.cutover.file)) === (await realPathOf(files.owner))) {
+    fail(`cutover.file (${plan.cutover.file}) is one of the backup's records; pick another path. Nothing was written.`, 'PathIsProtected');
+  }
+}
+
+const fileExists = (file: string) => fs.stat(file).then(() => true, () => false);
+const ownsBackup = (owner: string, workflowId: string) => fs.readFile(owner, 'utf8').then((id) => id === workflowId, () => false);
+
+async function readJson<T>(file: string): Promise<T | null> {
+  const text = await fs.readFile(file, 'utf8').catch(() => null);
+  return text === null ? null : (JSON.parse(text) as T);
+}
+
+async function writeJson(plan: SqliteVecPlan, file: string, value: unknown): Promise<void> {
+  await assertWritableFile(`${file}.tmp`, 'backupPath', protectedFiles(plan));
+  await fs.writeFile(`${file}.tmp`, JSON.stringify(value));
+  await fs.rename(`${file}.tmp`, file);
+}
+
+interface TargetBefore {
+  created: boolean;
+  ids: string[];
+}
+
+async function pointsBeforeRun(plan: SqliteVecPlan): Promise<Set<string>> {
+  const before = await readJson<TargetBefore>(runFiles(plan, currentWorkflow().workflowId).targetBefore);
+  return new Set(before?.ids ?? []);
+}
+
+interface CutoverRecord {
+  /** The source watermark the target was caught up to when it went live. */
+  watermark: Watermark;
+  fingerprints: Record<string, string>;
+  /** Set by rollback just before it points the service back at SQLite. */
+  switchedBackAt?: number;
+}
+
+// --- target scans ---------------------------------------------------------------
+
+/**
+ * Stores keep a vector's direction, not always its length (Qdrant normalizes
+ * cosine vectors), so fingerprints see the unit vector at 6 digits and
+ * comparisons the cosine. A fingerprint mismatch is only a candidate change;
+ * sameMemory decides.
+ */
+const SAME_VECTOR_COSINE = 1 - 1e-6;
+
+function pointFingerprint(point: MemoryPoint): string {
+  const norm = Math.hypot(...point.vector) || 1;
+  return payloadFingerprint({ payload: point.payload, vector: point.vector.map((x) => Number((x / norm).toPrecision(6))) });
+}
+
+const sameVector = (a: MemoryPoint, b: MemoryPoint) => a.vector.length === b.vector.length && cosine(a.vector, b.vector) >= SAME_VECTOR_COSINE;
+
+/** A memory as the service sees it: payload without memshift's source_id, vector by direction. */
+function sameMemory(a: MemoryPoint, b: MemoryPoint | undefined): boolean {
+  if (!b) return false;
+  const { source_id: _a, ...pa } = a.payload;
+  const { source_id: _b, ...pb } = b.payload;
+  return sameJson(pa, pb) && sameVector(a, b);
+}
+
+/** Every target page in id order; heartbeats so a long scan shows it is alive. */
+async function* scanTarget(target: TargetStore): AsyncGenerator<MemoryPoint[]> {
+  let cursor: string | null = null;
+  do {
+    const page = await target.readPage(cursor, SCAN_PAGE);
+    Context.current().heartbeat();
+    yield page.points;
+    cursor = page.next;
+  } while (cursor !== null);
+}
+
+async function fingerprintTarget(target: TargetStore): Promise<Record<string, string>> {
+  const prints: Record<string, string> = {};
+  for await (const page of scanTarget(target)) for (const point of page) prints[point.id] = pointFingerprint(point);
+  return prints;
+}
+
+async function deleteInBatches(target: TargetStore, ids: string[]): Promise<void> {
+  for (let i = 0; i < ids.length; i += SCAN_PAGE) await target.deletePoints(ids.slice(i, i + SCAN_PAGE));
+}
+
+// --- catch-up -------------------------------------------------------------------
+
+/**
+ * Brings the target to the source as `db`'s current read transaction shows it:
+ * rows added or changed since `since` go through the copy engine; points whose
+ * rows are gone are removed, but only points this run wrote (never one that
+ * was in the target before the run). After the switch, `leftAtCutover` holds
+ * the target as this run left it, and a point the service has since changed
+ * in the target, or created there, is never overwritten or removed.
+ */
+async function catchUp(
+  client: Client,
+  plan: SqliteVecPlan,
+  db: SqliteDb,
+  target: TargetStore,
+  since: Watermark,
+  leftAtCutover?: Record<string, string>,
+): Promise<CatchUpResult> {
+  const includeDeleted = plan.source.deleted === 'copy';
+  const watermark = watermarkOf(db);
+  const before = await pointsBeforeRun(plan);
+  const reembed = plan.reembed ? reembedPoints(plan.reembed) : async (points: MemoryPoint[]) => points;
+  const workflow = workflowCopyChannel(client);
+  const quiet: CopyChannel = { control: () => workflow.control(), report: async () => {} };
+  let upserted = 0;
+  await copyPointsResumably({
+    source: new McpMemorySource(db, includeDeleted, since),
+    target,
+    channel: quiet,
+    transform: async (points) => {
+      const stored = new Map((await target.retrieve(points.map((p) => p.id))).map((p) => [p.id, p]));
+      const writable = points.filter((p) => {
+        const now = stored.get(p.id);
+        // The watermark's slack re-reads recent rows: one the target already holds is not written again.
+        if (now && sameJson(p.payload, now.payload) && (plan.reembed || sameVector(p, now))) return false;
+        return !leftAtCutover || (now && pointFingerprint(now)) === leftAtCutover[p.id];
+      });
+      const written = await reembed(writable);
+      if (leftAtCutover) for (const p of written) leftAtCutover[p.id] = pointFingerprint(p);
+      upserted += written.length;
+      return written;
+    },
+  });
+
+  const inSource = sourcePointIds(db, includeDeleted);
+  const orphans: MemoryPoint[] = [];
+  for await (const page of scanTarget(target)) {
+    orphans.push(...page.filter((p) => !inSource.has(p.id) && !before.has(p.id) && (!leftAtCutover || p.id in leftAtCutover)));
+  }
+  const removable = orphans.filter((p) => !leftAtCutover || pointFingerprint(p) === leftAtCutover[p.id]).map((p) => p.id);
+  await deleteInBatches(target, removable);
+  if (leftAtCutover) for (const id of removable) delete leftAtCutover[id];
+  return { watermark, upserted, removed: removable.length };
+}
+
+// --- rollback -------------------------------------------------------------------
+
+interface CarryBack {
+  updated: number;
+  inserted: number;
+  skipped: string[];
+}
+
+/**
+ * Copies every target point that is new or changed since cutover (by the
+ * cutover record's fingerprints, confirmed against the source row with
+ * sameJson) back into the source, then reads each row back and proves it
+ * equals the point. Updates `record` so a second pass sees only newer writes.
+ */
+async function carryBack(db: SqliteDb, target: TargetStore, record: CutoverRecord, unchangedSince?: number): Promise<CarryBack> {
+  const reader = new McpMemorySource(db, true);
+  const total: CarryBack = { updated: 0, inserted: 0, skipped: [] };
+  for await (const page of scanTarget(target)) {
+    const candidates = page.filter((p) => record.fingerprints[p.id] !== pointFingerprint(p));
+    const notMemories = candidates.filter((p) => typeof p.payload.content !== 'string' || typeof p.payload.content_hash !== 'string');
+    if (notMemories.length) {
+      fail(
+        `Rollback stopped before switching back: target points ${notMemories.slice(0, MAX_IDS).map((p) => p.id).join(', ')} were written after cutover but have no content/content_hash, so they cannot become mcp-memory-service rows. Fix or remove them in the target, then signal rollback again.`,
+        'PointNotAMemory',
+      );
+    }
+    const rows = reader.byContentHashes(candidates.map((p) => p.payload.content_hash as string));
+    const changed = candidates.filter((p) => !sameMemory(p, rows.get(p.payload.content_hash as string)));
+    const written = writeBackPoints(db, changed, unchangedSince);
+    const skipped = new Set(written.skipped);
+    const reread = reader.byContentHashes(changed.map((p) => p.payload.content_hash as string));
+    const different = changed.filter((p) => !skipped.has(p.id) && !sameMemory(p, reread.get(p.payload.content_hash as string)));
+    if (different.length) {
+      fail(
+        `Rollback stopped before switching back: points ${different.slice(0, MAX_IDS).map((p) => p.id).join(', ')} did not read back from the source as written (a field SQLite cannot hold as the target does). The target stays live; fix those points and signal rollback again.`,
+        'RoundTripMismatch',
+      );
+    }
+    for (const p of candidates) record.fingerprints[p.id] = pointFingerprint(p);
+    total.updated += written.updated;
+    total.inserted += written.inserted;
+    total.skipped.push(...written.skipped);
+  }
+  return total;
+}
+
+/** Ids the cutover left in the target that are gone from it now. */
+async function deletedSinceCutover(target: TargetStore, record: CutoverRecord): Promise<string[]> {
+  const present = new Set<string>();
+  for await (const page of scanTarget(target)) for (const p of page) present.add(p.id);
+  return Object.keys(record.fingerprints).filter((id) => !present.has(id));
 }
 
 export function sqliteVecActivities({ client }: { client: Client }) {
   return {
     async preflightSqliteVec(plan: SqliteVecPlan): Promise<SqliteVecPreflight> {
+      await assertPlanFilesSafe(plan, currentWorkflow().workflowId);
       return withSource(plan, async (db) => {
         const problems = integrityProblems(db);
         if (problems.length) fail(`${plan.source.path} fails SQLite's integrity check: ${problems.slice(0, 3).join('; ')}`, 'SourceCorrupt');
@@ -120,7 +396,6 @@ export function sqliteVecActivities({ client }: { client: Client }) {
             'DimensionMismatch',
           );
         }
-        assertNoWriter(plan.source.path);
         const includeDeleted = plan.source.deleted === 'copy';
         const source = new McpMemorySource(db, includeDeleted);
         const memories = await source.count();
@@ -141,37 +416,44 @@ export function sqliteVecActivities({ client }: { client: Client }) {
         if (free < 2 * sourceBytes) {
           fail(`Only ${free} bytes free in ${backupDir}; the backup and copy need at least 2× the source (${2 * sourceBytes}).`, 'DiskSpace');
         }
-        const target = openTarget(plan.target);
-        try {
+        await withTarget(plan, async (target) => {
           const state = await target.describe().catch((err: Error) =>
             fail(`Target ${describeTarget(plan.target)} is not reachable: ${err.message}`, 'TargetUnreachable'),
           );
           assertTargetUsable(plan.target, state, targetDimensions(plan, dimensions), plan.existingTarget);
-        } finally {
-          await target.close();
-        }
+        });
         return { memories, deleted, dimensions, users: perUserSourceCounts(db, includeDeleted).length, sourceBytes };
       });
     },
 
-    /** SQLite online backup to a named file, verified by integrity check and row counts. */
-    async backupSqliteVec(plan: SqliteVecPlan): Promise<{ path: string; memories: number }> {
+    /**
+     * A consistent snapshot of the live source (VACUUM INTO reads in one
+     * transaction and never restarts under a writer, unlike the page-wise
+     * online backup), written to a new file, checked, then moved into place.
+     * Returns the snapshot's watermark: the copy and catch-ups start from it.
+     */
+    async backupSqliteVec(plan: SqliteVecPlan): Promise<{ path: string; memories: number; watermark: Watermark }> {
       const { workflowId } = currentWorkflow();
-      const file = backupPathFor(plan, workflowId);
-      return withSource(plan, async (db) => {
-        await db.backup(file);
-        const copy = openReadOnly(file);
-        try {
-          const problems = integrityProblems(copy);
-          const [expected, actual] = [countRows(db), countRows(copy)];
-          if (problems.length || expected.memories !== actual.memories || expected.embeddings !== actual.embeddings) {
-            throw new Error(`Backup ${file} did not verify: ${problems.join('; ') || `${actual.memories}/${expected.memories} memories, ${actual.embeddings}/${expected.embeddings} embeddings`}`);
-          }
-          return { path: file, memories: actual.memories };
-        } finally {
-          copy.close();
-        }
-      });
+      await assertPlanFilesSafe(plan, workflowId);
+      const files = runFiles(plan, workflowId);
+      if (!(await fileExists(files.backup))) {
+        if (!(await fileExists(files.owner))) await fs.writeFile(files.owner, workflowId, { flag: 'wx' });
+        await fs.rm(files.partial, { force: true });
+        await withSource(plan, async (db) => {
+          db.prepare('VACUUM INTO ?').run(files.partial);
+        });
+        await fs.link(files.partial, files.backup); // fails rather than replace a file that appeared meanwhile
+        await fs.rm(files.partial);
+      }
+      const copy = openReadOnly(files.backup);
+      try {
+        const problems = [...integrityProblems(copy), ...inspectMcpStore(copy).missing];
+        if (problems.length) fail(`Backup ${files.backup} did not verify: ${problems.slice(0, 3).join('; ')}`, 'BackupUnverified');
+        const memories = (copy.prepare('SELECT count(*) AS n FROM memories').get() as { n: number }).n;
+        return { path: files.backup, memories, watermark: watermarkOf(copy) };
+      } finally {
+        copy.close();
+      }
     },
 
     /** Reads everything and simulates the batches; writes nothing anywhere. */
@@ -199,99 +481,192 @@ export function sqliteVecActivities({ client }: { client: Client }) {
       });
     },
 
-    async prepareSqliteVecTarget(plan: SqliteVecPlan) {
+    /** Creates the target, or keeps it under `resume` and records which points it held before this run. */
+    async prepareSqliteVecTarget(plan: SqliteVecPlan): Promise<{ created: boolean; kept: number }> {
+      const file = runFiles(plan, currentWorkflow().workflowId).targetBefore;
+      const recorded = await readJson<TargetBefore>(file);
+      if (recorded) return { created: recorded.created, kept: recorded.ids.length };
       const dimensions = await withSource(plan, async (db) => targetDimensions(plan, inspectMcpStore(db).dimensions!));
-      return prepareTargetStore(plan.target, dimensions, plan.existingTarget);
+      const prepared = await prepareTargetStore(plan.target, dimensions, plan.existingTarget);
+      const ids: string[] = [];
+      if (prepared.kept > 0) {
+        await withTarget(plan, async (target) => {
+          for await (const page of scanTarget(target)) ids.push(...page.map((p) => p.id));
+        });
+      }
+      await writeJson(plan, file, { created: prepared.created, ids } satisfies TargetBefore);
+      return { created: prepared.created, kept: ids.length };
     },
 
     async copySqliteVecPoints(plan: SqliteVecPlan): Promise<CopyResult> {
-      return withSource(plan, async (db) => {
-        const target = openTarget(plan.target);
-        try {
-          return await copyPointsResumably({
+      return withSource(plan, async (db) =>
+        withTarget(plan, (target) =>
+          copyPointsResumably({
             source: new McpMemorySource(db, plan.source.deleted === 'copy'),
             target,
             channel: workflowCopyChannel(client),
             transform: plan.reembed ? reembedPoints(plan.reembed) : undefined,
-          });
-        } finally {
-          await target.close();
-        }
-      });
+          }),
+        ),
+      );
     },
 
-    /** Exact totals, per-user counts, and sampled memories compared field by field. */
-    async validateSqliteVecCopy(plan: SqliteVecPlan): Promise<ValidationReport> {
-      return withSource(plan, async (db) => {
-        const includeDeleted = plan.source.deleted === 'copy';
-        const source = new McpMemorySource(db, includeDeleted);
-        const target = openTarget(plan.target);
-        try {
-          const sampleIds = (db
-            .prepare(`SELECT m.id FROM memories m WHERE ${liveRowsFilter(includeDeleted)} ORDER BY random() LIMIT ?`)
-            .all(plan.validation.sampleSize) as { id: number }[]).map((r) => r.id);
-          return buildReport({
-            sourceCount: await source.count(),
-            targetCount: await target.count(),
-            perUser: await comparePerUser(perUserSourceCounts(db, includeDeleted), (user) => target.countMatching(USER_PATH, user)),
-            samples: await compareSamples(source.byIds(sampleIds), target, { vectorsCopied: !plan.reembed }),
-          });
-        } finally {
-          await target.close();
-        }
-      });
+    /** Copies what the service wrote since `since`, and removes what it deleted (see catchUp). */
+    async catchUpSqliteVec(plan: SqliteVecPlan, since: Watermark): Promise<CatchUpResult> {
+      return withSource(plan, (db) => withTarget(plan, (target) => inSnapshot(db, () => catchUp(client, plan, db, target, since))));
     },
 
-    async recordCutover(plan: SqliteVecPlan): Promise<{ file: string }> {
+    /**
+     * Catches up, then validates in the same read transaction, so counts and
+     * samples compare the target with the source at one watermark however
+     * fast the service writes. Reports the changes that arrived since.
+     */
+    async validateSqliteVecCopy(plan: SqliteVecPlan, since: Watermark): Promise<{ report: ValidationReport; watermark: Watermark }> {
+      return withSource(plan, (db) =>
+        withTarget(plan, async (target) => {
+          const includeDeleted = plan.source.deleted === 'copy';
+          const source = new McpMemorySource(db, includeDeleted);
+          const { caught, report } = await inSnapshot(db, async () => {
+            const caught = await catchUp(client, plan, db, target, since);
+            const sampleIds = (db
+              .prepare(`SELECT m.id FROM memories m WHERE ${liveRowsFilter(includeDeleted)} ORDER BY random() LIMIT ?`)
+              .all(plan.validation.sampleSize) as { id: number }[]).map((r) => r.id);
+            const report = buildReport({
+              sourceCount: await source.count(),
+              targetCount: await target.count(),
+              perUser: await comparePerUser(perUserSourceCounts(db, includeDeleted), (user) => target.countMatching(USER_PATH, user)),
+              samples: await compareSamples(source.byIds(sampleIds), target, { vectorsCopied: !plan.reembed }),
+            });
+            return { caught, report };
+          });
+          const arrivedSince = await new McpMemorySource(db, includeDeleted, caught.watermark).count();
+          report.checks.push({
+            name: 'live writes',
+            ok: true,
+            detail: `validated at the source watermark (row ${caught.watermark.maxId}); the catch-up wrote ${caught.upserted} and removed ${caught.removed}; ${arrivedSince} rows added or changed since are copied before and at cutover`,
+          });
+          return { report, watermark: caught.watermark };
+        }),
+      );
+    },
+
+    /**
+     * The switch, converged: catch up, record the target as this run leaves it
+     * (the cutover record rollback diffs against), point the live-backend file
+     * at the target, then copy what the service wrote to SQLite in between —
+     * never over a point it has already written in the target.
+     */
+    async cutOverSqliteVec(plan: SqliteVecPlan, since: Watermark): Promise<{ points: number; caughtUp: number; removed: number }> {
       const { workflowId } = currentWorkflow();
-      await recordLiveBackend(plan.cutover.file, { ...plan.target, name: describeTarget(plan.target), workflowId });
-      return { file: plan.cutover.file };
+      const files = runFiles(plan, workflowId);
+      return withSource(plan, (db) =>
+        withTarget(plan, async (target) => {
+          let record = await readJson<CutoverRecord>(files.targetAtCutover);
+          const switched = (await readLiveBackend(plan.cutover.file))?.workflowId === workflowId;
+          let caughtUp = 0;
+          let removed = 0;
+          if (!switched || !record) {
+            const before = await inSnapshot(db, () => catchUp(client, plan, db, target, since));
+            record = { watermark: before.watermark, fingerprints: await fingerprintTarget(target) };
+            await writeJson(plan, files.targetAtCutover, record);
+            await recordLiveBackend(plan.cutover.file, { ...plan.target, name: describeTarget(plan.target), workflowId }, protectedFiles(plan, files.backup));
+            [caughtUp, removed] = [before.upserted, before.removed];
+          }
+          const cutoverRecord = record;
+          await untilQuiet(async () => {
+            const gap = await inSnapshot(db, () => catchUp(client, plan, db, target, cutoverRecord.watermark, cutoverRecord.fingerprints));
+            cutoverRecord.watermark = gap.watermark;
+            await writeJson(plan, files.targetAtCutover, cutoverRecord);
+            caughtUp += gap.upserted;
+            removed += gap.removed;
+            return gap.upserted + gap.removed;
+          });
+          return { points: Object.keys(record.fingerprints).length, caughtUp, removed };
+        }),
+      );
     },
 
-    /** After cutover: the live-backend file names the target, and the target answers with every memory. */
+    /**
+     * After cutover: the live-backend file names the target, and the target
+     * answers. (Its contents already converged in the cutover; from here on the
+     * service writes and deletes there, so exact counts are no longer a check.)
+     */
     async verifySqliteVecCutover(plan: SqliteVecPlan): Promise<{ points: number }> {
       const live = await readLiveBackend(plan.cutover.file);
       if (live?.name !== describeTarget(plan.target)) {
         fail(`${plan.cutover.file} does not name ${describeTarget(plan.target)} as the live backend`, 'VerifyFailed');
       }
-      return withSource(plan, async (db) => {
-        const source = new McpMemorySource(db, plan.source.deleted === 'copy');
-        const target = openTarget(plan.target);
-        try {
-          const [expected, points] = [await source.count(), await target.count()];
-          if (points !== expected) fail(`The live target holds ${points} memories, expected ${expected}`, 'VerifyFailed');
-          const probe = await source.readPage(null, 10);
-          const samples = await compareSamples(probe.points, target, { vectorsCopied: !plan.reembed });
-          if (samples.errors.length) fail(`Sample read from the live target differs: ${samples.errors.join('; ')}`, 'VerifyFailed');
-          return { points };
-        } finally {
-          await target.close();
-        }
-      });
+      return withTarget(plan, async (target) => ({ points: await target.count() }));
     },
 
-    /** Undo: the live-backend file as it was, the target removed, the source restored if it was damaged. */
-    async rollbackSqliteVec(plan: SqliteVecPlan, backupPath: string): Promise<{ summary: string }> {
-      await restoreLiveBackend(plan.cutover.file, currentWorkflow().workflowId);
-      await dropTargetStore(plan.target);
-      const source = openReadOnly(plan.source.path);
-      const backup = openReadOnly(backupPath);
-      let damaged: boolean;
-      try {
-        const [now, then] = [countRows(source), countRows(backup)];
-        damaged = integrityProblems(source).length > 0 || now.memories < then.memories || now.embeddings < then.embeddings;
-      } finally {
-        source.close();
-        backup.close();
+    /**
+     * Undo a cutover keeping every write: carry the target's post-cutover
+     * writes into the source while the target is live, switch the service
+     * back, carry what landed in between (never over a row the service has
+     * rewritten since), and keep the target for inspection.
+     */
+    async rollbackSqliteVec(plan: SqliteVecPlan, request: RollbackRequest | null): Promise<{ summary: string }> {
+      const { workflowId } = currentWorkflow();
+      const files = runFiles(plan, workflowId);
+      const guard = protectedFiles(plan, files.backup);
+      const record = await readJson<CutoverRecord>(files.targetAtCutover);
+      if (!record) {
+        await restoreLiveBackend(plan.cutover.file, workflowId, guard);
+        return { summary: `${plan.cutover.file} restored; the target was never live, nothing to carry back.` };
       }
-      if (damaged) await fs.copyFile(backupPath, plan.source.path);
-      return {
-        summary: `${plan.cutover.file} restored, ${describeTarget(plan.target)} removed, source ${damaged ? `restored from ${backupPath}` : 'intact'}.`,
-      };
+      await assertWritableFile(plan.source.path, 'source.path');
+      const db = openWritable(plan.source.path);
+      try {
+        return await withTarget(plan, async (target) => {
+          const live = (await readLiveBackend(plan.cutover.file))?.workflowId === workflowId;
+          const carried: CarryBack = { updated: 0, inserted: 0, skipped: [] };
+          const add = (pass: CarryBack) => {
+            carried.updated += pass.updated;
+            carried.inserted += pass.inserted;
+            carried.skipped.push(...pass.skipped);
+          };
+          if (live || record.switchedBackAt === undefined) {
+            add(await carryBack(db, target, record));
+            record.switchedBackAt = Date.now() / 1000;
+            await writeJson(plan, files.targetAtCutover, record);
+            await restoreLiveBackend(plan.cutover.file, workflowId, guard);
+          }
+          await untilQuiet(async () => {
+            const pass = await carryBack(db, target, record, record.switchedBackAt);
+            add(pass);
+            await writeJson(plan, files.targetAtCutover, record);
+            return pass.updated + pass.inserted;
+          });
+          const deleted = await deletedSinceCutover(target, record);
+          const notes = [
+            `${plan.cutover.file} restored`,
+            `${carried.updated + carried.inserted} post-cutover writes carried back into the source (${carried.updated} rows updated, ${carried.inserted} new) and read back equal`,
+            `${describeTarget(plan.target)} kept for inspection`,
+          ];
+          if (carried.skipped.length) notes.push(`${carried.skipped.length} rows the service rewrote after switching back kept as it wrote them (${carried.skipped.slice(0, MAX_IDS).join(', ')})`);
+          if (deleted.length) notes.push(`${deleted.length} memories deleted in the target after cutover are kept in the source (${deleted.slice(0, MAX_IDS).join(', ')})`);
+          if (request?.mode === 'restore-backup') notes.push(`restore-backup is not done automatically: the backup is ${files.backup}`);
+          return { summary: `${notes.join('; ')}.` };
+        });
+      } finally {
+        db.close();
+      }
     },
 
-    async dropTarget(target: SqliteVecPlan['target']): Promise<void> {
-      await dropTargetStore(target);
+    /** After a rejection or timeout: a target this run created is dropped; otherwise only the points this run added are removed. */
+    async removeSqliteVecRunWrites(plan: SqliteVecPlan): Promise<{ summary: string }> {
+      const before = await readJson<TargetBefore>(runFiles(plan, currentWorkflow().workflowId).targetBefore);
+      return withTarget(plan, async (target) => {
+        if (before?.created) {
+          await target.drop();
+          return { summary: `Removed ${describeTarget(plan.target)}, which this run created` };
+        }
+        const kept = new Set(before?.ids ?? []);
+        const added: string[] = [];
+        for await (const page of scanTarget(target)) added.push(...page.filter((p) => !kept.has(p.id)).map((p) => p.id));
+        await deleteInBatches(target, added);
+        return { summary: `Removed the ${added.length} points this run added to ${describeTarget(plan.target)}; its ${kept.size} earlier points are kept` };
+      });
     },
   };
 }

@@ -19,6 +19,8 @@ export interface TargetStore extends PointSource, PointTarget, CountsByPayload {
   describe(): Promise<TargetState>;
   create(dimensions: number): Promise<void>;
   drop(): Promise<void>;
+  /** Removes these points; ids that are absent are ignored. */
+  deletePoints(ids: string[]): Promise<void>;
 }
 
 export function openTarget(spec: TargetSpec): TargetStore {

@@ -4,13 +4,14 @@
  */
 import type { Client } from '@temporalio/client';
 import Database from 'better-sqlite3';
-import { existsSync, readdirSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openTarget } from '../activities/targets';
 import { openReadOnly } from '../activities/stores/sqlite';
 import { generateMcpStore } from '../scripts/generate-mcp-store';
-import { approveUpdate } from '../workflows/messages';
+import { approveUpdate, rollbackSignal } from '../workflows/messages';
 import { sqliteVecMigration, type SqliteVecPlanInput } from '../workflows/sqlite-vec-migration';
 import { startQdrantDouble, type QdrantDouble } from './qdrant-double/server';
 import { connectClient, failureMessage, startWorker, tempDir, uniqueQueue, waitForPhase } from './support/harness';
@@ -46,6 +47,8 @@ const plan = (overrides: Partial<SqliteVecPlanInput> = {}): SqliteVecPlanInput =
   cutover: { file: path.join(dir, 'live.json') },
   ...overrides,
 });
+
+const sha256 = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
 
 async function failureOf(input: unknown): Promise<string> {
   const handle = await client.workflow.start(sqliteVecMigration, { taskQueue, workflowId: uniqueName('bad'), args: [input as SqliteVecPlanInput] });
@@ -99,30 +102,91 @@ describe('bad input fails fast with a message a person can act on, and touches n
 
   it('credentials in a URL are refused without being echoed', async () => {
     const message = await failureOf(plan({ target: { kind: 'pgvector', url: 'postgres://admin:hunter2@127.0.0.1:5432/db', table: 'memories' } }));
-    expect(message).toMatch(/target\.url: must not contain a password .* set PGUSER\/PGPASSWORD in the worker's environment/);
+    expect(message).toMatch(/target\.url: must not contain a password.* set PGUSER\/PGPASSWORD in the worker's environment/);
     expect(message).not.toMatch(/hunter2/);
   });
 
-  it('a source locked by a writer is refused', async () => {
-    const writer = new Database(sourcePath);
-    writer.exec('BEGIN IMMEDIATE');
+});
+
+describe('no plan can damage the source: refused in preflight, before anything is written', () => {
+  const sourceUntouched = async (input: SqliteVecPlanInput, before: string) => {
+    expect(sha256(sourcePath)).toBe(before);
+    expect(existsSync(`${sourcePath}-wal`)).toBe(false);
+    expect(await collectionExists((input.target as { collection: string }).collection)).toBe(false);
+  };
+
+  it('cutover.file is the source', async () => {
+    const before = sha256(sourcePath);
+    const input = plan({ cutover: { file: sourcePath } });
+    expect(await failureOf(input)).toMatch(/cutover\.file \(.*sqlite_vec\.db\) is the source database .* Nothing was written/);
+    await sourceUntouched(input, before);
+  });
+
+  it('cutover.file is the source through a symlink, or its -wal', async () => {
+    const before = sha256(sourcePath);
+    const link = path.join(dir, 'live-link.json');
+    symlinkSync(sourcePath, link);
+    expect(await failureOf(plan({ cutover: { file: link } }))).toMatch(/is the source database/);
+    expect(await failureOf(plan({ cutover: { file: `${sourcePath}-wal` } }))).toMatch(/is the source database/);
+    await sourceUntouched(plan(), before);
+  });
+
+  it('cutover.file is another SQLite database (not a live-backend JSON file)', async () => {
+    const other = path.join(dir, 'service-config.db');
+    new Database(other).exec('CREATE TABLE settings (k TEXT)').close();
+    const before = sha256(other);
+    expect(await failureOf(plan({ cutover: { file: other } }))).toMatch(/is not a live-backend JSON file .* Nothing was written/);
+    expect(sha256(other)).toBe(before);
+  });
+
+  it('cutover.file is the backup', async () => {
+    const backup = path.join(dir, 'chosen.bak');
+    expect(await failureOf(plan({ backupPath: backup, cutover: { file: backup } }))).toMatch(/cutover\.file .* is the backup/);
+    expect(existsSync(backup)).toBe(false);
+  });
+
+  it('backupPath is the source', async () => {
+    const before = sha256(sourcePath);
+    const input = plan({ backupPath: sourcePath });
+    expect(await failureOf(input)).toMatch(/backupPath \(.*sqlite_vec\.db\) is the source database .* Nothing was written/);
+    await sourceUntouched(input, before);
+  });
+
+  it('backupPath already exists', async () => {
+    const existing = path.join(dir, 'someone-elses.bak');
+    writeFileSync(existing, 'precious');
+    expect(await failureOf(plan({ backupPath: existing }))).toMatch(/backupPath: .* already exists; memshift never overwrites a file it did not write/);
+    expect(readFileSync(existing, 'utf8')).toBe('precious');
+  });
+
+  it("backupPath outside the worker's MEMSHIFT_WRITE_DIRS", async () => {
+    const allowed = path.join(dir, 'allowed');
+    process.env.MEMSHIFT_WRITE_DIRS = allowed; // the in-process worker's environment
     try {
-      const input = plan();
-      expect(await failureOf(input)).toMatch(/is locked by another process that is writing to it; stop mcp-memory-service/);
-      await untouched(input);
+      expect(await failureOf(plan({ backupPath: path.join(dir, 'elsewhere.bak') }))).toMatch(/backupPath .* is outside the directories this worker may write \(MEMSHIFT_WRITE_DIRS=/);
     } finally {
-      writer.exec('ROLLBACK');
-      writer.close();
+      delete process.env.MEMSHIFT_WRITE_DIRS;
     }
+    expect(existsSync(path.join(dir, 'elsewhere.bak'))).toBe(false);
   });
 });
 
-it('workflow history holds no credentials and no memory contents', async () => {
-  const input = plan({ cutover: { file: path.join(dir, 'history-live.json') } });
+it('workflow history holds no credentials and no memory contents, through cutover and a rollback that carries writes back', async () => {
+  const input = plan({ cutover: { file: path.join(dir, 'history-live.json') }, rollbackWindow: '5m', catchUpEvery: '1s' });
   const handle = await client.workflow.start(sqliteVecMigration, { taskQueue, workflowId: uniqueName('history'), args: [input] });
   await waitForPhase(handle, 'await-approval');
+  await new Promise((r) => setTimeout(r, 1_500)); // a catch-up while waiting
   await handle.executeUpdate(approveUpdate, { args: [{ by: 'ops' }] });
-  expect((await handle.result()).outcome).toBe('cut-over');
+  await waitForPhase(handle, 'rollback-window');
+  const written = 'Written to the target after cutover: a secret plan';
+  const target = openTarget({ kind: 'qdrant', url: qdrant.url, collection: (input.target as { collection: string }).collection });
+  const [template] = (await target.readPage(null, 1)).points;
+  await target.upsert([{ ...template, id: '6f1c3c3e-0d4b-4c47-9a43-5d7f0b1a2c3d', payload: { ...template.payload, content: written, content_hash: 'hash-of-the-secret-plan', source_id: undefined } }]);
+  await target.close();
+  await handle.signal(rollbackSignal, { by: 'ops' });
+  const result = await handle.result();
+  expect(result.outcome).toBe('rolled-back');
+  expect(result.notes.join('\n')).toMatch(/1 post-cutover writes carried back into the source \(0 rows updated, 1 new\)/);
 
   const history = historyText(await handle.fetchHistory());
   expect(history).toContain(input.target.kind === 'qdrant' ? input.target.collection : ''); // the text is really decoded
@@ -131,6 +195,7 @@ it('workflow history holds no credentials and no memory contents', async () => {
   const db = openReadOnly(sourcePath);
   const memories = db.prepare('SELECT content, content_hash FROM memories').all() as { content: string; content_hash: string }[];
   db.close();
+  expect(memories.map((m) => m.content)).toContain(written);
   for (const { content, content_hash } of memories) {
     expect(history).not.toContain(content);
     expect(history).not.toContain(content_hash);

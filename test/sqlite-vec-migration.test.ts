@@ -5,13 +5,16 @@
  */
 import type { Client } from '@temporalio/client';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sameJson } from '../activities/compare';
+import type { MemoryPoint } from '../activities/stores/contract';
+import { openReadOnly } from '../activities/stores/sqlite';
 import { openTarget } from '../activities/targets';
-import { generateMcpStore } from '../scripts/generate-mcp-store';
+import { generateMcpStore, insertMemories, openWritableStore } from '../scripts/generate-mcp-store';
 import { approveSignal, approveUpdate, rejectSignal, rollbackSignal } from '../workflows/messages';
 import type { TargetSpec } from '../workflows/plan-schemas';
 import { sqliteVecMigration, type SqliteVecPlanInput } from '../workflows/sqlite-vec-migration';
@@ -66,6 +69,16 @@ function planFor(target: TargetSpec, overrides: Partial<SqliteVecPlanInput> = {}
 
 async function start(plan: SqliteVecPlanInput) {
   return client.workflow.start(sqliteVecMigration, { taskQueue, workflowId: uniqueName('wf'), args: [plan] });
+}
+
+async function targetPoints(spec: TargetSpec): Promise<Map<string, MemoryPoint>> {
+  const target = openTarget(spec);
+  try {
+    const page = await target.readPage(null, 10_000);
+    return new Map(page.points.map((p) => [p.id, p]));
+  } finally {
+    await target.close();
+  }
 }
 
 async function targetState(spec: TargetSpec) {
@@ -131,19 +144,39 @@ describe.each(Object.entries(targets()))('to %s', (_name, makeTarget) => {
     expect((await targetState(plan.target)).exists).toBe(false);
   });
 
-  it('rollback after cutover: live-backend file restored, target removed', async () => {
-    const plan = planFor(makeTarget(), { rollbackWindow: '5m' });
+  it('rollback after cutover: post-cutover writes carried into the source, live-backend file restored, target kept', async () => {
+    const source = path.join(dir, `${uniqueName('rollback')}.db`);
+    copyFileSync(sourcePath, source); // this test writes its source
+    const plan = planFor(makeTarget(), { source: { path: source }, rollbackWindow: '5m' });
     writeFileSync(plan.cutover.file, '{"kind":"sqlite_vec"}\n');
     const handle = await start(plan);
     await waitForPhase(handle, 'await-approval');
     await handle.executeUpdate(approveUpdate, { args: [{ by: 'alice' }] });
     await waitForPhase(handle, 'rollback-window');
     expect(JSON.parse(readFileSync(plan.cutover.file, 'utf8')).workflowId).toBe(handle.workflowId);
+
+    // The service, now on the target: edits one memory, adds one, deletes one.
+    const target = openTarget(plan.target);
+    const [edited, , removed] = (await target.readPage(null, 3)).points;
+    edited.payload = { ...edited.payload, tags: ['edited-after-cutover'], updated_at: 1_800_000_000.125 };
+    const added = { ...edited, id: '0b6f3c1e-5a2d-4e8f-9c7b-1d2e3f4a5b6c', payload: { ...edited.payload, content: 'added after cutover', content_hash: 'h-added', source_id: undefined } };
+    await target.upsert([edited, added]);
+    await target.deletePoints([removed.id]);
+    await target.close();
+
     await handle.signal(rollbackSignal, { by: 'bob', reason: 'latency regression' });
     const result = await handle.result();
     expect(result.outcome).toBe('rolled-back');
+    expect(result.notes.join('\n')).toMatch(/2 post-cutover writes carried back into the source \(1 rows updated, 1 new\)/);
+    expect(result.notes.join('\n')).toMatch(new RegExp(`1 memories deleted in the target after cutover are kept in the source \\(${removed.id}\\)`));
     expect(readFileSync(plan.cutover.file, 'utf8')).toBe('{"kind":"sqlite_vec"}\n');
-    expect((await targetState(plan.target)).exists).toBe(false);
+    expect(await targetState(plan.target)).toMatchObject({ exists: true, points: LIVE });
+    const db = openReadOnly(source);
+    const rows = (hash: unknown) => db.prepare('SELECT content, tags, updated_at FROM memories WHERE content_hash = ?').all(hash);
+    expect(rows(edited.payload.content_hash)).toEqual([{ content: edited.payload.content, tags: 'edited-after-cutover', updated_at: 1_800_000_000.125 }]);
+    expect(rows('h-added')).toEqual([expect.objectContaining({ content: 'added after cutover' })]);
+    expect(rows(removed.payload.content_hash)).toHaveLength(1); // a rollback deletes nothing from the source
+    db.close();
   });
 });
 
@@ -178,6 +211,27 @@ describe('pgvector-only behaviours', () => {
     expect(await failureMessage(refused)).toMatch(/already holds 1176 points; nothing was written/);
     const resumed = await start(planFor(target, { existingTarget: 'resume', approval: { timeout: '1s' } }));
     expect((await resumed.result()).report?.ok).toBe(true);
+  });
+
+  it('a rejected resume removes only what it added: the points the target held before are kept', async () => {
+    const target = pgTarget();
+    await (await start(planFor(target, { approval: { timeout: '1s' }, onReject: 'keep-target' }))).result();
+    const before = await targetPoints(target);
+    const grown = path.join(dir, `${uniqueName('grown')}.db`);
+    copyFileSync(sourcePath, grown);
+    const db = openWritableStore(grown, 384);
+    insertMemories(db, MEMORIES, { count: 50, dimensions: 384 });
+    db.close();
+
+    const handle = await start(planFor(target, { source: { path: grown }, existingTarget: 'resume' }));
+    expect((await waitForPhase(handle, 'await-approval')).report).toMatchObject({ ok: true, targetCount: LIVE + 50 });
+    await handle.signal(rejectSignal, { by: 'bob' });
+    const result = await handle.result();
+    expect(result.outcome).toBe('rejected');
+    expect(result.notes.join('\n')).toMatch(/Removed the 50 points this run added .* its 1176 earlier points are kept/);
+    const after = await targetPoints(target);
+    expect([...after.keys()].sort()).toEqual([...before.keys()].sort());
+    expect([...after.values()].every((p) => sameJson(p.payload, before.get(p.id)!.payload))).toBe(true);
   });
 });
 

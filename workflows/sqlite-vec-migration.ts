@@ -4,10 +4,11 @@
  * pgvector table — backed up, copied resumably, validated, approved, cut over,
  * verified, and rolled back on request or on failed verification.
  */
-import { ApplicationFailure } from '@temporalio/workflow';
+import { ApplicationFailure, condition } from '@temporalio/workflow';
 import { z } from 'zod';
+import type { Watermark } from '../activities/stores/sqlite';
 import { longActivities, quickActivities } from './activity-options';
-import type { Outcome, ValidationReport } from './messages';
+import type { Outcome, RollbackRequest, ValidationReport } from './messages';
 import { MigrationRun, errorMessage, parsePlan } from './migration-run';
 import { ApprovalPlan, CopyPlan, TargetSpec, describeTarget, duration, endpointUrl } from './plan-schemas';
 
@@ -42,6 +43,11 @@ export const SqliteVecPlan = z
     onReject: z.enum(['drop-target', 'keep-target']).default('drop-target'),
     /** The file that names the live backend; cutover rewrites it, rollback restores it. */
     cutover: z.object({ file: z.string().min(1) }).strict(),
+    /**
+     * While waiting for approval, how often to copy what the service wrote
+     * meanwhile (each catch-up adds a few history events).
+     */
+    catchUpEvery: duration.default('5m'),
     /** How long after cutover a `rollback` signal is still taken. */
     rollbackWindow: duration.default('0s'),
     dryRun: z.boolean().default(false),
@@ -90,14 +96,17 @@ export async function sqliteVecMigration(input: SqliteVecPlanInput): Promise<Sql
 
   const backup = await run.phase('backup', () => quickActivities.backupSqliteVec(plan));
   run.note(`Backup verified: ${backup.path} (${backup.memories} memories).`);
-  await run.phase('prepare-target', () => quickActivities.prepareSqliteVecTarget(plan));
+  const prepared = await run.phase('prepare-target', () => quickActivities.prepareSqliteVecTarget(plan));
+  if (prepared.kept > 0) run.note(`The target already held ${prepared.kept} points; they are kept whatever happens.`);
   const copy = await run.phase('copy', () => longActivities.copySqliteVecPoints(plan));
   run.note(`Copied ${copy.copied} memories in ${copy.seconds.toFixed(1)}s (${Math.round(copy.writtenThisAttempt / Math.max(copy.seconds, 0.001))}/s).`);
   if (copy.resumedFrom > 0) {
     run.note(`Copy resumed at ${copy.resumedFrom} memories (attempt ${copy.attempt}) and wrote the remaining ${copy.writtenThisAttempt}.`);
   }
 
-  const report = await run.phase('validate', () => quickActivities.validateSqliteVecCopy(plan));
+  // The service keeps writing: every step below starts from the watermark the last one reached.
+  const validated = await run.phase('validate', () => longActivities.validateSqliteVecCopy(plan, backup.watermark));
+  const report = validated.report;
   run.setReport(report);
   if (!report.ok) {
     throw ApplicationFailure.nonRetryable(
@@ -106,30 +115,53 @@ export async function sqliteVecMigration(input: SqliteVecPlanInput): Promise<Sql
     );
   }
 
-  const decision = await run.awaitCutoverApproval(plan.approval.timeout);
+  const { decision, watermark } = await awaitApprovalCatchingUp(run, plan, validated.watermark);
   if (decision !== 'approved') {
     if (plan.onReject === 'drop-target') {
-      await run.phase('rollback', () => quickActivities.dropTarget(plan.target));
-      run.note(`Removed ${describeTarget(plan.target)}; the source was never changed.`);
+      const removed = await run.phase('rollback', () => quickActivities.removeSqliteVecRunWrites(plan));
+      run.note(`${removed.summary}; the source was never changed.`);
     }
     return result(decision === 'rejected' ? 'rejected' : 'approval-timed-out', copy.copied, backup.path, copy.seconds);
   }
 
-  const rollback = async (why: string) => {
-    const undone = await run.phase('rollback', () => quickActivities.rollbackSqliteVec(plan, backup.path));
+  const rollback = async (why: string, request: RollbackRequest | null) => {
+    const undone = await run.phase('rollback', () => longActivities.rollbackSqliteVec(plan, request));
     run.note(`Rolled back (${why}): ${undone.summary}`);
     return result('rolled-back', copy.copied, backup.path, copy.seconds);
   };
 
-  await run.phase('cutover', () => quickActivities.recordCutover(plan));
+  const cutover = await run.phase('cutover', () => longActivities.cutOverSqliteVec(plan, watermark));
+  run.note(`Cut over: the target went live with ${cutover.points} points after a last catch-up of ${cutover.caughtUp} changed and ${cutover.removed} deleted memories.`);
   try {
     await run.phase('verify', () => quickActivities.verifySqliteVecCutover(plan));
   } catch (err) {
-    return rollback(`verification failed: ${errorMessage(err)}`);
+    return rollback(`verification failed: ${errorMessage(err)}`, null);
   }
   if (!/^0+[a-z]+$/.test(plan.rollbackWindow)) {
     const request = await run.awaitRollbackRequest(plan.rollbackWindow);
-    if (request) return rollback(`requested by ${request.by}${request.reason ? `: ${request.reason}` : ''}`);
+    if (request) return rollback(`requested by ${request.by}${request.reason ? `: ${request.reason}` : ''}`, request);
   }
   return result('cut-over', copy.copied, backup.path, copy.seconds);
+}
+
+/**
+ * The approval gate, catching up every `catchUpEvery` while it waits, so the
+ * cutover's own catch-up stays short however long the approver takes.
+ * Returns the decision and the watermark the last catch-up reached.
+ */
+async function awaitApprovalCatchingUp(run: MigrationRun, plan: SqliteVecPlan, from: Watermark) {
+  let watermark = from;
+  let waiting = true;
+  const catchingUp = (async () => {
+    while (!(await condition(() => !waiting, plan.catchUpEvery))) {
+      watermark = (await longActivities.catchUpSqliteVec(plan, watermark)).watermark;
+    }
+  })().catch((err) => {
+    // Not fatal: the watermark stays where it was, and cutover catches up from it.
+    run.note(`Catch-up while waiting for approval stopped: ${errorMessage(err)}`);
+  });
+  const decision = await run.awaitCutoverApproval(plan.approval.timeout);
+  waiting = false;
+  await catchingUp;
+  return { decision, watermark };
 }

@@ -1,6 +1,7 @@
 /**
- * mcp-memory-service's SQLite-vec store, read-only: `memories` rows joined by
- * rowid to the `memory_embeddings` vec0 table, read by primary key.
+ * mcp-memory-service's SQLite-vec store: `memories` rows joined by rowid to
+ * the `memory_embeddings` vec0 table, read by primary key. Read-only, except
+ * `writeBackPoints`, which only a rollback uses to carry post-cutover writes back.
  */
 import Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
@@ -14,6 +15,45 @@ export function openReadOnly(path: string): SqliteDb {
   const db = new Database(path, { readonly: true, fileMustExist: true });
   sqliteVec.load(db);
   return db;
+}
+
+/** Opens the source for a rollback's write-back; waits for the live service's write lock rather than failing. */
+export function openWritable(path: string): SqliteDb {
+  const db = new Database(path, { fileMustExist: true, timeout: 30_000 });
+  sqliteVec.load(db);
+  return db;
+}
+
+/**
+ * How far a read of the source got: the highest row id and an `updated_at`
+ * from which every later change is read again. Rows with a higher id or an
+ * `updated_at` at or after `since` are the changes a catch-up copies.
+ */
+export interface Watermark {
+  maxId: number;
+  since: number;
+}
+
+/**
+ * Re-reading a minute of changes is cheap; missing one is not. The slack
+ * covers a service clock a little behind the worker's and rows whose
+ * `updated_at` lies in the future.
+ */
+const CLOCK_SLACK_S = 60;
+
+/** The watermark of what `db` shows now (call inside the read transaction that the catch-up reads in). */
+export function watermarkOf(db: SqliteDb): Watermark {
+  const row = db.prepare('SELECT coalesce(max(id), 0) AS maxId, coalesce(max(updated_at), 0) AS maxUpdated FROM memories').get() as {
+    maxId: number;
+    maxUpdated: number;
+  };
+  return { maxId: row.maxId, since: Math.min(row.maxUpdated, Date.now() / 1000) - CLOCK_SLACK_S };
+}
+
+/** Point ids of the rows a copy includes: what the target must hold once caught up. */
+export function sourcePointIds(db: SqliteDb, includeDeleted: boolean): Set<string> {
+  const rows = db.prepare(`SELECT m.content_hash FROM memories m WHERE ${liveRowsFilter(includeDeleted)}`).all() as { content_hash: string }[];
+  return new Set(rows.map((r) => pointIdForContentHash(r.content_hash)));
 }
 
 export interface McpStoreShape {
@@ -109,22 +149,40 @@ const SELECT_MEMORIES = `
 export class McpMemorySource implements PointSource {
   private readonly pageQuery: Database.Statement;
   private readonly countQuery: Database.Statement;
+  private readonly params: number[];
 
-  constructor(private readonly db: SqliteDb, includeDeleted: boolean) {
-    const filter = liveRowsFilter(includeDeleted);
+  /** With `changedSince`, only rows added or updated since that watermark (a catch-up). */
+  constructor(private readonly db: SqliteDb, includeDeleted: boolean, private readonly changedSince?: Watermark) {
+    const filter = `${liveRowsFilter(includeDeleted)}${changedSince ? ' AND (m.id > ? OR m.updated_at >= ?)' : ''}`;
+    this.params = changedSince ? [changedSince.maxId, changedSince.since] : [];
     this.pageQuery = db.prepare(`${SELECT_MEMORIES} WHERE m.id > ? AND ${filter} ORDER BY m.id LIMIT ?`);
     this.countQuery = db.prepare(`SELECT count(*) AS n FROM memories m WHERE ${filter}`);
   }
 
   async count(): Promise<number> {
-    return (this.countQuery.get() as { n: number }).n;
+    return (this.countQuery.get(...this.params) as { n: number }).n;
   }
 
-  /** The cursor is the last primary key read. */
+  /**
+   * The cursor is the last primary key read. A catch-up's cursor also names
+   * its watermark: a retried catch-up that sees a different watermark starts
+   * over, so rows changed between attempts below the old cursor are not skipped.
+   */
   async readPage(cursor: string | null, limit: number): Promise<Page> {
-    const rows = this.pageQuery.all(cursor === null ? -1 : Number(cursor), limit) as MemoryRow[];
-    const next = rows.length < limit ? null : String(rows[rows.length - 1].id);
+    const afterId = this.cursorId(cursor);
+    const rows = this.pageQuery.all(afterId, ...this.params, limit) as MemoryRow[];
+    const next = rows.length < limit ? null : `${this.cursorPrefix()}${rows[rows.length - 1].id}`;
     return { points: rows.map(toMemoryPoint), next };
+  }
+
+  private cursorPrefix(): string {
+    return this.changedSince ? `${this.changedSince.maxId}@${this.changedSince.since}:` : '';
+  }
+
+  private cursorId(cursor: string | null): number {
+    const prefix = this.cursorPrefix();
+    if (cursor === null || !cursor.startsWith(prefix)) return -1;
+    return Number(cursor.slice(prefix.length));
   }
 
   /** Rows by primary key, for sampled validation. */
@@ -136,7 +194,94 @@ export class McpMemorySource implements PointSource {
     return rows.map(toMemoryPoint);
   }
 
+  /** Rows by content hash (unique), as points keyed by that hash. */
+  byContentHashes(hashes: string[]): Map<string, MemoryPoint> {
+    const query = this.db.prepare(`${SELECT_MEMORIES} WHERE m.content_hash = ?`);
+    const found = new Map<string, MemoryPoint>();
+    for (const hash of hashes) {
+      const row = query.get(hash) as MemoryRow | undefined;
+      if (row) found.set(hash, toMemoryPoint(row));
+    }
+    return found;
+  }
+
   async close(): Promise<void> {
     this.db.close();
   }
+}
+
+/** What a write-back did with each point: the row it updated or inserted. */
+export interface WriteBackResult {
+  updated: number;
+  inserted: number;
+  /** Points skipped because the service changed their row after `unchangedSince`. */
+  skipped: string[];
+}
+
+/**
+ * Writes target points back into the source as mcp-memory-service rows, in
+ * one transaction: the row with the point's content hash is updated; else the
+ * row the point was copied from (payload.source_id, its point id unchanged),
+ * whose content the service changed in place; else a new row. The embedding
+ * is replaced by the point's vector. With `unchangedSince`, a row whose
+ * `updated_at` is later is left alone: the service wrote it after the switch back.
+ */
+export function writeBackPoints(db: SqliteDb, points: MemoryPoint[], unchangedSince?: number): WriteBackResult {
+  const result: WriteBackResult = { updated: 0, inserted: 0, skipped: [] };
+  const byHash = db.prepare('SELECT id, updated_at FROM memories WHERE content_hash = ?');
+  const byId = db.prepare('SELECT id, content_hash, updated_at FROM memories WHERE id = ?');
+  const update = db.prepare(`UPDATE memories SET content_hash = @content_hash, content = @content, tags = @tags, memory_type = @memory_type,
+    metadata = @metadata, created_at = @created_at, updated_at = @updated_at, created_at_iso = @created_at_iso,
+    updated_at_iso = @updated_at_iso, deleted_at = @deleted_at WHERE id = @id`);
+  const insert = db.prepare(`INSERT INTO memories (content_hash, content, tags, memory_type, metadata, created_at, updated_at, created_at_iso, updated_at_iso, deleted_at)
+    VALUES (@content_hash, @content, @tags, @memory_type, @metadata, @created_at, @updated_at, @created_at_iso, @updated_at_iso, @deleted_at)`);
+  const dropEmbedding = db.prepare('DELETE FROM memory_embeddings WHERE rowid = ?');
+  const addEmbedding = db.prepare('INSERT INTO memory_embeddings (rowid, content_embedding) VALUES (?, ?)');
+  db.transaction(() => {
+    for (const point of points) {
+      const row = toMemoryRow(point);
+      const sourceId = point.payload.source_id;
+      const copiedFrom = typeof sourceId === 'number' ? (byId.get(sourceId) as { id: number; content_hash: string; updated_at: number } | undefined) : undefined;
+      const existing =
+        (byHash.get(row.content_hash) as { id: number; updated_at: number } | undefined) ??
+        (copiedFrom && pointIdForContentHash(copiedFrom.content_hash) === point.id ? copiedFrom : undefined);
+      if (existing && unchangedSince !== undefined && (existing.updated_at ?? 0) > unchangedSince) {
+        result.skipped.push(point.id);
+        continue;
+      }
+      let rowId: number | bigint;
+      if (existing) {
+        update.run({ ...row, id: existing.id });
+        rowId = existing.id;
+        result.updated++;
+      } else {
+        rowId = insert.run(row).lastInsertRowid;
+        result.inserted++;
+      }
+      dropEmbedding.run(BigInt(rowId));
+      addEmbedding.run(BigInt(rowId), Buffer.from(Float32Array.from(point.vector).buffer));
+    }
+  })();
+  return result;
+}
+
+/** The inverse of toMemoryPoint; a point without content or content hash cannot be a memory. */
+function toMemoryRow(point: MemoryPoint): Omit<MemoryRow, 'id' | 'embedding'> {
+  const p = point.payload;
+  if (typeof p.content !== 'string' || typeof p.content_hash !== 'string') {
+    throw new Error(`point ${point.id} has no content or content_hash`);
+  }
+  const orNull = <T>(v: unknown, type: string) => (typeof v === type ? (v as T) : null);
+  return {
+    content_hash: p.content_hash,
+    content: p.content,
+    tags: Array.isArray(p.tags) ? p.tags.join(',') : null,
+    memory_type: orNull<string>(p.memory_type, 'string'),
+    metadata: p.metadata === null || p.metadata === undefined ? null : typeof p.metadata === 'string' ? p.metadata : JSON.stringify(p.metadata),
+    created_at: orNull<number>(p.created_at, 'number'),
+    updated_at: orNull<number>(p.updated_at, 'number'),
+    created_at_iso: orNull<string>(p.created_at_iso, 'string'),
+    updated_at_iso: orNull<string>(p.updated_at_iso, 'string'),
+    deleted_at: orNull<number>(p.deleted_at, 'number'),
+  };
 }
