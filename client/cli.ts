@@ -2,36 +2,45 @@
 /**
  * memshift: start, watch, approve and steer migrations from a terminal.
  *
+ *   memshift setup
  *   memshift start sqliteVecMigration --plan plan.json [--id ID]
  *   memshift status <id> [--watch]
- *   memshift approve <id> --by NAME [--reason TEXT] [--signal]
- *   memshift reject|rollback <id> --by NAME [--reason TEXT]
- *   memshift pause|resume <id>
- *   memshift set-copy <id> [--batch-size N] [--concurrency N]
+ *   memshift approve|reject <id> --by NAME [--reason TEXT] [--signal]
+ *   memshift rollback <id> --by NAME [--reason TEXT] [--mode keep-writes|restore-backup] [--accept-loss] [--signal]
+ *   memshift pause|resume <id> [--by NAME] [--signal]
+ *   memshift set-copy <id> [--batch-size N] [--concurrency N] [--by NAME] [--signal]
  *   memshift list [--query Q] [--limit N]
  *
- * Connection settings come from client/temporal-config.ts (TEMPORAL_ADDRESS,
- * TEMPORAL_NAMESPACE, MEMSHIFT_TASK_QUEUE); Web UI links from MEMSHIFT_UI_URL.
+ * Every decision and control is sent as an update, which the workflow answers
+ * at once (refused: exit 1 with its reason); --signal sends the signal form.
+ * Connection settings come from client/temporal-config.ts (Temporal's config
+ * file and TEMPORAL_* variables, MEMSHIFT_TASK_QUEUE); Web UI links from MEMSHIFT_UI_URL.
  * Exit codes: 0 ok, 1 operation refused or failed, 2 usage or bad input.
  */
 import { Client, Connection, WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
 import { WorkflowNotFoundError } from '@temporalio/common';
-import { Command, InvalidArgumentError, type CommanderError } from 'commander';
+import { Command, InvalidArgumentError, Option, type CommanderError } from 'commander';
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { z } from 'zod';
 import {
   approveSignal,
   approveUpdate,
   pauseSignal,
+  pauseUpdate,
   rejectSignal,
+  rejectUpdate,
   resumeSignal,
+  resumeUpdate,
   rollbackSignal,
+  rollbackUpdate,
   setCopySettingsSignal,
+  setCopySettingsUpdate,
   statusQuery,
-  type CopySettings,
-  type Decision,
+  type MigrationStatus,
 } from '../workflows/messages';
-import { MigrationKind, MigrationPhase, MigrationSource, MigrationTarget } from '../workflows/search-attributes';
+import { MigrationKind, MigrationOutcome, MigrationPhase, MigrationSource, MigrationTarget } from '../workflows/search-attributes';
+import { ensureSearchAttributes } from './search-attributes-setup';
 import { QdrantRebuildPlan } from '../workflows/qdrant-collection-rebuild';
 import { SqliteVecPlan } from '../workflows/sqlite-vec-migration';
 import { TenantSchemaPlan } from '../workflows/tenant-schema-upgrade';
@@ -62,13 +71,13 @@ const refusal = (message: string) => new CliError(message, EXIT.refused);
 
 // ---------------------------------------------------------------- connection
 
-async function withClient<T>(work: (client: Client) => Promise<T>): Promise<T> {
-  const { address, namespace } = temporalConfig();
-  const connection = await Connection.connect({ address }).catch((err: Error) => {
-    throw refusal(`Cannot reach Temporal at ${address}: ${err.message}`);
+async function withClient<T>(work: (client: Client, connection: Connection) => Promise<T>): Promise<T> {
+  const { connectionOptions, namespace } = temporalConfig();
+  const connection = await Connection.connect(connectionOptions).catch((err: Error) => {
+    throw refusal(`Cannot reach Temporal at ${connectionOptions.address}: ${err.message}`);
   });
   try {
-    return await work(new Client({ connection, namespace }));
+    return await work(new Client({ connection, namespace }), connection);
   } finally {
     await connection.close();
   }
@@ -116,7 +125,11 @@ async function startCommand(workflow: string, options: { plan: string; id?: stri
     throw usageError(`Invalid plan ${options.plan} — fix these fields:\n${problems.map((p) => `  ${p}`).join('\n')}`);
   }
   const workflowId = options.id ?? defaultWorkflowId(runbook.idPrefix);
-  await withClient((client) => client.workflow.start(workflow, { taskQueue: TASK_QUEUE, workflowId, args: [plan] }));
+  // Shown by the Web UI for the run's whole life; the plan names endpoints and files only (checked above).
+  const planText = JSON.stringify(plan, null, 2);
+  const staticSummary = `${workflow} — plan ${createHash('sha256').update(planText).digest('hex').slice(0, 12)}`;
+  const staticDetails = `Plan (${options.plan}):\n\n\`\`\`json\n${planText}\n\`\`\``;
+  await withClient((client) => client.workflow.start(workflow, { taskQueue: TASK_QUEUE, workflowId, args: [plan], staticSummary, staticDetails }));
   console.log(`Started ${workflow} as ${workflowId} on task queue ${TASK_QUEUE}.`);
   console.log(`Web UI: ${webUiLink(workflowId)}`);
   console.log('Next:');
@@ -140,10 +153,6 @@ async function statusCommand(workflowId: string, options: { watch?: boolean }) {
 
 // ---------------------------------------------------------------- decisions and controls
 
-function decisionFrom(options: { by: string; reason?: string }): Decision {
-  return options.reason ? { by: options.by, reason: options.reason } : { by: options.by };
-}
-
 /** The innermost message of an update refused by its validator. */
 function refusalMessage(err: WorkflowUpdateFailedError): string {
   let cause: Error = err;
@@ -151,20 +160,17 @@ function refusalMessage(err: WorkflowUpdateFailedError): string {
   return cause.message;
 }
 
-async function approveCommand(workflowId: string, options: { by: string; reason?: string; signal?: boolean }) {
-  if (options.signal) return signalDecision(workflowId, 'approve', options);
-  await withClient(async (client) => {
-    const handle = client.workflow.getHandle(workflowId);
-    const status = await handle.executeUpdate(approveUpdate, { args: [decisionFrom(options)] }).catch((err: unknown) => {
-      if (err instanceof WorkflowUpdateFailedError) throw refusal(`Approval refused: ${refusalMessage(err)}`);
-      throw err;
-    });
-    console.log(`Approved ${workflowId} as ${options.by}; the migration moves on from ${status.phase}.`);
-    console.log(`Follow it: memshift status ${workflowId} --watch`);
-  });
-}
+/** Every message a person sends, as an update (answered at once) or, with --signal, as a signal. */
+const MESSAGES = {
+  approve: { update: approveUpdate, signal: approveSignal },
+  reject: { update: rejectUpdate, signal: rejectSignal },
+  rollback: { update: rollbackUpdate, signal: rollbackSignal },
+  pause: { update: pauseUpdate, signal: pauseSignal },
+  resume: { update: resumeUpdate, signal: resumeSignal },
+  'set-copy': { update: setCopySettingsUpdate, signal: setCopySettingsSignal },
+} as const;
+type MessageName = keyof typeof MESSAGES;
 
-const DECISION_SIGNALS = { approve: approveSignal, reject: rejectSignal, rollback: rollbackSignal };
 const SIGNAL_SETTLE_MS = 3_000;
 
 /**
@@ -186,29 +192,67 @@ async function signalAndReport(handle: WorkflowHandle, send: () => Promise<void>
   if (ignored) throw refusal(`The workflow ignored the signal: ${ignored}`);
 }
 
-async function signalDecision(workflowId: string, name: keyof typeof DECISION_SIGNALS, options: { by: string; reason?: string }) {
-  await withClient(async (client) => {
+async function send(workflowId: string, name: MessageName, arg: object, viaSignal = false): Promise<MigrationStatus | null> {
+  const { update, signal } = MESSAGES[name];
+  return withClient(async (client) => {
     const handle = client.workflow.getHandle(workflowId);
-    console.log(`Sending ${name} to ${workflowId} as ${options.by}.`);
-    await signalAndReport(handle, () => handle.signal(DECISION_SIGNALS[name], decisionFrom(options)));
+    if (viaSignal) {
+      console.log(`Sending the ${signal.name} signal to ${workflowId}.`);
+      await signalAndReport(handle, () => handle.signal(signal as typeof rollbackSignal, arg as never));
+      return null;
+    }
+    return handle.executeUpdate(update as typeof rollbackUpdate, { args: [arg as never] }).catch((err: unknown) => {
+      if (err instanceof WorkflowUpdateFailedError) throw refusal(`${name} refused: ${refusalMessage(err)}`);
+      throw err;
+    });
   });
 }
 
-async function pauseOrResume(workflowId: string, pause: boolean) {
-  await withClient(async (client) => {
-    const handle = client.workflow.getHandle(workflowId);
-    await handle.signal(pause ? pauseSignal : resumeSignal);
-    console.log(pause ? `Paused ${workflowId}: the copy stops after its current batch; no new phase starts.` : `Resumed ${workflowId}.`);
-  });
+interface DecisionOptions {
+  by: string;
+  reason?: string;
+  signal?: boolean;
 }
 
-async function setCopyCommand(workflowId: string, options: Partial<CopySettings>) {
+const decisionFrom = ({ by, reason }: { by?: string; reason?: string }) => ({ ...(by ? { by } : {}), ...(reason ? { reason } : {}) });
+
+async function decisionCommand(name: 'approve' | 'reject', workflowId: string, options: DecisionOptions) {
+  const status = await send(workflowId, name, decisionFrom(options), options.signal);
+  if (!status) return;
+  console.log(`${name === 'approve' ? 'Approved' : 'Rejected'} ${workflowId} as ${options.by}; the migration moves on from ${status.phase}.`);
+  console.log(`Follow it: memshift status ${workflowId} --watch`);
+}
+
+async function rollbackCommand(workflowId: string, options: DecisionOptions & { mode?: 'keep-writes' | 'restore-backup'; acceptLoss?: boolean }) {
+  const request = { ...decisionFrom(options), ...(options.mode ? { mode: options.mode } : {}), ...(options.acceptLoss ? { acceptLoss: true } : {}) };
+  const status = await send(workflowId, 'rollback', request, options.signal);
+  if (status) console.log(`Rollback of ${workflowId} requested as ${options.by} (phase ${status.phase}); follow it: memshift status ${workflowId} --watch`);
+}
+
+async function controlCommand(name: 'pause' | 'resume', workflowId: string, options: { by?: string; signal?: boolean }) {
+  await send(workflowId, name, decisionFrom(options), options.signal);
+  console.log(name === 'pause' ? `Paused ${workflowId}: the copy stops after its current batch; no new phase starts.` : `Resumed ${workflowId}.`);
+}
+
+async function setCopyCommand(workflowId: string, options: { batchSize?: number; concurrency?: number; by?: string; signal?: boolean }) {
   if (options.batchSize === undefined && options.concurrency === undefined) {
     throw usageError('set-copy needs --batch-size N and/or --concurrency N.');
   }
-  await withClient(async (client) => {
-    const handle = client.workflow.getHandle(workflowId);
-    await signalAndReport(handle, () => handle.signal(setCopySettingsSignal, options));
+  const { batchSize, concurrency } = options;
+  const status = await send(workflowId, 'set-copy', { ...decisionFrom(options), ...(batchSize ? { batchSize } : {}), ...(concurrency ? { concurrency } : {}) }, options.signal);
+  if (status) console.log(`Copy settings of ${workflowId} now batch ${status.copy.batchSize} × ${status.copy.concurrency}.`);
+}
+
+// ---------------------------------------------------------------- setup
+
+async function setupCommand() {
+  const { namespace } = temporalConfig();
+  await withClient(async (_client, connection) => {
+    const { added, present } = await ensureSearchAttributes(connection, namespace).catch((err: Error) => {
+      throw refusal(err.message);
+    });
+    if (added.length) console.log(`Registered search attributes on '${namespace}': ${added.join(', ')}.`);
+    if (present.length) console.log(`Already registered on '${namespace}': ${present.join(', ')}.`);
   });
 }
 
@@ -219,7 +263,7 @@ const runbookQuery = () => `WorkflowType IN (${Object.keys(RUNBOOKS).map((name) 
 async function listCommand(options: { query?: string; limit: number }) {
   const query = options.query ? `${runbookQuery()} AND (${options.query})` : runbookQuery();
   await withClient(async (client) => {
-    const rows = [['WORKFLOW ID', 'STATUS', 'KIND', 'PHASE', 'SOURCE', 'TARGET', 'STARTED']];
+    const rows = [['WORKFLOW ID', 'STATUS', 'KIND', 'PHASE', 'OUTCOME', 'SOURCE', 'TARGET', 'STARTED']];
     for await (const info of client.workflow.list({ query })) {
       const attribute = (key: typeof MigrationKind) => info.typedSearchAttributes.get(key) ?? '-';
       rows.push([
@@ -227,6 +271,7 @@ async function listCommand(options: { query?: string; limit: number }) {
         info.status.name,
         attribute(MigrationKind),
         attribute(MigrationPhase),
+        attribute(MigrationOutcome),
         attribute(MigrationSource),
         attribute(MigrationTarget),
         info.startTime.toISOString(),
@@ -267,33 +312,50 @@ function buildProgram(): Command {
     .action(statusCommand);
 
   program
-    .command('approve')
-    .description('approve the cutover (update: refused at once if not allowed)')
-    .argument('<id>', 'workflow id')
-    .requiredOption('--by <name>', 'who approves')
-    .option('--reason <text>', 'why')
-    .option('--signal', 'send the approve signal instead of the update')
-    .action(approveCommand);
+    .command('setup')
+    .description("register memshift's search attributes on the namespace (once per namespace; workers also try at start)")
+    .action(setupCommand);
 
-  for (const name of ['reject', 'rollback'] as const) {
+  for (const name of ['approve', 'reject'] as const) {
     program
       .command(name)
-      .description(name === 'reject' ? 'reject the cutover: no cutover, target handled as the plan says' : 'undo a cutover within the rollback window (a rejection before cutover)')
+      .description(name === 'approve' ? 'approve the cutover' : 'reject the cutover: no cutover, target handled as the plan says')
       .argument('<id>', 'workflow id')
       .requiredOption('--by <name>', 'who decides')
       .option('--reason <text>', 'why')
-      .action((id: string, options: Decision) => signalDecision(id, name, options));
+      .option('--signal', 'send the signal instead of the update')
+      .action((id: string, options: DecisionOptions) => decisionCommand(name, id, options));
   }
 
-  program.command('pause').description('pause the copy and phase progression').argument('<id>', 'workflow id').action((id: string) => pauseOrResume(id, true));
-  program.command('resume').description('resume after pause').argument('<id>', 'workflow id').action((id: string) => pauseOrResume(id, false));
+  program
+    .command('rollback')
+    .description('undo a cutover within the rollback window, keeping every write (before cutover: a rejection)')
+    .argument('<id>', 'workflow id')
+    .requiredOption('--by <name>', 'who decides')
+    .option('--reason <text>', 'why')
+    .addOption(new Option('--mode <mode>', 'keep-writes (default) or restore-backup (discards later writes)').choices(['keep-writes', 'restore-backup']))
+    .option('--accept-loss', 'with restore-backup: accept discarding what the backup lacks')
+    .option('--signal', 'send the signal instead of the update')
+    .action(rollbackCommand);
+
+  for (const name of ['pause', 'resume'] as const) {
+    program
+      .command(name)
+      .description(name === 'pause' ? 'pause the copy and phase progression' : 'resume after pause')
+      .argument('<id>', 'workflow id')
+      .option('--by <name>', 'who (required when the plan names approvers)')
+      .option('--signal', 'send the signal instead of the update')
+      .action((id: string, options: { by?: string; signal?: boolean }) => controlCommand(name, id, options));
+  }
 
   program
     .command('set-copy')
-    .description('change batch size and/or concurrency of a running copy')
+    .description('change batch size and/or concurrency of a running copy (within the plan limits)')
     .argument('<id>', 'workflow id')
     .option('--batch-size <n>', 'points per batch', positiveInteger)
     .option('--concurrency <n>', 'batches in flight', positiveInteger)
+    .option('--by <name>', 'who (required when the plan names approvers)')
+    .option('--signal', 'send the signal instead of the update')
     .action(setCopyCommand);
 
   program

@@ -63,7 +63,7 @@ async function main() {
 
   const { connection, server } = await ensureTemporal();
   const postgres = await startEmbeddedPostgres();
-  const { worker, run } = await createMemshiftWorker({ address: TEMPORAL_ADDRESS, namespace: 'default', taskQueue: TASK_QUEUE });
+  const { worker, run } = await createMemshiftWorker({ connectionOptions: { address: TEMPORAL_ADDRESS }, namespace: 'default', taskQueue: TASK_QUEUE });
   const working = run();
   const client = new Client({ connection });
   try {

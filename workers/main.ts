@@ -1,6 +1,8 @@
 /**
  * The memshift worker process: `npm run worker`.
- * Reads TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, MEMSHIFT_TASK_QUEUE, MEMSHIFT_LOG_LEVEL; store
+ * Connects with the standard Temporal settings (client/temporal-config.ts:
+ * config-file profile, TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY,
+ * TEMPORAL_TLS_*); reads MEMSHIFT_TASK_QUEUE, MEMSHIFT_LOG_LEVEL, MEMSHIFT_SHUTDOWN_GRACE; store
  * credentials (PGUSER/PGPASSWORD, QDRANT_API_KEY, NEO4J_USER/NEO4J_PASSWORD,
  * MEMSHIFT_EMBEDDINGS_API_KEY) stay in this process's environment.
  * SIGTERM/SIGINT drain running tasks and exit cleanly; an interrupted copy
@@ -12,14 +14,15 @@ import { createMemshiftWorker } from './worker';
 
 async function main() {
   Runtime.install({ logger: new DefaultLogger((process.env.MEMSHIFT_LOG_LEVEL ?? 'INFO') as LogLevel) });
-  const { address, namespace } = temporalConfig();
-  const { run } = await createMemshiftWorker({
-    address,
+  const { connectionOptions, namespace } = temporalConfig();
+  const { run, registeredSearchAttributes } = await createMemshiftWorker({
+    connectionOptions,
     namespace,
     taskQueue: TASK_QUEUE,
     workflowBundlePath: process.env.MEMSHIFT_WORKFLOW_BUNDLE,
   });
-  console.log(`memshift worker on ${address} (namespace ${namespace}, task queue ${TASK_QUEUE})`);
+  if (registeredSearchAttributes.length) console.log(`Registered search attributes ${registeredSearchAttributes.join(', ')} on ${namespace}.`);
+  console.log(`memshift worker on ${connectionOptions.address} (namespace ${namespace}, task queue ${TASK_QUEUE})`);
   await run();
   console.log('memshift worker stopped');
 }

@@ -4,13 +4,15 @@
  * signal its workflow (pause, live batch size, progress).
  */
 import { Client, Connection } from '@temporalio/client';
-import { NativeConnection, Worker } from '@temporalio/worker';
+import { NativeConnection, Worker, type NativeConnectionOptions } from '@temporalio/worker';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { createActivities } from '../activities';
+import { ensureSearchAttributes } from '../client/search-attributes-setup';
 
 export interface MemshiftWorkerOptions {
-  address: string;
+  /** From client/temporal-config.ts: address, TLS, API key. */
+  connectionOptions: NativeConnectionOptions;
   namespace: string;
   taskQueue: string;
   /** A prebuilt workflow bundle (bundleWorkflowCode) to skip bundling at start. */
@@ -18,9 +20,13 @@ export interface MemshiftWorkerOptions {
 }
 
 export async function createMemshiftWorker(options: MemshiftWorkerOptions) {
-  const connection = await NativeConnection.connect({ address: options.address });
-  const clientConnection = await Connection.connect({ address: options.address });
+  const connection = await NativeConnection.connect(options.connectionOptions);
+  const clientConnection = await Connection.connect(options.connectionOptions);
   const client = new Client({ connection: clientConnection, namespace: options.namespace });
+  const attributes = await ensureSearchAttributes(clientConnection, options.namespace).catch(async (err: Error) => {
+    await Promise.all([clientConnection.close(), connection.close()]);
+    throw err;
+  });
   const worker = await Worker.create({
     connection,
     namespace: options.namespace,
@@ -32,9 +38,14 @@ export async function createMemshiftWorker(options: MemshiftWorkerOptions) {
     // Heartbeats carry a copy's live progress to `describe` and the Web UI (no history is written):
     // send them every couple of seconds rather than at 80% of the heartbeat timeout.
     maxHeartbeatThrottleInterval: '2s',
+    // On SIGTERM, short activities (cutover, verify, rollback steps) get this long to finish untouched;
+    // a copy stops at once after writing what is in flight and heartbeating its cursor (copy-engine.ts).
+    shutdownGraceTime: process.env.MEMSHIFT_SHUTDOWN_GRACE ?? '60s',
   });
   return {
     worker,
+    /** memshift search attributes this worker registered at start (missing before). */
+    registeredSearchAttributes: attributes.added,
     /** Runs until shutdown (SIGINT/SIGTERM or worker.shutdown()), then closes connections. */
     async run() {
       try {

@@ -20,7 +20,7 @@ export const PHASES = [
 ] as const;
 export type Phase = (typeof PHASES)[number];
 
-export type Outcome = 'cut-over' | 'up-to-date' | 'rejected' | 'approval-timed-out' | 'rolled-back' | 'dry-run' | 'failed';
+export type Outcome = 'cut-over' | 'up-to-date' | 'rejected' | 'approval-timed-out' | 'rolled-back' | 'dry-run' | 'failed' | 'cancelled';
 
 /** Who decided and why; carried by approve/reject signals and the approve update. */
 export interface Decision {
@@ -44,12 +44,21 @@ export interface CopySettings {
   concurrency: number;
 }
 
+/** Who steers a running migration (pause, resume, copy settings): checked against the approvers when the plan names any. */
+export interface Operator {
+  by?: string;
+  reason?: string;
+}
+
+/** A change to a running copy's settings, within the plan schema's limits (COPY_LIMITS). */
+export type CopySettingsRequest = Partial<CopySettings> & Operator;
+
 /** What the copy activity polls between batches. */
 export interface CopyControl extends CopySettings {
   paused: boolean;
 }
 
-/** What the copy activity reports back, a few times a second at most. */
+/** What the copy activity reports back: rarely (see activities/copy-engine.ts); live progress is in its heartbeat. */
 export interface CopyProgress {
   total: number;
   copied: number;
@@ -94,13 +103,20 @@ export interface MigrationStatus {
 export const statusQuery = defineQuery<MigrationStatus>('status');
 export const copyControlQuery = defineQuery<CopyControl>('copyControl');
 
+// Every decision and control has a signal (for `temporal workflow signal`; one that is
+// not allowed is noted and ignored) and an update of the same name whose validator
+// refuses it at once, leaving no trace in history.
 export const approveSignal = defineSignal<[Decision]>('approve');
 export const rejectSignal = defineSignal<[Decision]>('reject');
-export const pauseSignal = defineSignal('pause');
-export const resumeSignal = defineSignal('resume');
+export const pauseSignal = defineSignal<[Operator?]>('pause');
+export const resumeSignal = defineSignal<[Operator?]>('resume');
 export const rollbackSignal = defineSignal<[RollbackRequest]>('rollback');
-export const setCopySettingsSignal = defineSignal<[Partial<CopySettings>]>('setCopySettings');
+export const setCopySettingsSignal = defineSignal<[CopySettingsRequest]>('setCopySettings');
 export const copyProgressSignal = defineSignal<[CopyProgress]>('copyProgress');
 
-/** Answers at once: refused when nothing awaits approval or the approver is not allowed. */
 export const approveUpdate = defineUpdate<MigrationStatus, [Decision]>('approve');
+export const rejectUpdate = defineUpdate<MigrationStatus, [Decision]>('reject');
+export const pauseUpdate = defineUpdate<MigrationStatus, [Operator?]>('pause');
+export const resumeUpdate = defineUpdate<MigrationStatus, [Operator?]>('resume');
+export const rollbackUpdate = defineUpdate<MigrationStatus, [RollbackRequest]>('rollback');
+export const setCopySettingsUpdate = defineUpdate<MigrationStatus, [CopySettingsRequest]>('setCopySettings');

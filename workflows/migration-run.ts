@@ -4,17 +4,22 @@
  * settings, the approval gate and the post-cutover rollback window.
  *
  * A workflow creates one MigrationRun before its first await (so no message
- * arrives unhandled) and wraps each phase in `run.phase(...)`.
+ * arrives unhandled) and wraps each phase in `run.phase(...)`. Every message a
+ * person sends exists as an update (refused at once by its validator) and as a
+ * signal (refused ones are noted and ignored); both go through the same checks.
  */
 import {
   ApplicationFailure,
+  CancellationScope,
   condition,
+  isCancellation,
   log,
   setCurrentDetails,
   setHandler,
+  sleep,
   upsertSearchAttributes,
 } from '@temporalio/workflow';
-import type { Duration } from '@temporalio/common';
+import type { Duration, SignalDefinition, UpdateDefinition } from '@temporalio/common';
 import type { z } from 'zod';
 import {
   approveSignal,
@@ -22,20 +27,28 @@ import {
   copyControlQuery,
   copyProgressSignal,
   pauseSignal,
+  pauseUpdate,
   rejectSignal,
+  rejectUpdate,
   resumeSignal,
+  resumeUpdate,
   rollbackSignal,
+  rollbackUpdate,
   setCopySettingsSignal,
+  setCopySettingsUpdate,
   statusQuery,
   type CopySettings,
+  type CopySettingsRequest,
   type Decision,
   type MigrationStatus,
+  type Operator,
   type Outcome,
   type Phase,
   type RollbackRequest,
   type ValidationReport,
 } from './messages';
-import { MigrationKind, MigrationPhase, MigrationSource, MigrationTarget } from './search-attributes';
+import { COPY_LIMITS } from './plan-schemas';
+import { MigrationKind, MigrationOutcome, MigrationPhase, MigrationSource, MigrationTarget } from './search-attributes';
 
 /**
  * Parses a plan at the workflow's first step. Bad input fails the workflow at
@@ -64,10 +77,13 @@ export interface RunDescription {
 
 export type ApprovalResult = 'approved' | 'rejected' | 'timed-out';
 
+/** Phases that change what is live: once started they finish, even if the workflow is cancelled. */
+const IRREVERSIBLE: Phase[] = ['cutover', 'verify', 'rollback'];
+
 export class MigrationRun {
   readonly status: MigrationStatus;
   private decided: { approved: boolean } | null = null;
-  private rollbackRequest: RollbackRequest | null = null;
+  private readonly rollbackRequests: RollbackRequest[] = [];
   private rollbackOpen = false;
 
   constructor(private readonly description: RunDescription) {
@@ -93,17 +109,29 @@ export class MigrationRun {
     this.show('validate-input');
   }
 
-  /** Runs one phase: waits while paused, reports it, records it done. */
+  /**
+   * Runs one phase: waits while paused, reports it, records it done. Cutover,
+   * verify and rollback run to their end even when the workflow is cancelled,
+   * so a cancellation never leaves a half-switched store; a cancelled run
+   * says what was done and what was not.
+   */
   async phase<T>(phase: Phase, work: () => Promise<T>): Promise<T> {
     await condition(() => !this.status.paused);
     this.show(phase);
     try {
-      const result = await work();
+      const result = IRREVERSIBLE.includes(phase) ? await CancellationScope.nonCancellable(work) : await work();
       this.status.phasesDone.push(phase);
       return result;
     } catch (err) {
-      this.status.error = `${phase}: ${errorMessage(err)}`;
-      this.refreshDetails();
+      if (isCancellation(err)) {
+        this.note(`Cancelled during ${phase}. Done: ${this.status.phasesDone.join(' → ') || 'nothing'}. ${phase} did not finish; ${this.status.phasesDone.includes('cutover') ? 'the cutover stands' : 'nothing was cut over'}.`);
+        this.endWith('cancelled');
+      } else {
+        // Not an outcome yet: a runbook may recover (e.g. roll back after a failed verify).
+        // A failure that ends the run shows as ExecutionStatus = 'Failed'.
+        this.status.error = `${phase}: ${errorMessage(err)}`;
+        this.refreshDetails();
+      }
       throw err;
     }
   }
@@ -143,21 +171,37 @@ export class MigrationRun {
   }
 
   /**
-   * After a verified cutover, keeps the way back open for `window`:
-   * resolves with the rollback request, or null once the window has passed.
+   * After a verified cutover, keeps the way back open for `window`: from now
+   * on, rollback requests from allowed approvers queue up (see nextRollbackRequest).
    */
-  async awaitRollbackRequest(window: Duration): Promise<RollbackRequest | null> {
+  openRollbackWindow(window: Duration): void {
     this.show('rollback-window');
     this.rollbackOpen = true;
-    await condition(() => this.rollbackRequest !== null, window);
-    this.rollbackOpen = false;
-    return this.rollbackRequest;
+    void sleep(window).then(() => (this.rollbackOpen = false));
+  }
+
+  /** The next queued rollback request, or null once the window has closed. A runbook may refuse one and ask again. */
+  async nextRollbackRequest(): Promise<RollbackRequest | null> {
+    this.show('rollback-window');
+    await condition(() => this.rollbackRequests.length > 0 || !this.rollbackOpen);
+    return this.rollbackRequests.shift() ?? null;
+  }
+
+  /** openRollbackWindow and the first request: for runbooks that take any rollback request. */
+  async awaitRollbackRequest(window: Duration): Promise<RollbackRequest | null> {
+    this.openRollbackWindow(window);
+    return this.nextRollbackRequest();
   }
 
   finish<T extends object>(outcome: Outcome, result: T): T & { outcome: Outcome; report: ValidationReport | null; notes: string[] } {
-    this.status.outcome = outcome;
+    this.endWith(outcome);
     this.show('done');
     return { ...result, outcome, report: this.status.report, notes: this.status.notes };
+  }
+
+  private endWith(outcome: Outcome): void {
+    this.status.outcome = outcome;
+    upsertSearchAttributes([{ key: MigrationOutcome, value: outcome }]);
   }
 
   private installHandlers(): void {
@@ -167,29 +211,12 @@ export class MigrationRun {
       batchSize: this.status.copy.batchSize,
       concurrency: this.status.copy.concurrency,
     }));
-    setHandler(approveSignal, (decision) => this.decide(decision, true));
-    setHandler(rejectSignal, (decision) => this.decide(decision, false));
-    setHandler(
-      approveUpdate,
-      (decision) => {
-        this.decide(decision, true);
-        return this.status;
-      },
-      { validator: (decision) => this.assertCanDecide(decision) },
-    );
-    setHandler(pauseSignal, () => {
-      this.status.paused = true;
-      this.refreshDetails();
-    });
-    setHandler(resumeSignal, () => {
-      this.status.paused = false;
-      this.refreshDetails();
-    });
-    setHandler(setCopySettingsSignal, (settings) => {
-      if (settings.batchSize && settings.batchSize > 0) this.status.copy.batchSize = Math.floor(settings.batchSize);
-      if (settings.concurrency && settings.concurrency > 0) this.status.copy.concurrency = Math.floor(settings.concurrency);
-      this.note(`Copy settings now batchSize=${this.status.copy.batchSize}, concurrency=${this.status.copy.concurrency}.`);
-    });
+    this.handle(approveSignal, approveUpdate, 'approval', (d: Decision) => this.assertCanDecide(d), (d: Decision) => this.decide(d, true));
+    this.handle(rejectSignal, rejectUpdate, 'rejection', (d: Decision) => this.assertCanDecide(d), (d: Decision) => this.decide(d, false));
+    this.handle(pauseSignal, pauseUpdate, 'pause', (o?: Operator) => this.assertOperator(o), () => this.setPaused(true));
+    this.handle(resumeSignal, resumeUpdate, 'resume', (o?: Operator) => this.assertOperator(o), () => this.setPaused(false));
+    this.handle(setCopySettingsSignal, setCopySettingsUpdate, 'copy settings', (r: CopySettingsRequest) => this.assertCopySettings(r), (r: CopySettingsRequest) => this.applyCopySettings(r));
+    this.handle(rollbackSignal, rollbackUpdate, 'rollback', (r: RollbackRequest) => this.assertCanRollBack(r), (r: RollbackRequest) => this.requestRollback(r));
     setHandler(copyProgressSignal, (progress) => {
       const copy = this.status.copy;
       copy.total = progress.total;
@@ -198,47 +225,101 @@ export class MigrationRun {
       copy.etaSeconds = progress.rate > 0 ? Math.ceil((progress.total - progress.copied) / progress.rate) : null;
       this.refreshDetails();
     });
-    setHandler(rollbackSignal, (decision) => {
-      if (this.status.approval.awaiting) {
-        // Before cutover a rollback request is a rejection: nothing is live yet.
-        this.decide(decision, false);
-      } else if (this.rollbackOpen && this.isAllowed(decision)) {
-        this.rollbackRequest = decision;
-      } else {
-        this.note(`Ignored rollback from '${decision.by}': ${this.rollbackOpen ? 'not an allowed approver' : 'no cutover to roll back'}.`);
-      }
-    });
   }
 
-  /** Validator for the approve update: refusing here leaves no trace in history. */
+  /**
+   * One message, two forms: the update refuses through its validator (no
+   * history), the signal notes the refusal and ignores the message.
+   */
+  private handle<Args extends unknown[]>(
+    signal: SignalDefinition<Args>,
+    update: UpdateDefinition<MigrationStatus, Args>,
+    what: string,
+    check: (...args: Args) => void,
+    act: (...args: Args) => void,
+  ): void {
+    setHandler(signal, (...args: Args) => {
+      try {
+        check(...args);
+      } catch (err) {
+        this.note(`Ignored ${what}: ${errorMessage(err)}`);
+        return;
+      }
+      act(...args);
+    });
+    setHandler(
+      update,
+      (...args: Args) => {
+        act(...args);
+        return this.status;
+      },
+      { validator: check },
+    );
+  }
+
+  /** Refusing here leaves no trace in history. */
   private assertCanDecide(decision: Decision): void {
-    if (!decision || typeof decision.by !== 'string' || !decision.by.trim()) {
-      throw new Error("An approval must say who approves: { by: 'name', reason?: '…' }.");
-    }
+    this.assertAllowed(decision, true);
     if (!this.status.approval.awaiting || this.decided) {
       throw new Error(`Nothing awaits approval: the migration is in phase '${this.status.phase}'.`);
     }
-    if (!this.isAllowed(decision)) {
-      throw new Error(`'${decision.by}' is not on this plan's approver list (${this.description.approvers.join(', ')}).`);
-    }
   }
 
-  /** Signals cannot be refused, so a decision that the validator would refuse is noted and ignored. */
   private decide(decision: Decision, approved: boolean): void {
-    try {
-      this.assertCanDecide(decision);
-    } catch (err) {
-      this.note(`Ignored ${approved ? 'approval' : 'rejection'}: ${errorMessage(err)}`);
-      return;
-    }
     this.decided = { approved };
     this.status.approval.decision = { ...decision, approved };
     this.note(`${approved ? 'Approved' : 'Rejected'} by ${decision.by}${decision.reason ? `: ${decision.reason}` : ''}.`);
   }
 
-  private isAllowed(decision: Decision): boolean {
+  /** Pause, resume and copy settings: anyone when the plan names no approvers, else only them. */
+  private assertOperator(operator: Operator | undefined): void {
+    if (this.description.approvers.length > 0) this.assertAllowed(operator, true);
+  }
+
+  private setPaused(paused: boolean): void {
+    this.status.paused = paused;
+    this.refreshDetails();
+  }
+
+  private assertCopySettings(request: CopySettingsRequest): void {
+    this.assertOperator(request);
+    if (request?.batchSize === undefined && request?.concurrency === undefined) throw new Error('Give batchSize and/or concurrency.');
+    for (const key of ['batchSize', 'concurrency'] as const) {
+      const value = request[key];
+      const { min, max } = COPY_LIMITS[key];
+      if (value !== undefined && !(Number.isInteger(value) && value >= min && value <= max)) {
+        throw new Error(`${key} must be a whole number from ${min} to ${max}.`);
+      }
+    }
+  }
+
+  private applyCopySettings(request: CopySettingsRequest): void {
+    if (request.batchSize !== undefined) this.status.copy.batchSize = request.batchSize;
+    if (request.concurrency !== undefined) this.status.copy.concurrency = request.concurrency;
+    this.note(`Copy settings now batchSize=${this.status.copy.batchSize}, concurrency=${this.status.copy.concurrency}${request.by ? ` (by ${request.by})` : ''}.`);
+  }
+
+  private assertCanRollBack(request: RollbackRequest): void {
+    // Before cutover a rollback request is a rejection: nothing is live yet.
+    if (this.status.approval.awaiting) return this.assertCanDecide(request);
+    this.assertAllowed(request, true);
+    if (!this.rollbackOpen) throw new Error(`No cutover to roll back: the migration is in phase '${this.status.phase}'.`);
+  }
+
+  private requestRollback(request: RollbackRequest): void {
+    if (this.status.approval.awaiting) return this.decide(request, false);
+    this.rollbackRequests.push(request);
+    this.note(`Rollback requested by ${request.by}${request.mode ? ` (mode ${request.mode})` : ''}${request.reason ? `: ${request.reason}` : ''}.`);
+  }
+
+  private assertAllowed(who: Operator | undefined, mustName: boolean): void {
+    if (mustName && (!who || typeof who.by !== 'string' || !who.by.trim())) {
+      throw new Error("Say who you are: { by: 'name', reason?: '…' }.");
+    }
     const allowed = this.description.approvers;
-    return allowed.length === 0 || allowed.includes(decision.by);
+    if (allowed.length > 0 && !allowed.includes(who!.by!)) {
+      throw new Error(`'${who!.by}' is not on this plan's approver list (${allowed.join(', ')}).`);
+    }
   }
 
   private show(phase: Phase): void {
@@ -255,7 +336,7 @@ export class MigrationRun {
     if (copy.total > 0) {
       const pct = Math.floor((100 * copy.copied) / copy.total);
       const eta = copy.etaSeconds === null ? '' : `, ETA ${copy.etaSeconds}s`;
-      parts.push(`copied ${copy.copied}/${copy.total} (${pct}%) at ${copy.rate}/s${eta}`);
+      parts.push(`copied ${copy.copied}/${copy.total} (${pct}%) at ${copy.rate}/s${eta} (live progress: the copy activity's heartbeat)`);
     }
     if (report) parts.push(`validation ${report.ok ? 'passed' : 'FAILED'}: ${report.targetCount}/${report.sourceCount}`);
     if (approval.awaiting) parts.push(`waiting for approval${approval.approvers.length ? ` from ${approval.approvers.join(' or ')}` : ''}`);

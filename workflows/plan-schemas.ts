@@ -73,10 +73,13 @@ export const PgvectorTarget = z
 export const TargetSpec = z.discriminatedUnion('kind', [QdrantTarget, PgvectorTarget]);
 export type TargetSpec = z.output<typeof TargetSpec>;
 
+/** What a copy may be set to, in a plan or live (setCopySettings). */
+export const COPY_LIMITS = { batchSize: { min: 1, max: 10_000 }, concurrency: { min: 1, max: 16 } } as const;
+
 export const CopyPlan = z
   .object({
-    batchSize: z.number().int().min(1).max(10_000).default(500),
-    concurrency: z.number().int().min(1).max(16).default(2),
+    batchSize: z.number().int().min(COPY_LIMITS.batchSize.min).max(COPY_LIMITS.batchSize.max).default(500),
+    concurrency: z.number().int().min(COPY_LIMITS.concurrency.min).max(COPY_LIMITS.concurrency.max).default(2),
   })
   .strict();
 

@@ -1,7 +1,7 @@
 /**
  * memshift's custom search attributes, shown as columns in the Web UI and
- * usable in `temporal workflow list --query`. The dev-server script and the
- * test set-up register exactly these.
+ * usable in `temporal workflow list --query`. `memshift setup`, the worker at
+ * start, the dev-server script and the test set-up register exactly these.
  */
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 
@@ -9,5 +9,7 @@ export const MigrationKind = defineSearchAttributeKey('MigrationKind', SearchAtt
 export const MigrationPhase = defineSearchAttributeKey('MigrationPhase', SearchAttributeType.KEYWORD);
 export const MigrationSource = defineSearchAttributeKey('MigrationSource', SearchAttributeType.KEYWORD);
 export const MigrationTarget = defineSearchAttributeKey('MigrationTarget', SearchAttributeType.KEYWORD);
+/** Set once a run ends: cut-over, rolled-back, rejected, failed, cancelled, … */
+export const MigrationOutcome = defineSearchAttributeKey('MigrationOutcome', SearchAttributeType.KEYWORD);
 
-export const MEMSHIFT_SEARCH_ATTRIBUTES = [MigrationKind, MigrationPhase, MigrationSource, MigrationTarget];
+export const MEMSHIFT_SEARCH_ATTRIBUTES = [MigrationKind, MigrationPhase, MigrationSource, MigrationTarget, MigrationOutcome];

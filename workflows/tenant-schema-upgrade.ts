@@ -179,18 +179,6 @@ export async function tenantSchemaUpgrade(input: TenantSchemaPlanInput): Promise
     run.note('The plan does not require approval: applying after the backup.');
   }
 
-  // From here on a rollback request undoes the upgrade (before, it is a
-  // rejection). Requests queue, so one that is refused leaves the way back open.
-  const requests: RollbackRequest[] = [];
-  setHandler(rollbackSignal, (request) => {
-    const approvers = plan.approval.approvers;
-    if (approvers.length > 0 && !approvers.includes(request.by)) {
-      run.note(`Ignored rollback from '${request.by}': not an allowed approver.`);
-    } else {
-      requests.push(request);
-    }
-  });
-
   /** The reverse of every version this run applied, newest first: every row stays. */
   const revert = async (why: string) => {
     await run.phase('rollback', async () => {
@@ -229,13 +217,11 @@ export async function tenantSchemaUpgrade(input: TenantSchemaPlanInput): Promise
   }
   run.note(`Verified: ${verification.checks.length} checks passed.`);
 
-  let windowOpen = !/^0+[a-z]+$/.test(plan.rollbackWindow);
-  if (windowOpen) void sleep(plan.rollbackWindow).then(() => (windowOpen = false));
+  if (/^0+[a-z]+$/.test(plan.rollbackWindow)) return result('cut-over');
+  // Requests queue in MigrationRun, so one refused here leaves the way back open.
+  run.openRollbackWindow(plan.rollbackWindow);
   for (;;) {
-    const request = await run.phase('rollback-window', async () => {
-      await condition(() => requests.length > 0 || !windowOpen);
-      return requests.shift();
-    });
+    const request = await run.nextRollbackRequest();
     if (!request) return result('cut-over');
     const why = `requested by ${request.by}${request.reason ? `: ${request.reason}` : ''}`;
     if (request.mode !== 'restore-backup') {

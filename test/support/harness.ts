@@ -27,7 +27,7 @@ export function uniqueQueue(name: string): string {
 /** A real worker in this process; stop() shuts it down and waits. */
 export async function startWorker(taskQueue: string) {
   const { worker, run } = await createMemshiftWorker({
-    address: temporalAddress(),
+    connectionOptions: { address: temporalAddress() },
     namespace: 'default',
     taskQueue,
     workflowBundlePath: process.env.MEMSHIFT_WORKFLOW_BUNDLE,
