@@ -102,11 +102,13 @@ describe('a steady writer (every 150 ms: adds, updates, deletes)', () => {
     expect(waiting.report?.checks.find((c) => c.name === `${base}: writes since the watermark`)?.detail).toMatch(/\d+ added, \d+ changed, \d+ deleted since the last catch-up/);
     const atApproval = writer.counts();
     await waitForStatus(handle, (s) => s.notes.some((n) => n.startsWith('Caught up while awaiting approval')), 30_000);
+    // On the double, the alias swap takes a second: writes in that gap land in legacy after the last catch-up.
+    qdrant.double?.faults.set({ latencyMs: 1_000, onlyPaths: /\/collections\/aliases$/ });
     await handle.executeUpdate(approveUpdate, { args: [{ by: 'alice' }] });
     const result = await handle.result();
+    qdrant.double?.faults.clear();
     expect(result.outcome).toBe('cut-over');
     expect(await aliasTarget(`${base}_live`)).toBe(`${base}_v2`);
-    expect(result.notes.join('\n')).toMatch(/Catch-up right after the swap: \d+ added, \d+ changed, \d+ deleted/);
 
     const afterCutover = writer.counts();
     await sleep(1_000); // the writer goes on, now into the new collection
@@ -114,6 +116,7 @@ describe('a steady writer (every 150 ms: adds, updates, deletes)', () => {
     expect(writer.counts().add).toBeGreaterThan(afterCutover.add);
     const expected = await writer.stop();
     await expectHolds(qdrant.url, `${base}_v2`, expected);
+    expect(result.notes.join('\n')).toMatch(qdrant.double ? /Catch-up right after the swap: [1-9]/ : /Catch-up right after the swap: \d+ added/);
     expect(result.caughtUp.added + result.caughtUp.changed + result.caughtUp.deleted).toBeGreaterThan(0);
   });
 
@@ -163,12 +166,12 @@ describe('validation under a live writer still catches what the copy got wrong',
     try {
       const target = new QdrantCollection(qdrant.url, `${base}_v2`);
       while ((await target.retrieve([altered]).catch(() => [])).length === 0) await sleep(50); // until the copy wrote it
-      await handle.signal(pauseSignal);
+      await handle.signal(pauseSignal, { by: 'alice' });
       await waitForStatus(handle, (s) => s.paused);
       const [copy] = await target.retrieve([altered]);
       await target.upsert([{ ...copy, vector: copy.vector.map((x) => -x) }]);
       qdrant.double?.faults.clear();
-      await handle.signal(resumeSignal);
+      await handle.signal(resumeSignal, { by: 'alice' });
 
       const message = await failureMessage(handle);
       expect(message).toMatch(/^Validation failed, cutover blocked/);

@@ -179,7 +179,7 @@ describe('rebuild end to end', () => {
     // the writes below land after the copy read those points and before the first catch-up.
     const written = new QdrantCollection(qdrant.url, `${base}_v2`);
     while ((await written.count().catch(() => 0)) < 100) await new Promise((resolve) => setTimeout(resolve, 50));
-    await handle.signal(pauseSignal);
+    await handle.signal(pauseSignal, { by: 'alice' });
     await waitForStatus(handle, (s) => s.paused);
     qdrant.double?.faults.clear();
 
@@ -195,7 +195,7 @@ describe('rebuild end to end', () => {
     const reserialized = [...(await readAll(`${base}_v2`)).values()].slice(15).filter((p) => typeof p.payload.last_seen_epoch === 'number');
     await written.upsert(reserialized.map((p) => ({ ...p, payload: { ...p.payload, last_seen_epoch: nextDouble(p.payload.last_seen_epoch as number) } })));
     expect(reserialized.length).toBeGreaterThan(5);
-    await handle.signal(resumeSignal);
+    await handle.signal(resumeSignal, { by: 'alice' });
 
     const waiting = await waitForPhase(handle, 'await-approval');
     expect(waiting.report?.ok, JSON.stringify(waiting.report?.checks)).toBe(true);
