@@ -13,6 +13,7 @@ import { differingFields } from './compare';
 // Until qdrant-rebuild.ts moves to activities/compare.ts.
 export { canonicalJson } from './compare';
 import type { MemoryPoint, Page, PointSource, PointTarget } from './stores/contract';
+import { workerStopping } from './worker-state';
 
 /** How the running copy talks to its workflow (see copy-channel.ts). */
 export interface CopyChannel {
@@ -62,6 +63,8 @@ const CONTROL_POLL_MS = 1_000;
  * in the heartbeat, which costs no history.
  */
 const MIN_REPORT_INTERVAL_MS = 60_000;
+/** Longer than the worker's heartbeat throttle (workers/worker.ts), so the last heartbeat reaches the server. */
+const HEARTBEAT_FLUSH_MS = 2_500;
 const REPORT_INTERVAL_FRACTION_OF_AGE = 0.1;
 
 interface PendingWrite {
@@ -108,8 +111,14 @@ export async function copyPointsResumably(job: CopyJob): Promise<CopyResult> {
   };
 
   heartbeat();
+  let stopping = false;
   while (!exhausted || pending.length > 0) {
     if (ctx.cancellationSignal.aborted) throw new CancelledFailure('Copy cancelled; resume point is the last heartbeat.');
+    if (!stopping && workerStopping()) {
+      // A deploy or SIGTERM: finish the pages in flight, record the cursor, hand over to the next worker.
+      stopping = true;
+      exhausted = true;
+    }
     if (Date.now() - lastPoll >= CONTROL_POLL_MS) {
       control = await job.channel.control();
       lastPoll = Date.now();
@@ -132,6 +141,13 @@ export async function copyPointsResumably(job: CopyJob): Promise<CopyResult> {
     committed = { cursor: head.page.next, copied: committed.copied + head.page.points.length };
     heartbeat();
     await report();
+  }
+  if (stopping) {
+    await new Promise((resolve) => setTimeout(resolve, HEARTBEAT_FLUSH_MS));
+    throw ApplicationFailure.retryable(
+      `The worker is shutting down: copy stopped after ${committed.copied} points; the next attempt resumes from there.`,
+      'WorkerShuttingDown',
+    );
   }
   await report(true);
   return {

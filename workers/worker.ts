@@ -8,6 +8,7 @@ import { NativeConnection, Worker, type NativeConnectionOptions } from '@tempora
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { createActivities } from '../activities';
+import { setWorkerStoppingCheck } from '../activities/worker-state';
 import { ensureSearchAttributes } from '../client/search-attributes-setup';
 
 export interface MemshiftWorkerOptions {
@@ -42,6 +43,7 @@ export async function createMemshiftWorker(options: MemshiftWorkerOptions) {
     // a copy stops at once after writing what is in flight and heartbeating its cursor (copy-engine.ts).
     shutdownGraceTime: process.env.MEMSHIFT_SHUTDOWN_GRACE ?? '60s',
   });
+  setWorkerStoppingCheck(() => worker.getState() !== 'RUNNING');
   return {
     worker,
     /** memshift search attributes this worker registered at start (missing before). */

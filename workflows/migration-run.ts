@@ -116,16 +116,18 @@ export class MigrationRun {
    * says what was done and what was not.
    */
   async phase<T>(phase: Phase, work: () => Promise<T>): Promise<T> {
-    await condition(() => !this.status.paused);
-    this.show(phase);
+    const start = async () => {
+      await condition(() => !this.status.paused);
+      this.show(phase);
+      return work();
+    };
     try {
-      const result = IRREVERSIBLE.includes(phase) ? await CancellationScope.nonCancellable(work) : await work();
+      const result = IRREVERSIBLE.includes(phase) ? await CancellationScope.nonCancellable(start) : await start();
       this.status.phasesDone.push(phase);
       return result;
     } catch (err) {
       if (isCancellation(err)) {
-        this.note(`Cancelled during ${phase}. Done: ${this.status.phasesDone.join(' → ') || 'nothing'}. ${phase} did not finish; ${this.status.phasesDone.includes('cutover') ? 'the cutover stands' : 'nothing was cut over'}.`);
-        this.endWith('cancelled');
+        this.noteCancelled(phase);
       } else {
         // Not an outcome yet: a runbook may recover (e.g. roll back after a failed verify).
         // A failure that ends the run shows as ExecutionStatus = 'Failed'.
@@ -158,9 +160,9 @@ export class MigrationRun {
   async awaitCutoverApproval(timeout?: Duration): Promise<ApprovalResult> {
     this.show('await-approval');
     this.status.approval.awaiting = true;
-    const decidedInTime = timeout
-      ? await condition(() => this.decided !== null, timeout)
-      : (await condition(() => this.decided !== null), true);
+    const decidedInTime = await this.cancellable('await-approval', () =>
+      timeout ? condition(() => this.decided !== null, timeout) : condition(() => this.decided !== null).then(() => true),
+    );
     this.status.approval.awaiting = false;
     if (!decidedInTime) {
       this.note(`No decision within ${timeout}: ending without cutover.`);
@@ -177,13 +179,14 @@ export class MigrationRun {
   openRollbackWindow(window: Duration): void {
     this.show('rollback-window');
     this.rollbackOpen = true;
-    void sleep(window).then(() => (this.rollbackOpen = false));
+    const close = () => (this.rollbackOpen = false);
+    void sleep(window).then(close, close); // a cancelled run closes it too
   }
 
   /** The next queued rollback request, or null once the window has closed. A runbook may refuse one and ask again. */
   async nextRollbackRequest(): Promise<RollbackRequest | null> {
     this.show('rollback-window');
-    await condition(() => this.rollbackRequests.length > 0 || !this.rollbackOpen);
+    await this.cancellable('rollback-window', () => condition(() => this.rollbackRequests.length > 0 || !this.rollbackOpen));
     return this.rollbackRequests.shift() ?? null;
   }
 
@@ -197,6 +200,23 @@ export class MigrationRun {
     this.endWith(outcome);
     this.show('done');
     return { ...result, outcome, report: this.status.report, notes: this.status.notes };
+  }
+
+  /** Waits that a cancellation may end: the run then says what it leaves behind. */
+  private async cancellable<T>(phase: Phase, wait: () => Promise<T>): Promise<T> {
+    try {
+      return await wait();
+    } catch (err) {
+      if (isCancellation(err)) this.noteCancelled(phase);
+      throw err;
+    }
+  }
+
+  private noteCancelled(phase: Phase): void {
+    const done = this.status.phasesDone;
+    const state = done.includes('cutover') ? 'The cutover stands: the new store is live; nothing was rolled back.' : 'Nothing was cut over: the source is still live.';
+    this.note(`Cancelled during ${phase}. Done: ${done.join(' → ') || 'nothing'}. ${state} Start a new run to continue, or roll back by hand as the runbook page says.`);
+    this.endWith('cancelled');
   }
 
   private endWith(outcome: Outcome): void {
