@@ -31,15 +31,15 @@ afterAll(async () => {
   await qdrant?.stop();
 });
 
-function planFor(memories: number, overrides: Partial<SqliteVecPlanInput> = {}) {
+function planFor(memories: number, overrides: Partial<Omit<SqliteVecPlanInput, 'target'>> = {}) {
   const sourcePath = path.join(dir, `${uniqueName('store')}.db`);
   generateMcpStore(sourcePath, { count: memories, dimensions: 8, deletedEvery: 0 });
   return {
     source: { path: sourcePath },
-    target: { kind: 'qdrant' as const, url: qdrant.url, collection: uniqueName('memories') },
     copy: { batchSize: BATCH, concurrency: 2 },
     cutover: { file: path.join(dir, `${uniqueName('live')}.json`) },
     ...overrides,
+    target: { kind: 'qdrant' as const, url: qdrant.url, collection: uniqueName('memories') },
   };
 }
 
