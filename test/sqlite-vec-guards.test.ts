@@ -172,7 +172,7 @@ describe('no plan can damage the source: refused in preflight, before anything i
 });
 
 it('workflow history holds no credentials and no memory contents, through cutover and a rollback that carries writes back', async () => {
-  const input = plan({ cutover: { file: path.join(dir, 'history-live.json') }, rollbackWindow: '5m', catchUpEvery: '1s' });
+  const input = plan({ cutover: { file: path.join(dir, 'history-live.json') }, rollbackWindow: '5m', catchUp: { every: '1s' } });
   const handle = await client.workflow.start(sqliteVecMigration, { taskQueue, workflowId: uniqueName('history'), args: [input] });
   await waitForPhase(handle, 'await-approval');
   await new Promise((r) => setTimeout(r, 1_500)); // a catch-up while waiting

@@ -126,7 +126,7 @@ describe.each(Object.entries(targets))('to %s', (name, makeTarget) => {
         target,
         copy: { batchSize: 100, concurrency: 2 },
         cutover: { file: liveFile },
-        catchUpEvery: '1s',
+        catchUp: { every: '1s' },
         rollbackWindow: '5m',
       }],
     });

@@ -77,6 +77,13 @@ export interface RunDescription {
 
 export type ApprovalResult = 'approved' | 'rejected' | 'timed-out';
 
+/** Work repeated while approval waits (catching up with live writes), at most `maxRounds` times. */
+export interface KeepUpWhileWaiting {
+  every: Duration;
+  maxRounds: number;
+  run(round: number): Promise<void>;
+}
+
 /** Phases that change what is live: once started they finish, even if the workflow is cancelled. */
 const IRREVERSIBLE: Phase[] = ['cutover', 'verify', 'rollback'];
 
@@ -155,14 +162,25 @@ export class MigrationRun {
 
   /**
    * The gate before anything irreversible: resolves on an approve or reject
-   * from an allowed approver, or on the plan's timeout.
+   * from an allowed approver, or on the plan's timeout. Meanwhile `keepUp`
+   * runs every `every`; a decision waits for a round in progress to end.
    */
-  async awaitCutoverApproval(timeout?: Duration): Promise<ApprovalResult> {
+  async awaitCutoverApproval(timeout?: Duration, keepUp?: KeepUpWhileWaiting): Promise<ApprovalResult> {
     this.show('await-approval');
     this.status.approval.awaiting = true;
-    const decidedInTime = await this.cancellable('await-approval', () =>
+    const decision = this.cancellable('await-approval', () =>
       timeout ? condition(() => this.decided !== null, timeout) : condition(() => this.decided !== null).then(() => true),
     );
+    let over = false;
+    decision.then(
+      () => (over = true),
+      () => (over = true),
+    );
+    for (let round = 1; keepUp && round <= keepUp.maxRounds; round++) {
+      if (await condition(() => over, keepUp.every)) break;
+      await keepUp.run(round);
+    }
+    const decidedInTime = await decision;
     this.status.approval.awaiting = false;
     if (!decidedInTime) {
       this.note(`No decision within ${timeout}: ending without cutover.`);

@@ -83,6 +83,17 @@ export const CopyPlan = z
   })
   .strict();
 
+/**
+ * Catch-ups while approval waits keep the cutover's own catch-up short
+ * however long the approver takes; their number is capped so history stays bounded.
+ */
+export const CatchUpWhileWaiting = z
+  .object({
+    every: duration.default('5m'),
+    maxRoundsWhileWaiting: z.number().int().min(0).max(500).default(60),
+  })
+  .strict();
+
 export const ApprovalPlan = z
   .object({
     /** Who may approve, reject or roll back; empty means anyone. */

@@ -16,7 +16,7 @@ import { longActivities, quickActivities } from './activity-options';
 import type { CarryBackCounts, CatchUpCounts } from '../activities/qdrant-rebuild';
 import type { Outcome, ValidationReport } from './messages';
 import { MigrationRun, errorMessage, parsePlan } from './migration-run';
-import { ApprovalPlan, CopyPlan, collectionName, duration, endpointUrl, qdrantUrl } from './plan-schemas';
+import { ApprovalPlan, CatchUpWhileWaiting, CopyPlan, collectionName, duration, endpointUrl, qdrantUrl } from './plan-schemas';
 
 /** mem0 2.x queries these scope ids with keyword filters. */
 const MEM0_SCOPE_INDEXES = ['user_id', 'agent_id', 'run_id', 'actor_id'];
@@ -71,10 +71,8 @@ export const QdrantRebuildPlan = z
       .object({
         /** Catch-up passes before approval: each copies what changed in the sources, then validates again. */
         maxRounds: z.number().int().min(1).max(20).default(3),
-        /** While approval waits: one catch-up every `every`, at most `maxRoundsWhileWaiting` (history stays bounded). */
-        every: duration.default('1m'),
-        maxRoundsWhileWaiting: z.number().int().min(0).max(500).default(60),
       })
+      .extend(CatchUpWhileWaiting.shape)
       .strict()
       .prefault({}),
     approval: ApprovalPlan.prefault({}),
@@ -213,14 +211,14 @@ export async function qdrantCollectionRebuild(input: QdrantRebuildPlanInput): Pr
     );
   }
 
-  let decided = false;
-  const approval = run.awaitCutoverApproval(plan.approval.timeout).finally(() => (decided = true));
-  for (let round = 1; round <= plan.catchUp.maxRoundsWhileWaiting; round++) {
-    if (await condition(() => decided, plan.catchUp.every)) break;
-    const counts = await catchUp();
-    if (counts.added + counts.changed + counts.deleted > 0) run.note(`Caught up while awaiting approval (round ${round}): ${describeCatchUp(counts)}.`);
-  }
-  const decision = await approval;
+  const decision = await run.awaitCutoverApproval(plan.approval.timeout, {
+    every: plan.catchUp.every,
+    maxRounds: plan.catchUp.maxRoundsWhileWaiting,
+    run: async (round) => {
+      const counts = await catchUp();
+      if (counts.added + counts.changed + counts.deleted > 0) run.note(`Caught up while awaiting approval (round ${round}): ${describeCatchUp(counts)}.`);
+    },
+  });
   if (decision !== 'approved') {
     if (plan.onReject === 'drop-target') {
       await run.phase('rollback', () => quickActivities.dropRebuildTargets(plan));

@@ -4,13 +4,13 @@
  * pgvector table — backed up, copied resumably, validated, approved, cut over,
  * verified, and rolled back on request or on failed verification.
  */
-import { ApplicationFailure, condition } from '@temporalio/workflow';
+import { ApplicationFailure } from '@temporalio/workflow';
 import { z } from 'zod';
 import type { Watermark } from '../activities/stores/sqlite';
 import { longActivities, quickActivities } from './activity-options';
 import type { Outcome, RollbackRequest, ValidationReport } from './messages';
 import { MigrationRun, errorMessage, parsePlan } from './migration-run';
-import { ApprovalPlan, CopyPlan, TargetSpec, describeTarget, duration, endpointUrl } from './plan-schemas';
+import { ApprovalPlan, CatchUpWhileWaiting, CopyPlan, TargetSpec, describeTarget, duration, endpointUrl } from './plan-schemas';
 
 export const SqliteVecPlan = z
   .object({
@@ -43,11 +43,8 @@ export const SqliteVecPlan = z
     onReject: z.enum(['drop-target', 'keep-target']).default('drop-target'),
     /** The file that names the live backend; cutover rewrites it, rollback restores it. */
     cutover: z.object({ file: z.string().min(1) }).strict(),
-    /**
-     * While waiting for approval, how often to copy what the service wrote
-     * meanwhile (each catch-up adds a few history events).
-     */
-    catchUpEvery: duration.default('5m'),
+    /** While waiting for approval: copy what the service wrote meanwhile every `every`, at most `maxRoundsWhileWaiting` times. */
+    catchUp: CatchUpWhileWaiting.prefault({}),
     /** How long after cutover a `rollback` signal is still taken. */
     rollbackWindow: duration.default('0s'),
     dryRun: z.boolean().default(false),
@@ -145,23 +142,23 @@ export async function sqliteVecMigration(input: SqliteVecPlanInput): Promise<Sql
 }
 
 /**
- * The approval gate, catching up every `catchUpEvery` while it waits, so the
+ * The approval gate, catching up while it waits (see plan.catchUp), so the
  * cutover's own catch-up stays short however long the approver takes.
  * Returns the decision and the watermark the last catch-up reached.
  */
 async function awaitApprovalCatchingUp(run: MigrationRun, plan: SqliteVecPlan, from: Watermark) {
   let watermark = from;
-  let waiting = true;
-  const catchingUp = (async () => {
-    while (!(await condition(() => !waiting, plan.catchUpEvery))) {
-      watermark = (await longActivities.catchUpSqliteVec(plan, watermark)).watermark;
-    }
-  })().catch((err) => {
-    // Not fatal: the watermark stays where it was, and cutover catches up from it.
-    run.note(`Catch-up while waiting for approval stopped: ${errorMessage(err)}`);
+  const decision = await run.awaitCutoverApproval(plan.approval.timeout, {
+    every: plan.catchUp.every,
+    maxRounds: plan.catchUp.maxRoundsWhileWaiting,
+    run: async () => {
+      try {
+        watermark = (await longActivities.catchUpSqliteVec(plan, watermark)).watermark;
+      } catch (err) {
+        // Not fatal: the watermark stays where it was, and cutover catches up from it.
+        run.note(`Catch-up while waiting for approval failed: ${errorMessage(err)}`);
+      }
+    },
   });
-  const decision = await run.awaitCutoverApproval(plan.approval.timeout);
-  waiting = false;
-  await catchingUp;
   return { decision, watermark };
 }
