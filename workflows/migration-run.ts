@@ -374,7 +374,8 @@ export class MigrationRun {
     if (copy.total > 0) {
       const pct = Math.floor((100 * copy.copied) / copy.total);
       const eta = copy.etaSeconds === null ? '' : `, ETA ${copy.etaSeconds}s`;
-      parts.push(`copied ${copy.copied}/${copy.total} (${pct}%) at ${copy.rate}/s${eta} (live progress: the copy activity's heartbeat)`);
+      const live = phase === 'copy' ? ' at the last report; live progress: Pending Activities → heartbeat details' : '';
+      parts.push(`copied ${copy.copied}/${copy.total} (${pct}%) at ${copy.rate}/s${eta}${live}`);
     }
     if (report) parts.push(`validation ${report.ok ? 'passed' : 'FAILED'}: ${report.targetCount}/${report.sourceCount}`);
     if (approval.awaiting) parts.push(`waiting for approval${approval.approvers.length ? ` from ${approval.approvers.join(' or ')}` : ''}`);

@@ -9,6 +9,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { MEMSHIFT_SEARCH_ATTRIBUTES } from '../../workflows/search-attributes';
+import { recordHistories } from './record-histories';
 import { TEMPORAL_CLI } from './temporal';
 
 export default async function setup() {
@@ -24,7 +25,10 @@ export default async function setup() {
   const bundlePath = path.join(mkdtempSync(path.join(os.tmpdir(), 'memshift-bundle-')), 'workflows.js');
   writeFileSync(bundlePath, code);
   process.env.MEMSHIFT_WORKFLOW_BUNDLE = bundlePath;
-  return async () => env.teardown();
+  return async () => {
+    if (process.env.MEMSHIFT_RECORD_HISTORIES) console.log(`Recorded histories: ${(await recordHistories(env.client)).join(', ')}`);
+    await env.teardown();
+  };
 }
 
 const quietLogger = {

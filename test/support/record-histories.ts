@@ -1,0 +1,31 @@
+/**
+ * `npm run record-histories`: after a full test run, keeps one history of
+ * each way a runbook can end (workflow type × outcome × whether an activity
+ * was retried, e.g. after a worker crash) under test/histories/, for the
+ * replay test. Re-record after a deliberate, patched() change only.
+ */
+import type { Client } from '@temporalio/client';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils';
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { MigrationOutcome } from '../../workflows/search-attributes';
+
+export const HISTORIES_DIR = path.resolve(__dirname, '../histories');
+const RUNBOOKS = ['sqliteVecMigration', 'qdrantCollectionRebuild', 'tenantSchemaUpgrade'];
+
+export async function recordHistories(client: Client): Promise<string[]> {
+  const kept = new Map<string, string>();
+  const query = `WorkflowType IN (${RUNBOOKS.map((t) => `'${t}'`).join(', ')}) AND ExecutionStatus != 'Running'`;
+  for await (const info of client.workflow.list({ query })) {
+    const handle = client.workflow.getHandle(info.workflowId, info.runId);
+    const history = await handle.fetchHistory();
+    const retried = (history.events ?? []).some((e) => (e.activityTaskStartedEventAttributes?.attempt ?? 1) > 1);
+    const outcome = info.typedSearchAttributes.get(MigrationOutcome) ?? info.status.name.toLowerCase();
+    const name = `${info.type}-${outcome}${retried ? '-resumed' : ''}`;
+    if (!kept.has(name)) kept.set(name, historyToJSON(history));
+  }
+  mkdirSync(HISTORIES_DIR, { recursive: true });
+  for (const file of readdirSync(HISTORIES_DIR).filter((f) => f.endsWith('.json'))) rmSync(path.join(HISTORIES_DIR, file));
+  for (const [name, json] of kept) writeFileSync(path.join(HISTORIES_DIR, `${name}.json`), json);
+  return [...kept.keys()].sort();
+}
