@@ -77,9 +77,9 @@ export async function failureMessage(handle: WorkflowHandle): Promise<string> {
 }
 
 /** A worker in its own process, as in production, so a test can SIGKILL it. */
-export function spawnWorkerProcess(taskQueue: string): ChildProcess {
+export function spawnWorkerProcess(taskQueue: string, env: Record<string, string> = {}): ChildProcess {
   return spawn(process.execPath, ['--import', 'tsx', path.resolve(__dirname, '../../workers/main.ts')], {
-    env: { ...process.env, TEMPORAL_ADDRESS: temporalAddress(), MEMSHIFT_TASK_QUEUE: taskQueue, MEMSHIFT_LOG_LEVEL: 'WARN' },
+    env: { ...process.env, TEMPORAL_ADDRESS: temporalAddress(), MEMSHIFT_TASK_QUEUE: taskQueue, MEMSHIFT_LOG_LEVEL: 'WARN', ...env },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
 }
