@@ -123,12 +123,13 @@ export async function copyPointsResumably(job: CopyJob): Promise<CopyResult> {
       control = await job.channel.control();
       lastPoll = Date.now();
     }
-    if (control.paused) {
+    // Paused: commit the pages already in flight, then hold, heartbeating the exact count.
+    if (control.paused && pending.length === 0) {
       heartbeat();
       await ctx.sleep(CONTROL_POLL_MS);
       continue;
     }
-    while (!exhausted && pending.length < control.concurrency) {
+    while (!control.paused && !exhausted && pending.length < control.concurrency) {
       const page = await job.source.readPage(readCursor, control.batchSize);
       readCursor = page.next;
       exhausted = page.next === null;
