@@ -5,16 +5,18 @@
  * replay test. Re-record after a deliberate, patched() change only.
  */
 import type { Client } from '@temporalio/client';
-import { historyToJSON } from '@temporalio/common/lib/proto-utils';
+import { temporal } from '@temporalio/proto';
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { MigrationOutcome } from '../../workflows/search-attributes';
 
 export const HISTORIES_DIR = path.resolve(__dirname, '../histories');
+/** Histories are kept as Temporal's own protobuf encoding, byte-exact. */
+export const HISTORY_SUFFIX = '.history.pb';
 const RUNBOOKS = ['sqliteVecMigration', 'qdrantCollectionRebuild', 'tenantSchemaUpgrade'];
 
 export async function recordHistories(client: Client): Promise<string[]> {
-  const kept = new Map<string, string>();
+  const kept = new Map<string, Uint8Array>();
   const query = `WorkflowType IN (${RUNBOOKS.map((t) => `'${t}'`).join(', ')}) AND ExecutionStatus != 'Running'`;
   for await (const info of client.workflow.list({ query })) {
     const handle = client.workflow.getHandle(info.workflowId, info.runId);
@@ -22,10 +24,10 @@ export async function recordHistories(client: Client): Promise<string[]> {
     const retried = (history.events ?? []).some((e) => (e.activityTaskStartedEventAttributes?.attempt ?? 1) > 1);
     const outcome = info.typedSearchAttributes.get(MigrationOutcome) ?? info.status.name.toLowerCase();
     const name = `${info.type}-${outcome}${retried ? '-resumed' : ''}`;
-    if (!kept.has(name)) kept.set(name, historyToJSON(history));
+    if (!kept.has(name)) kept.set(name, temporal.api.history.v1.History.encode(history).finish());
   }
   mkdirSync(HISTORIES_DIR, { recursive: true });
-  for (const file of readdirSync(HISTORIES_DIR).filter((f) => f.endsWith('.json'))) rmSync(path.join(HISTORIES_DIR, file));
-  for (const [name, json] of kept) writeFileSync(path.join(HISTORIES_DIR, `${name}.json`), json);
+  for (const file of readdirSync(HISTORIES_DIR).filter((f) => f.endsWith(HISTORY_SUFFIX))) rmSync(path.join(HISTORIES_DIR, file));
+  for (const [name, bytes] of kept) writeFileSync(path.join(HISTORIES_DIR, `${name}${HISTORY_SUFFIX}`), bytes);
   return [...kept.keys()].sort();
 }
