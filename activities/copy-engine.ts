@@ -114,7 +114,7 @@ export async function copyPointsResumably(job: CopyJob): Promise<CopyResult> {
   let stopping = false;
   while (!exhausted || pending.length > 0) {
     if (ctx.cancellationSignal.aborted) throw new CancelledFailure('Copy cancelled; resume point is the last heartbeat.');
-    if (!stopping && workerStopping()) {
+    if (!stopping && !exhausted && workerStopping()) {
       // A deploy or SIGTERM: finish the pages in flight, record the cursor, hand over to the next worker.
       stopping = true;
       exhausted = true;

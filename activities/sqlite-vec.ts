@@ -192,8 +192,12 @@ async function assertPlanFilesSafe(plan: SqliteVecPlan, workflowId: string): Pro
 const fileExists = (file: string) => fs.stat(file).then(() => true, () => false);
 const ownsBackup = (owner: string, workflowId: string) => fs.readFile(owner, 'utf8').then((id) => id === workflowId, () => false);
 
+/** A record this run wrote, or null when it never wrote it. Any other read error stops the run: guessing could delete data. */
 async function readJson<T>(file: string): Promise<T | null> {
-  const text = await fs.readFile(file, 'utf8').catch(() => null);
+  const text = await fs.readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return null;
+    throw ApplicationFailure.nonRetryable(`Cannot read this run's record ${file}: ${err.code ?? err.message}. Nothing was changed; restore the file and retry.`, 'RunRecordUnreadable');
+  });
   return text === null ? null : (JSON.parse(text) as T);
 }
 
@@ -290,7 +294,8 @@ async function catchUp(
   const before = await pointsBeforeRun(plan);
   const reembed = plan.reembed ? reembedPoints(plan.reembed) : async (points: MemoryPoint[]) => points;
   const workflow = workflowCopyChannel(client);
-  const quiet: CopyChannel = { control: () => workflow.control(), report: async () => {} };
+  // Catch-ups are short and run inside cutover too: a pause must not hold a switch half done.
+  const quiet: CopyChannel = { control: async () => ({ ...(await workflow.control()), paused: false }), report: async () => {} };
   let upserted = 0;
   await copyPointsResumably({
     source: new McpMemorySource(db, includeDeleted, since),

@@ -14,6 +14,7 @@ import {
   condition,
   isCancellation,
   log,
+  patched,
   setCurrentDetails,
   setHandler,
   sleep,
@@ -173,15 +174,26 @@ export class MigrationRun {
     );
     let over = false;
     decision.then(
-      () => (over = true),
-      () => (over = true),
+      () => (this.closeGate(), (over = true)),
+      () => (this.closeGate(), (over = true)),
     );
     for (let round = 1; keepUp && round <= keepUp.maxRounds; round++) {
       if (await condition(() => over, keepUp.every)) break;
-      await keepUp.run(round);
+      // A decision or the timeout never waits for a round: the round is cancelled (catch-ups are idempotent).
+      const scope = new CancellationScope();
+      const work = scope.run(() => keepUp.run(round));
+      await Promise.race([work, condition(() => over)]);
+      // Runs started before this change waited for the round: they keep doing so on replay.
+      if (over && patched('keep-up-round-cancelled-by-decision')) {
+        scope.cancel();
+        await work.catch((err) => {
+          if (!isCancellation(err)) throw err;
+        });
+      } else {
+        await work;
+      }
     }
     const decidedInTime = await decision;
-    this.status.approval.awaiting = false;
     if (!decidedInTime) {
       this.note(`No decision within ${timeout}: ending without cutover.`);
       return 'timed-out';
@@ -293,6 +305,11 @@ export class MigrationRun {
       },
       { validator: check },
     );
+  }
+
+  /** Once decided or timed out, later approvals are refused even while a catch-up round winds down. */
+  private closeGate(): void {
+    this.status.approval.awaiting = false;
   }
 
   /** Refusing here leaves no trace in history. */

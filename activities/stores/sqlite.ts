@@ -150,9 +150,11 @@ export class McpMemorySource implements PointSource {
   private readonly pageQuery: Database.Statement;
   private readonly countQuery: Database.Statement;
   private readonly params: number[];
+  private readonly snapshot: Watermark | null;
 
   /** With `changedSince`, only rows added or updated since that watermark (a catch-up). */
   constructor(private readonly db: SqliteDb, includeDeleted: boolean, private readonly changedSince?: Watermark) {
+    this.snapshot = changedSince ? watermarkOf(db) : null;
     const filter = `${liveRowsFilter(includeDeleted)}${changedSince ? ' AND (m.id > ? OR m.updated_at >= ?)' : ''}`;
     this.params = changedSince ? [changedSince.maxId, changedSince.since] : [];
     this.pageQuery = db.prepare(`${SELECT_MEMORIES} WHERE m.id > ? AND ${filter} ORDER BY m.id LIMIT ?`);
@@ -165,8 +167,9 @@ export class McpMemorySource implements PointSource {
 
   /**
    * The cursor is the last primary key read. A catch-up's cursor also names
-   * its watermark: a retried catch-up that sees a different watermark starts
-   * over, so rows changed between attempts below the old cursor are not skipped.
+   * its watermark and the source's state when the attempt began: a retried
+   * catch-up that sees a changed source starts over, so rows changed between
+   * attempts below the old cursor are not skipped.
    */
   async readPage(cursor: string | null, limit: number): Promise<Page> {
     const afterId = this.cursorId(cursor);
@@ -176,7 +179,10 @@ export class McpMemorySource implements PointSource {
   }
 
   private cursorPrefix(): string {
-    return this.changedSince ? `${this.changedSince.maxId}@${this.changedSince.since}:` : '';
+    if (!this.changedSince) return '';
+    // Since and this attempt's snapshot: a retry that sees a changed source starts over.
+    const { maxId, since } = this.changedSince;
+    return `${maxId}@${since}/${this.snapshot!.maxId}@${this.snapshot!.since}:`;
   }
 
   private cursorId(cursor: string | null): number {
