@@ -751,8 +751,9 @@ export function qdrantRebuildActivities({ client }: { client: Client }) {
       return total;
     },
 
-    async dropRebuildTargets(plan: QdrantRebuildPlan): Promise<void> {
-      for (const { target } of plan.collections) await deleteCollection(plan.qdrant.url, target);
+    /** Drops the target collections this run created; never one that existed before it. */
+    async dropRebuildTargets(plan: QdrantRebuildPlan, created: string[]): Promise<void> {
+      for (const { target } of plan.collections) if (created.includes(target)) await deleteCollection(plan.qdrant.url, target);
     },
 
     /** The cutover: every serving alias moved to its new collection in one atomic request. */

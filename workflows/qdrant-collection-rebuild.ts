@@ -172,7 +172,7 @@ export async function qdrantCollectionRebuild(input: QdrantRebuildPlanInput): Pr
     }
   });
 
-  await run.phase('prepare-target', () => quickActivities.prepareRebuildTargets(plan, preflight.vectors));
+  const { created } = await run.phase('prepare-target', () => quickActivities.prepareRebuildTargets(plan, preflight.vectors));
 
   await run.phase('copy', async () => {
     for (let index = 0; index < plan.collections.length; index++) {
@@ -221,8 +221,10 @@ export async function qdrantCollectionRebuild(input: QdrantRebuildPlanInput): Pr
   });
   if (decision !== 'approved') {
     if (plan.onReject === 'drop-target') {
-      await run.phase('rollback', () => quickActivities.dropRebuildTargets(plan));
-      run.note(`Removed ${plan.collections.map((c) => c.target).join(', ')}; the sources were never changed.`);
+      // Only collections this run created: an empty one that existed before keeps existing (with this run's copy in it).
+      await run.phase('rollback', () => quickActivities.dropRebuildTargets(plan, created));
+      const kept = plan.collections.map((c) => c.target).filter((name) => !created.includes(name));
+      run.note(`Removed ${created.join(', ') || 'nothing'}${kept.length ? `; kept ${kept.join(', ')}, which existed before this run` : ''}; the sources were never changed.`);
     }
     return result(decision === 'rejected' ? 'rejected' : 'approval-timed-out');
   }
