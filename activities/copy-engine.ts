@@ -10,8 +10,6 @@
 import { Context, CancelledFailure, ApplicationFailure } from '@temporalio/activity';
 import type { CopyControl, CopyProgress } from '../workflows/messages';
 import { differingFields } from './compare';
-// Until qdrant-rebuild.ts moves to activities/compare.ts.
-export { canonicalJson } from './compare';
 import type { MemoryPoint, Page, PointSource, PointTarget } from './stores/contract';
 import { workerStopping } from './worker-state';
 
