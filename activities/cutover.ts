@@ -6,7 +6,7 @@
  */
 import { ApplicationFailure } from '@temporalio/common';
 import fs from 'node:fs/promises';
-import { assertWritableFile, copyFileExclusive } from './files';
+import { assertWritableFile, copyFileExclusive, writeFileAtomically } from './files';
 
 export interface LiveBackend {
   kind: string;
@@ -22,11 +22,7 @@ export type ProtectedFiles = { file: string; what: string }[];
 /** Per migration, so a later migration never mistakes an earlier one's saved copy for its own. */
 const previousOf = (file: string, workflowId: string) => `${file}.before-${workflowId.replace(/[^A-Za-z0-9_.-]/g, '_')}`;
 
-async function writeAtomically(file: string, text: string, protectedFiles: ProtectedFiles): Promise<void> {
-  await assertWritableFile(`${file}.tmp`, 'cutover.file', protectedFiles);
-  await fs.writeFile(`${file}.tmp`, text);
-  await fs.rename(`${file}.tmp`, file);
-}
+const writeAtomically = (file: string, text: string, protectedFiles: ProtectedFiles) => writeFileAtomically(file, text, 'cutover.file', protectedFiles);
 
 export async function readLiveBackend(file: string): Promise<LiveBackend | null> {
   const text = await fs.readFile(file, 'utf8').catch(() => null);

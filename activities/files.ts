@@ -64,6 +64,17 @@ export async function assertWritableFile(file: string, field: string, protectedF
   return real;
 }
 
+/**
+ * Writes `text` to a temporary file beside `file` and renames it into place,
+ * so a crash never leaves half a file; both paths go through assertWritableFile.
+ */
+export async function writeFileAtomically(file: string, text: string, field: string, protectedFiles: { file: string; what: string }[] = []): Promise<void> {
+  await assertWritableFile(file, field, protectedFiles);
+  await assertWritableFile(`${file}.tmp`, field, protectedFiles);
+  await fs.writeFile(`${file}.tmp`, text);
+  await fs.rename(`${file}.tmp`, file);
+}
+
 /** Byte-exact copy that never replaces an existing file. */
 export async function copyFileExclusive(from: string, to: string): Promise<void> {
   await fs.copyFile(from, to, fs.constants.COPYFILE_EXCL);

@@ -16,7 +16,7 @@ import { currentWorkflow } from './context';
 import { workflowCopyChannel } from './copy-channel';
 import { differingFields, payloadFingerprint, sameJson } from './compare';
 import { copyPointsResumably, type CopyChannel, type CopyResult } from './copy-engine';
-import { assertWritableFile } from './files';
+import { assertWritableFile, writeFileAtomically } from './files';
 import type { MemoryPoint, SparseVector } from './stores/contract';
 import { exportGraph, graphCounts, restoreGraph, type GraphFile } from './stores/neo4j';
 import {
@@ -481,12 +481,11 @@ async function readWatermark(plan: QdrantRebuildPlan, pair: Pair): Promise<Water
   return new Map(Object.entries(JSON.parse(text).points as Record<string, [string, string, string | null]>).map(([id, [print, held, user]]) => [id, { print, held, user }]));
 }
 
-/** Written whole to a temporary file and renamed, so a crash never leaves half a watermark. */
+/** Written whole (writeFileAtomically), so a crash never leaves half a watermark. */
 async function writeWatermark(plan: QdrantRebuildPlan, pair: Pair, watermark: Watermark): Promise<void> {
-  const file = await assertWritableFile(watermarkFileFor(plan, currentWorkflow().workflowId, pair), 'workDir');
   const points = Object.fromEntries([...watermark].map(([id, { print, held, user }]) => [id, [print, held, user]]));
-  await fs.writeFile(`${file}.tmp`, JSON.stringify({ source: pair.source, target: pair.target, recordedAt: new Date().toISOString(), points }));
-  await fs.rename(`${file}.tmp`, file);
+  const text = JSON.stringify({ source: pair.source, target: pair.target, recordedAt: new Date().toISOString(), points });
+  await writeFileAtomically(watermarkFileFor(plan, currentWorkflow().workflowId, pair), text, 'workDir');
 }
 
 async function inBatches(ids: string[], size: number, work: (batch: string[]) => Promise<void>): Promise<void> {

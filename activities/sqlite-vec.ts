@@ -22,7 +22,7 @@ import { workflowCopyChannel } from './copy-channel';
 import { copyPointsResumably, cosine, type CopyChannel, type CopyResult } from './copy-engine';
 import { assertLiveBackendFile, readLiveBackend, recordLiveBackend, restoreLiveBackend, type ProtectedFiles } from './cutover';
 import { reembedPoints } from './embeddings';
-import { assertWritableFile, realPathOf } from './files';
+import { assertWritableFile, realPathOf, writeFileAtomically } from './files';
 import type { MemoryPoint } from './stores/contract';
 import {
   McpMemorySource,
@@ -201,11 +201,7 @@ async function readJson<T>(file: string): Promise<T | null> {
   return text === null ? null : (JSON.parse(text) as T);
 }
 
-async function writeJson(plan: SqliteVecPlan, file: string, value: unknown): Promise<void> {
-  await assertWritableFile(`${file}.tmp`, 'backupPath', protectedFiles(plan));
-  await fs.writeFile(`${file}.tmp`, JSON.stringify(value));
-  await fs.rename(`${file}.tmp`, file);
-}
+const writeJson = (plan: SqliteVecPlan, file: string, value: unknown) => writeFileAtomically(file, JSON.stringify(value), 'backupPath', protectedFiles(plan));
 
 interface TargetBefore {
   created: boolean;
