@@ -9,6 +9,9 @@ export const duration = z
   .string()
   .regex(/^\d+(ms|s|m|h|d)$/, "must be a duration like '90s', '30m', '2h' or '1d'");
 
+/** A `duration` of zero ('0s', '0m', …): e.g. no rollback window at all. */
+export const isZeroDuration = (value: string) => /^0+[a-z]+$/.test(value);
+
 export const sqlIdentifier = z
   .string()
   .regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, 'must be a plain SQL identifier (letters, digits, underscores)');

@@ -16,7 +16,7 @@ import { longActivities, quickActivities } from './activity-options';
 import type { CarryBackCounts, CatchUpCounts } from '../activities/qdrant-rebuild';
 import type { Outcome, ValidationReport } from './messages';
 import { MigrationRun, errorMessage, parsePlan } from './migration-run';
-import { ApprovalPlan, CatchUpWhileWaiting, CopyPlan, collectionName, duration, endpointUrl, qdrantUrl } from './plan-schemas';
+import { ApprovalPlan, CatchUpWhileWaiting, CopyPlan, collectionName, duration, endpointUrl, isZeroDuration, qdrantUrl } from './plan-schemas';
 
 /** mem0 2.x queries these scope ids with keyword filters. */
 const MEM0_SCOPE_INDEXES = ['user_id', 'agent_id', 'run_id', 'actor_id'];
@@ -263,7 +263,7 @@ export async function qdrantCollectionRebuild(input: QdrantRebuildPlanInput): Pr
   } catch (err) {
     return rollback(`verification failed: ${errorMessage(err)}`);
   }
-  if (!/^0+[a-z]+$/.test(plan.retention)) {
+  if (!isZeroDuration(plan.retention)) {
     const request = await run.awaitRollbackRequest(plan.retention);
     if (request) return rollback(`requested by ${request.by}${request.reason ? `: ${request.reason}` : ''}`);
   }

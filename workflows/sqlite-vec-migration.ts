@@ -10,7 +10,7 @@ import type { Watermark } from '../activities/stores/sqlite';
 import { longActivities, quickActivities } from './activity-options';
 import type { Outcome, RollbackRequest, ValidationReport } from './messages';
 import { MigrationRun, errorMessage, parsePlan } from './migration-run';
-import { ApprovalPlan, CatchUpWhileWaiting, CopyPlan, TargetSpec, describeTarget, duration, endpointUrl } from './plan-schemas';
+import { ApprovalPlan, CatchUpWhileWaiting, CopyPlan, TargetSpec, describeTarget, duration, endpointUrl, isZeroDuration } from './plan-schemas';
 
 export const SqliteVecPlan = z
   .object({
@@ -134,7 +134,7 @@ export async function sqliteVecMigration(input: SqliteVecPlanInput): Promise<Sql
   } catch (err) {
     return rollback(`verification failed: ${errorMessage(err)}`, null);
   }
-  if (!/^0+[a-z]+$/.test(plan.rollbackWindow)) {
+  if (!isZeroDuration(plan.rollbackWindow)) {
     const request = await run.awaitRollbackRequest(plan.rollbackWindow);
     if (request) return rollback(`requested by ${request.by}${request.reason ? `: ${request.reason}` : ''}`, request);
   }

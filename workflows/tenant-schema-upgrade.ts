@@ -24,7 +24,7 @@ import type {
 } from '../activities/openmemory';
 import { rollbackSignal, type Outcome, type RollbackRequest, type ValidationReport } from './messages';
 import { MigrationRun, errorMessage, parsePlan } from './migration-run';
-import { ApprovalPlan, duration, postgresUrl, sqlIdentifier } from './plan-schemas';
+import { ApprovalPlan, duration, isZeroDuration, postgresUrl, sqlIdentifier } from './plan-schemas';
 
 const OpenMemoryTarget = z.discriminatedUnion('engine', [
   z.object({ engine: z.literal('sqlite'), /** The OpenMemory database file (OM_DB_PATH). */ path: z.string().min(1) }).strict(),
@@ -217,7 +217,7 @@ export async function tenantSchemaUpgrade(input: TenantSchemaPlanInput): Promise
   }
   run.note(`Verified: ${verification.checks.length} checks passed.`);
 
-  if (/^0+[a-z]+$/.test(plan.rollbackWindow)) return result('cut-over');
+  if (isZeroDuration(plan.rollbackWindow)) return result('cut-over');
   // Requests queue in MigrationRun, so one refused here leaves the way back open.
   run.openRollbackWindow(plan.rollbackWindow);
   for (;;) {
