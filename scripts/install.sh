@@ -11,3 +11,4 @@ npm install --no-audit --no-fund
 scripts/install-temporal.sh
 scripts/install-neo4j-harness.sh
 scripts/install-browser.sh
+scripts/install-memorygraph.sh
