@@ -2,7 +2,7 @@
  * Failures that cannot heal end the workflow in one attempt with a named type
  * and a message naming ids and fields, never contents; and values a store
  * re-serializes (Qdrant 1.19's float parsing) are not mistaken for failures.
- * Real Temporal, real SQLite, PostgreSQL (PGlite or DATABASE_URL), the Qdrant
+ * Real Temporal, real SQLite, PostgreSQL (native, PGlite or DATABASE_URL), the Qdrant
  * double (or QDRANT_URL).
  */
 import type { Client } from '@temporalio/client';

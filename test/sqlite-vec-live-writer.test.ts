@@ -5,7 +5,7 @@
  * cutover; after cutover it writes to the target, as the service does once
  * switched; then a rollback. After the cutover every source write is in the
  * target; after the rollback every write is in the SQLite source.
- * Real Temporal, real SQLite, pgvector (PGlite) and the Qdrant double.
+ * Real Temporal, real SQLite, pgvector (native PostgreSQL by default) and the Qdrant double.
  */
 import type { Client } from '@temporalio/client';
 import { spawn, type ChildProcess } from 'node:child_process';

@@ -1,6 +1,6 @@
 /**
  * sqliteVecMigration end to end on a real Temporal server with a real worker,
- * a real SQLite-vec source, and both targets: pgvector (PGlite or
+ * a real SQLite-vec source, and both targets: pgvector (native PostgreSQL, PGlite or
  * DATABASE_URL) and Qdrant (the test double, or QDRANT_URL).
  */
 import type { Client } from '@temporalio/client';

@@ -9,8 +9,8 @@
  * the apply needs, so the apply waits on it (heartbeating where it is) until
  * the test kills the worker.
  * - SQLite: a write lock (BEGIN IMMEDIATE) — the apply waits to begin its transaction.
- * - PostgreSQL (only with DATABASE_URL: PGlite runs one transaction at a
- *   time, so it cannot block one midway): ACCESS EXCLUSIVE on waypoints —
+ * - PostgreSQL (not on PGlite, which runs one transaction at a time and so
+ *   cannot block one midway): ACCESS EXCLUSIVE on waypoints —
  *   the apply, locking the OpenMemory tables in order in its open
  *   transaction, holds memories and vectors and waits for waypoints.
  */
@@ -26,7 +26,7 @@ import { approveUpdate, statusQuery } from '../workflows/messages';
 import { tenantSchemaUpgrade, type TenantSchemaPlanInput, type TenantSchemaResult } from '../workflows/tenant-schema-upgrade';
 import { createPostgresV11, createSqliteV11, pgRows, pgSchemaState, sha256File, sqliteRows, withPg } from './support/openmemory-fixtures';
 import { connectClient, tempDir, uniqueQueue, waitForPhase, spawnWorkerProcess } from './support/harness';
-import { startTestPostgres, uniqueName, type TestPostgres } from './support/postgres';
+import { postgresIsPglite, startTestPostgres, uniqueName, type TestPostgres } from './support/postgres';
 
 const ROLES = ['memories', 'vectors', 'waypoints'] as const;
 const ALL_CHANGES = VERSIONS.find((v) => v.id === '1.2.0')!.changes.map((c) => c.id);
@@ -166,7 +166,7 @@ it('SQLite: worker SIGKILLed while apply waits for the write lock; a new worker 
   }
 });
 
-describe.runIf(process.env.DATABASE_URL)('PostgreSQL server (DATABASE_URL)', () => {
+describe.skipIf(postgresIsPglite)('PostgreSQL server', () => {
   let pg: TestPostgres;
   beforeAll(async () => {
     pg = await startTestPostgres();

@@ -1,8 +1,10 @@
 /**
  * A PostgreSQL with pgvector for one test file: the DATABASE_URL server when
- * set (credentials moved to PG* env so plans carry none), else embedded PGlite.
+ * set (credentials moved to PG* env so plans carry none), PGlite when
+ * MEMSHIFT_PG=pglite, else a throwaway native PostgreSQL 18 cluster.
  */
 import { startEmbeddedPostgres } from '../../scripts/embedded-postgres';
+import { startNativePostgres } from '../../scripts/native-postgres';
 
 export interface TestPostgres {
   /** URL without credentials, as a plan would name it. */
@@ -10,9 +12,12 @@ export interface TestPostgres {
   stop(): Promise<void>;
 }
 
+/** PGlite runs one transaction at a time: tests of concurrent sessions need a real server. */
+export const postgresIsPglite = !process.env.DATABASE_URL && process.env.MEMSHIFT_PG === 'pglite';
+
 export async function startTestPostgres(): Promise<TestPostgres> {
   const external = process.env.DATABASE_URL;
-  if (!external) return startEmbeddedPostgres();
+  if (!external) return postgresIsPglite ? startEmbeddedPostgres() : startNativePostgres();
   const url = new URL(external);
   if (url.username) process.env.PGUSER = decodeURIComponent(url.username);
   if (url.password) process.env.PGPASSWORD = decodeURIComponent(url.password);
