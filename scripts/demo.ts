@@ -16,7 +16,7 @@ import { TASK_QUEUE } from '../client/temporal-config';
 import { createMemshiftWorker } from '../workers/worker';
 import { approveUpdate } from '../workflows/messages';
 import { sqliteVecMigration } from '../workflows/sqlite-vec-migration';
-import { startEmbeddedPostgres } from './embedded-postgres';
+import { startLocalPostgres } from './local-postgres';
 import { generateMcpStore } from './generate-mcp-store';
 
 const root = path.resolve(__dirname, '..');
@@ -62,7 +62,7 @@ async function main() {
   generateMcpStore(source, { count: memories, dimensions: 384, users: ['alice', 'bob', 'carol', 'dave', 'erin', 'frank'], deletedEvery: 100 });
 
   const { connection, server } = await ensureTemporal();
-  const postgres = await startEmbeddedPostgres();
+  const postgres = await startLocalPostgres();
   const { worker, run } = await createMemshiftWorker({ connectionOptions: { address: TEMPORAL_ADDRESS }, namespace: 'default', taskQueue: TASK_QUEUE });
   const working = run();
   const client = new Client({ connection });

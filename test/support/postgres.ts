@@ -3,8 +3,7 @@
  * set (credentials moved to PG* env so plans carry none), PGlite when
  * MEMSHIFT_PG=pglite, else a throwaway native PostgreSQL 18 cluster.
  */
-import { startEmbeddedPostgres } from '../../scripts/embedded-postgres';
-import { startNativePostgres } from '../../scripts/native-postgres';
+import { localPostgresIsPglite, startLocalPostgres } from '../../scripts/local-postgres';
 
 export interface TestPostgres {
   /** URL without credentials, as a plan would name it. */
@@ -13,11 +12,11 @@ export interface TestPostgres {
 }
 
 /** PGlite runs one transaction at a time: tests of concurrent sessions need a real server. */
-export const postgresIsPglite = !process.env.DATABASE_URL && process.env.MEMSHIFT_PG === 'pglite';
+export const postgresIsPglite = !process.env.DATABASE_URL && localPostgresIsPglite;
 
 export async function startTestPostgres(): Promise<TestPostgres> {
   const external = process.env.DATABASE_URL;
-  if (!external) return postgresIsPglite ? startEmbeddedPostgres() : startNativePostgres();
+  if (!external) return startLocalPostgres();
   const url = new URL(external);
   if (url.username) process.env.PGUSER = decodeURIComponent(url.username);
   if (url.password) process.env.PGPASSWORD = decodeURIComponent(url.password);
