@@ -3,9 +3,15 @@
  * vector(dim), payload jsonb`. Works on any PostgreSQL with pgvector — PGlite
  * over TCP by default, DATABASE_URL otherwise. Credentials come from the
  * worker's PGUSER/PGPASSWORD, never from the plan's URL.
+ *
+ * Batches are written at COPY speed: `COPY … FROM STDIN (FORMAT binary)` into
+ * a session-local staging table, then one `INSERT … SELECT … ON CONFLICT`.
  */
 import { ApplicationFailure } from '@temporalio/common';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
 import type { CountsByPayload, MemoryPoint, Page, PointSource, PointTarget } from './contract';
 
 export interface PgvectorTableSpec {
@@ -25,6 +31,9 @@ const quoteIdent = (name: string) => `"${name.replace(/"/g, '""')}"`;
 export class PgvectorTable implements PointSource, PointTarget, CountsByPayload {
   private readonly pool: pg.Pool;
   private readonly qualified: string;
+  /** Pooled sessions that already have their staging table. */
+  private readonly staged = new WeakSet<pg.PoolClient>();
+  private copySupported?: Promise<boolean>;
 
   constructor(private readonly spec: PgvectorTableSpec) {
     this.pool = new pg.Pool({ connectionString: spec.url, max: 4 });
@@ -89,7 +98,53 @@ export class PgvectorTable implements PointSource, PointTarget, CountsByPayload 
 
   private async insertOrUpdate(points: MemoryPoint[]): Promise<void> {
     if (points.length === 0) return;
-    // One statement per batch: arrays unnested server-side, idempotent by primary key.
+    if (!(await this.speaksCopy())) return this.insertOrUpdateByArrays(points);
+    const rows = encodeBinaryCopy(points); // before BEGIN: a point that cannot be encoded never opens a transaction
+    const client = await this.pool.connect();
+    let sessionBroken = false;
+    try {
+      if (!this.staged.has(client)) {
+        // Outside the batch's transaction, so a rolled-back batch cannot take the table with it.
+        await client.query(
+          `CREATE TEMP TABLE IF NOT EXISTS ${STAGING_TABLE} (id text, embedding vector, payload jsonb) ON COMMIT DELETE ROWS`,
+        );
+        this.staged.add(client);
+      }
+      await client.query('BEGIN');
+      await pipeline(Readable.from([rows]), client.query(copyFrom(`COPY ${STAGING_TABLE} FROM STDIN (FORMAT binary)`)));
+      // id::uuid here, not in COPY: an id PostgreSQL cannot read fails exactly as it did with text input (22P02).
+      await client.query(
+        `INSERT INTO ${this.qualified} (id, embedding, payload)
+         SELECT id::uuid, embedding, payload FROM ${STAGING_TABLE}
+         ON CONFLICT (id) DO UPDATE SET embedding = EXCLUDED.embedding, payload = EXCLUDED.payload`,
+      );
+      await client.query('COMMIT');
+    } catch (err) {
+      // A session that cannot roll back (e.g. cut off mid-COPY) is closed, not pooled again.
+      sessionBroken = await client.query('ROLLBACK').then(() => false, () => true);
+      throw classifyPostgresError(err, this.spec);
+    } finally {
+      client.release(sessionBroken);
+    }
+  }
+
+  /**
+   * PGlite's socket server does not speak COPY's sub-protocol (the session
+   * ends with "protocol synchronization was lost"): there a batch is one
+   * INSERT of arrays unnested server-side.
+   */
+  private speaksCopy(): Promise<boolean> {
+    this.copySupported ??= this.run<{ version: string }>('SELECT version() AS version').then(
+      (result) => !result.rows[0].version.includes('PGlite'),
+      (err) => {
+        this.copySupported = undefined; // asked again on the next batch: the server may be back
+        throw err;
+      },
+    );
+    return this.copySupported;
+  }
+
+  private async insertOrUpdateByArrays(points: MemoryPoint[]): Promise<void> {
     await this.run(
       `INSERT INTO ${this.qualified} (id, embedding, payload)
        SELECT id, embedding::vector, payload FROM unnest($1::uuid[], $2::text[], $3::jsonb[]) AS t(id, embedding, payload)
@@ -162,6 +217,45 @@ interface PointRow {
 
 function toPoint(row: PointRow): MemoryPoint {
   return { id: row.id, vector: JSON.parse(row.embedding), payload: row.payload };
+}
+
+const STAGING_TABLE = 'pg_temp.memshift_staging';
+const COPY_SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
+/** jsonb's binary form is a version byte, then the JSON text. */
+const JSONB_VERSION = 1;
+
+/**
+ * A batch in COPY's binary format (header, one tuple per point, trailer).
+ * Binary, not text: formatting 384 floats as decimal text costs more than the
+ * whole write, and pgvector reads the float4s as they are — the value stored
+ * is the one JavaScript rounds to float32, exactly.
+ */
+function encodeBinaryCopy(points: MemoryPoint[]): Buffer {
+  const ids = points.map((p) => Buffer.from(p.id, 'utf8'));
+  const payloads = points.map((p) => Buffer.from(JSON.stringify(p.payload), 'utf8'));
+  let size = COPY_SIGNATURE.length + 8 + 2;
+  for (let i = 0; i < points.length; i++) {
+    size += 2 + (4 + ids[i].length) + (4 + 4 + 4 * points[i].vector.length) + (4 + 1 + payloads[i].length);
+  }
+  const out = Buffer.allocUnsafe(size);
+  let at = COPY_SIGNATURE.copy(out, 0);
+  at = out.writeInt32BE(0, at); // flags
+  at = out.writeInt32BE(0, at); // header extension length
+  for (let i = 0; i < points.length; i++) {
+    const vector = points[i].vector;
+    at = out.writeInt16BE(3, at); // fields
+    at = out.writeInt32BE(ids[i].length, at);
+    at += ids[i].copy(out, at);
+    at = out.writeInt32BE(4 + 4 * vector.length, at);
+    at = out.writeUInt16BE(vector.length, at); // pgvector: dimensions, then an unused int16
+    at = out.writeInt16BE(0, at);
+    for (let j = 0; j < vector.length; j++) at = out.writeFloatBE(vector[j], at);
+    at = out.writeInt32BE(1 + payloads[i].length, at);
+    at = out.writeUInt8(JSONB_VERSION, at);
+    at += payloads[i].copy(out, at);
+  }
+  out.writeInt16BE(-1, at); // trailer
+  return out;
 }
 
 const CONTENT_REJECTED = 'ContentRejected';
