@@ -1,0 +1,72 @@
+/**
+ * Connections to the two Second Brain databases, and PostgreSQL errors
+ * classified: deterministic refusals become non-retryable failures that
+ * name the database and SQLSTATE, never a value (a data exception's message
+ * may quote memory content).
+ */
+import { ApplicationFailure } from '@temporalio/common';
+import pg from 'pg';
+import { describeDatabase } from '../../workflows/second-brain-plan';
+
+/** pg's own error codes for a missing database (SQLSTATE 3D000). */
+export const DATABASE_MISSING = '3D000';
+
+export function classifyPg(err: unknown, url: string): unknown {
+  const code = (err as { code?: unknown }).code;
+  if (typeof code !== 'string' || !/^[0-9A-Z]{5}$/.test(code)) return err;
+  const where = describeDatabase(url);
+  if (code.startsWith('22')) return ApplicationFailure.nonRetryable(`PostgreSQL at ${where} refused the content (SQLSTATE ${code}, data exception)`, 'ContentRejected');
+  if (['28', '3D', '42'].includes(code.slice(0, 2)) || code.startsWith('23')) {
+    return ApplicationFailure.nonRetryable(`PostgreSQL at ${where} refused: ${(err as Error).message} (SQLSTATE ${code})`, 'PostgresRefused');
+  }
+  return err;
+}
+
+/** A pool on `url` for the length of `use`; PGUSER/PGPASSWORD come from the worker's environment. */
+export async function withPool<T>(url: string, use: (pool: pg.Pool) => Promise<T>, max = 4): Promise<T> {
+  const pool = new pg.Pool({ connectionString: url, max });
+  pool.on('error', () => undefined); // an idle client's broken connection surfaces on its next query
+  try {
+    return await use(pool);
+  } catch (err) {
+    throw classifyPg(err, url);
+  } finally {
+    await pool.end();
+  }
+}
+
+/**
+ * Runs `read` in one REPEATABLE READ transaction on the source: catch-up and
+ * validation see the v2 database as of one instant while the service writes.
+ */
+export async function inSnapshot<T>(pool: pg.Pool, read: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    const result = await read(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
+/** The database name in a URL, and the URL of the server's maintenance database `postgres` (to create or drop it). */
+export function databaseOf(url: string): { name: string; maintenanceUrl: string } {
+  const parsed = new URL(url);
+  const name = decodeURIComponent(parsed.pathname.replace(/^\//, '')) || 'postgres';
+  parsed.pathname = '/postgres';
+  return { name, maintenanceUrl: parsed.toString() };
+}
+
+export const quoteIdent = (name: string) => `"${name.replace(/"/g, '""')}"`;
+
+/** Whether two URLs name the same database on the same server. */
+export function sameDatabase(a: string, b: string): boolean {
+  const [x, y] = [new URL(a), new URL(b)];
+  const port = (u: URL) => u.port || '5432';
+  return x.hostname === y.hostname && port(x) === port(y) && databaseOf(a).name === databaseOf(b).name;
+}

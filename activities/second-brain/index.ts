@@ -1,0 +1,821 @@
+/**
+ * Activities of the Second Brain v2 → v3 runbook (workflows/second-brain-v3-migration.ts).
+ * Each takes the validated plan (URLs and paths only) and returns counts,
+ * ids (capped), paths and reports — never memories.
+ *
+ * Nothing lost: the v2 database is only read, except by a rollback carrying
+ * post-cutover writes back; the service keeps writing to v2 during copy and
+ * approval, and catch-ups follow it by watermark (updated_at, and for v2.8
+ * the read stamps too) and by a deleted-id diff; only memories this run wrote
+ * are ever removed from v3, and only a database or tables this run created are dropped.
+ */
+import { Context } from '@temporalio/activity';
+import type { Client } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import { execFile } from 'node:child_process';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import type pg from 'pg';
+import { v5 as uuidv5 } from 'uuid';
+import type { CheckResult, RollbackRequest, ValidationReport } from '../../workflows/messages';
+import { describeDatabase, type SecondBrainPlan, type SecondBrainUser } from '../../workflows/second-brain-plan';
+import { differingFields, payloadFingerprint } from '../compare';
+import { currentWorkflow } from '../context';
+import { workflowCopyChannel } from '../copy-channel';
+import { copyPointsResumably, type CopyChannel, type CopyResult } from '../copy-engine';
+import { assertLiveBackendFile, readLiveBackend, recordLiveBackend, restoreLiveBackend, type ProtectedFiles } from '../cutover';
+import { assertWritableFile, writeFileAtomically } from '../files';
+import type { MemoryPoint } from '../stores/contract';
+import { QdrantCollection } from '../stores/qdrant';
+import { DATABASE_MISSING, databaseOf, inSnapshot, quoteIdent, sameDatabase, withPool } from './databases';
+import { V2Columns, V2MemorySource, inspectV2, v2Ids, watermarkNow, type Db, type FillVectors, type V2Shape, type V2Watermark, type V3Mapping } from './v2-source';
+import { writeBackV2Rows } from './v2-write-back';
+import { correlationIdFor, isObject, sameFloat32Vector, userIdFor } from './v3-memory';
+import { ALEMBIC_HEAD, V3_TABLES, VECTOR_INDEX, ivfflatLists, v3SchemaDdl, vectorIndexDdl } from './v3-schema';
+import { V3MemoryTarget } from './v3-target';
+
+/** Ids named in results and errors are capped: history stays small. */
+const MAX_IDS = 20;
+const SCAN_PAGE = 500;
+/** After a switch, writes already in flight to the old database keep landing for a moment: repeat until a round finds nothing. */
+const SETTLE_MS = 1_000;
+const MAX_SETTLE_ROUNDS = 5;
+
+const run = promisify(execFile);
+
+function fail(message: string, type: string): never {
+  throw ApplicationFailure.nonRetryable(message, type);
+}
+
+const listIds = (ids: string[]) => `${ids.slice(0, MAX_IDS).join(', ')}${ids.length > MAX_IDS ? ` and ${ids.length - MAX_IDS} more` : ''}`;
+
+async function untilQuiet(round: () => Promise<number>): Promise<number> {
+  let total = 0;
+  for (let i = 0; i < MAX_SETTLE_ROUNDS; i++) {
+    await new Promise((r) => setTimeout(r, SETTLE_MS));
+    const moved = await round();
+    total += moved;
+    if (moved === 0) break;
+  }
+  return total;
+}
+
+// --- the plan's choices ----------------------------------------------------------
+
+function planUsers(plan: SecondBrainPlan): SecondBrainUser[] {
+  return 'user' in plan.owner ? [plan.owner.user] : Object.values(plan.owner.users);
+}
+
+function mappingFor(plan: SecondBrainPlan, shape: V2Shape): V3Mapping {
+  const owner = plan.owner;
+  const ownerOf =
+    'user' in owner
+      ? () => userIdFor(owner.user.email)
+      : (metadata: unknown) => {
+          const value = isObject(metadata) ? metadata[owner.metadataField] : undefined;
+          const user = typeof value === 'string' ? owner.users[value] : undefined;
+          return user ? userIdFor(user.email) : null;
+        };
+  return { layout: shape.layout, ownerOf, tagsField: plan.memories.tagsField, untitled: plan.memories.untitled, defaultMemoryType: plan.memories.defaultMemoryType, embeddingModel: plan.memories.embeddingModel };
+}
+
+/** v1 stored each memory as a point with id uuid5(NAMESPACE_URL, memory id) and the memory id in payload `id`. */
+const v1PointId = (memoryId: string) => uuidv5(memoryId, uuidv5.URL);
+
+function qdrantFill(plan: SecondBrainPlan): FillVectors | undefined {
+  const v1 = plan.source.qdrant;
+  if (!v1) return undefined;
+  const collection = new QdrantCollection(v1.url, v1.collection);
+  return async (ids) => {
+    const byPoint = new Map(ids.map((id) => [v1PointId(id), id]));
+    const found = new Map<string, { vector: number[]; model: string | null }>();
+    for (const point of await collection.retrieve([...byPoint.keys()])) {
+      const memoryId = byPoint.get(point.id);
+      if (!memoryId || String(point.payload.id) !== memoryId || point.vector.length !== plan.dimensions) continue;
+      const meta = point.payload.meta;
+      const model = isObject(meta) && typeof meta.embedding_model === 'string' ? meta.embedding_model.slice(0, 100) : null;
+      found.set(memoryId, { vector: point.vector, model });
+    }
+    return found;
+  };
+}
+
+interface SourceContext {
+  pool: pg.Pool;
+  shape: V2Shape;
+  columns: V2Columns;
+  mapping: V3Mapping;
+}
+
+async function withSource<T>(plan: SecondBrainPlan, use: (source: SourceContext) => Promise<T>): Promise<T> {
+  return withPool(plan.source.url, async (pool) => {
+    const shape = await inspectV2(pool, describeDatabase(plan.source.url));
+    return use({ pool, shape, columns: new V2Columns(shape, plan.source.timestampsZone), mapping: mappingFor(plan, shape) });
+  });
+}
+
+async function withTarget<T>(plan: SecondBrainPlan, use: (target: V3MemoryTarget, pool: pg.Pool) => Promise<T>): Promise<T> {
+  return withPool(plan.target.url, (pool) => use(new V3MemoryTarget(pool, correlationIdFor(currentWorkflow().workflowId)), pool));
+}
+
+const openSource = (source: SourceContext, plan: SecondBrainPlan, db: Db = source.pool, since?: V2Watermark) =>
+  V2MemorySource.open(db, source.columns, source.mapping, qdrantFill(plan), since);
+
+// --- files this run writes ------------------------------------------------------------
+
+function runFiles(plan: SecondBrainPlan, workflowId: string) {
+  const dir = path.join(plan.backup.dir, workflowId.replace(/[^A-Za-z0-9_.-]/g, '_'));
+  return {
+    dir,
+    dump: path.join(dir, 'source.dump'),
+    partialDump: path.join(dir, 'source.dump.partial'),
+    /** What the target held before this run and what this run created there. */
+    targetBefore: path.join(dir, 'target-before.json'),
+    /** The v3 memories as this run left them at cutover: id → fingerprint; rollback diffs against it. */
+    cutover: path.join(dir, 'target-at-cutover.json'),
+  };
+}
+
+const protectedFiles = (plan: SecondBrainPlan): ProtectedFiles => [{ file: runFiles(plan, currentWorkflow().workflowId).dump, what: 'the source backup' }];
+
+async function readJson<T>(file: string): Promise<T | null> {
+  const text = await fs.readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return null;
+    throw ApplicationFailure.nonRetryable(`Cannot read this run's record ${file}: ${err.code ?? err.message}. Nothing was changed; restore the file and retry.`, 'RunRecordUnreadable');
+  });
+  return text === null ? null : (JSON.parse(text) as T);
+}
+
+async function writeJson(plan: SecondBrainPlan, file: string, value: unknown): Promise<void> {
+  await fs.mkdir(path.dirname(file), { recursive: true });
+  await writeFileAtomically(file, JSON.stringify(value), 'backup.dir', protectedFiles(plan));
+}
+
+interface TargetBefore {
+  createdDatabase: boolean;
+  createdTables: boolean;
+  /** Memory ids the target held before this run (existingTarget: resume): no removal touches them. */
+  ids: string[];
+  /** The source watermark taken before the copy began: the first catch-up starts here. */
+  watermark: V2Watermark;
+}
+
+interface CutoverRecord {
+  watermark: V2Watermark;
+  fingerprints: Record<string, string>;
+  /** Set by rollback just before it points the service back at v2. */
+  switchedBackAt?: string;
+}
+
+const fingerprint = (point: MemoryPoint) => payloadFingerprint({ payload: point.payload, vector: point.vector.map(Math.fround) });
+
+// --- target state ------------------------------------------------------------------------
+
+type TargetState = { kind: 'missing' } | { kind: 'empty' } | { kind: 'v3'; memories: number; alembic: string | null } | { kind: 'other'; tables: string[] };
+
+async function inspectTarget(plan: SecondBrainPlan): Promise<TargetState> {
+  try {
+    return await withPool(plan.target.url, async (pool) => {
+      const { rows } = await pool.query<{ name: string }>(`SELECT tablename AS name FROM pg_tables WHERE schemaname = 'public' ORDER BY 1`);
+      const tables = rows.map((r) => r.name);
+      if (tables.length === 0) return { kind: 'empty' as const };
+      if (!tables.includes('memories') || !tables.includes('alembic_version')) return { kind: 'other' as const, tables };
+      const alembic = await pool.query<{ v: string }>('SELECT version_num AS v FROM alembic_version');
+      const memories = await pool.query<{ n: string }>('SELECT count(*) AS n FROM memories');
+      return { kind: 'v3' as const, memories: Number(memories.rows[0].n), alembic: alembic.rows[0]?.v ?? null };
+    }, 1);
+  } catch (err) {
+    const cause = (err as { cause?: { code?: string } }).cause;
+    if ((err as { code?: string }).code === DATABASE_MISSING || cause?.code === DATABASE_MISSING || /SQLSTATE 3D000/.test((err as Error).message)) return { kind: 'missing' };
+    throw err;
+  }
+}
+
+// --- catch-up -------------------------------------------------------------------------------
+
+export interface CatchUpResult {
+  watermark: V2Watermark;
+  upserted: number;
+  removed: number;
+}
+
+/**
+ * Brings v3 to v2 as `db`'s snapshot shows it: rows changed since `since`
+ * through the copy engine (rows v3 already holds as read are skipped), and
+ * memories this run wrote whose v2 row is gone are removed. With
+ * `leftAtCutover` (after the switch), a memory the service changed or
+ * created in v3 since is never overwritten or removed.
+ */
+async function catchUp(
+  client: Client,
+  plan: SecondBrainPlan,
+  source: SourceContext,
+  db: Db,
+  target: V3MemoryTarget,
+  since: V2Watermark,
+  leftAtCutover?: Record<string, string>,
+): Promise<CatchUpResult> {
+  const watermark = await watermarkNow(db);
+  const workflow = workflowCopyChannel(client);
+  // Catch-ups are short and run inside cutover too: a pause must not hold a switch half done.
+  const quiet: CopyChannel = { control: async () => ({ ...(await workflow.control()), paused: false }), report: async () => {} };
+  let upserted = 0;
+  await copyPointsResumably({
+    source: await openSource(source, plan, db, since),
+    target,
+    channel: quiet,
+    transform: async (points) => {
+      const stored = new Map((await target.retrieve(points.map((p) => p.id))).map((p) => [p.id, p]));
+      const writable = points.filter((p) => {
+        const now = stored.get(p.id);
+        if (now && differingFields(p.payload, now.payload).length === 0 && sameFloat32Vector(p.vector, now.vector)) return false;
+        return !leftAtCutover || (now ? fingerprint(now) : undefined) === leftAtCutover[p.id];
+      });
+      if (leftAtCutover) for (const p of writable) leftAtCutover[p.id] = fingerprint(p);
+      upserted += writable.length;
+      return writable;
+    },
+  });
+  const removed = await removeDeleted(plan, db, target, leftAtCutover);
+  return { watermark, upserted, removed };
+}
+
+/** The deleted-id diff: memories this run wrote whose v2 row is gone. */
+async function removeDeleted(plan: SecondBrainPlan, db: Db, target: V3MemoryTarget, leftAtCutover?: Record<string, string>): Promise<number> {
+  const inSource = await v2Ids(db);
+  const before = new Set((await readJson<TargetBefore>(runFiles(plan, currentWorkflow().workflowId).targetBefore))?.ids ?? []);
+  const removable: string[] = [];
+  for await (const page of scanTarget(target)) {
+    for (const point of page) {
+      if (inSource.has(point.id) || before.has(point.id)) continue;
+      if (leftAtCutover && leftAtCutover[point.id] !== fingerprint(point)) continue; // created or changed in v3 after cutover
+      removable.push(point.id);
+    }
+  }
+  for (let i = 0; i < removable.length; i += SCAN_PAGE) await target.deleteMemories(removable.slice(i, i + SCAN_PAGE));
+  if (leftAtCutover) for (const id of removable) delete leftAtCutover[id];
+  return removable.length;
+}
+
+async function* scanTarget(target: V3MemoryTarget): AsyncGenerator<MemoryPoint[]> {
+  let after: string | null = null;
+  for (;;) {
+    const page: MemoryPoint[] = await target.page(after, SCAN_PAGE);
+    Context.current().heartbeat();
+    if (page.length === 0) return;
+    yield page;
+    after = page[page.length - 1].id;
+  }
+}
+
+/** Tag usage counts, links from metadata, statistics: what v3 derives from the memories, refreshed after each change of them. */
+async function refreshDerived(plan: SecondBrainPlan, pool: pg.Pool): Promise<{ links: number }> {
+  await pool.query(`UPDATE tags SET usage_count = u.n FROM (SELECT t.id, count(mt.memory_id)::int AS n FROM tags t LEFT JOIN memory_tags mt ON mt.tag_id = t.id GROUP BY t.id) u
+    WHERE tags.id = u.id AND tags.usage_count <> u.n`);
+  let links = 0;
+  const field = plan.memories.linksField;
+  if (field) {
+    // Only uuid-shaped ids of memories that exist; a link to a memory v2 no longer has is left out.
+    const result = await pool.query(
+      `INSERT INTO memory_links (from_memory_id, to_memory_id, link_type)
+       SELECT m.id, target.id, 'related' FROM memories m
+       CROSS JOIN LATERAL json_array_elements_text(CASE WHEN json_typeof(m.metadata -> $1) = 'array' THEN m.metadata -> $1 ELSE '[]'::json END) AS l(ref)
+       JOIN memories target ON l.ref ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' AND target.id = l.ref::uuid
+       WHERE target.id <> m.id
+       ON CONFLICT DO NOTHING`,
+      [field],
+    );
+    links = result.rowCount ?? 0;
+  }
+  await pool.query('ANALYZE memories');
+  return { links };
+}
+
+// --- validation --------------------------------------------------------------------------------
+
+interface Exhaustive {
+  compared: number;
+  perOwner: Map<string, number>;
+  errors: string[];
+  withoutVector: number;
+}
+
+/** Every v2 memory (in `db`'s snapshot) against its v3 row: id, every field, vector to float32, its one event. */
+async function compareEveryMemory(plan: SecondBrainPlan, source: SourceContext, db: Db, target: V3MemoryTarget): Promise<Exhaustive> {
+  const reader = await openSource(source, plan, db);
+  const result: Exhaustive = { compared: 0, perOwner: new Map(), errors: [], withoutVector: 0 };
+  let cursor: string | null = null;
+  do {
+    const page = await reader.readPage(cursor, SCAN_PAGE);
+    cursor = page.next;
+    const stored = new Map((await target.retrieve(page.points.map((p) => p.id))).map((p) => [p.id, p]));
+    for (const expected of page.points) {
+      result.compared++;
+      const owner = String(expected.payload.user_id);
+      result.perOwner.set(owner, (result.perOwner.get(owner) ?? 0) + 1);
+      if (expected.vector.length === 0) result.withoutVector++;
+      const actual = stored.get(expected.id);
+      let problem: string | null = null;
+      if (!actual) problem = 'missing from v3';
+      else if (!sameFloat32Vector(expected.vector, actual.vector)) problem = 'embedding_vector differs';
+      else {
+        const fields = differingFields(expected.payload, actual.payload);
+        if (fields.length) problem = `${fields.join(', ')} differ${fields.includes('event') ? ` (event: ${actual.payload.event})` : ''}`;
+      }
+      if (problem && result.errors.length < MAX_IDS) result.errors.push(`${expected.id}: ${problem}`);
+      else if (problem) result.errors.push('');
+    }
+    Context.current().heartbeat();
+  } while (cursor !== null);
+  return result;
+}
+
+/** Vector search on a sample: each memory's own vector finds itself first (or a memory at distance 0). */
+async function searchFindsItself(pool: pg.Pool, sample: number): Promise<{ tried: number; failed: string[] }> {
+  if (sample === 0) return { tried: 0, failed: [] };
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    const { rows: lists } = await client.query<{ n: string }>('SELECT count(*) AS n FROM memories WHERE embedding_vector IS NOT NULL');
+    // Every list probed: the search is exact, so a miss is a wrong vector, not the index's recall.
+    await client.query(`SET LOCAL ivfflat.probes = ${Math.max(1, ivfflatLists(Number(lists[0].n)))}`);
+    const { rows: ids } = await client.query<{ id: string }>(
+      'SELECT id::text AS id FROM memories WHERE embedding_vector IS NOT NULL ORDER BY md5(id::text) LIMIT $1',
+      [sample],
+    );
+    const failed: string[] = [];
+    for (const { id } of ids) {
+      const { rows } = await client.query<{ id: string; distance: number }>(
+        `SELECT m.id::text AS id, m.embedding_vector <=> q.v AS distance
+         FROM memories m, (SELECT embedding_vector AS v FROM memories WHERE id = $1) q
+         WHERE m.embedding_vector IS NOT NULL ORDER BY m.embedding_vector <=> q.v LIMIT 1`,
+        [id],
+      );
+      if (!rows[0] || (rows[0].id !== id && rows[0].distance > 1e-6)) failed.push(id);
+    }
+    await client.query('COMMIT');
+    return { tried: ids.length, failed };
+  } finally {
+    client.release();
+  }
+}
+
+async function eventIntegrity(pool: pg.Pool): Promise<{ events: number; orphans: number; memories: number }> {
+  const { rows } = await pool.query<{ events: string; orphans: string; memories: string }>(
+    `SELECT (SELECT count(*) FROM events) AS events,
+            (SELECT count(*) FROM events e WHERE NOT EXISTS (SELECT 1 FROM memories m WHERE m.id = e.aggregate_id)) AS orphans,
+            (SELECT count(*) FROM memories) AS memories`,
+  );
+  return { events: Number(rows[0].events), orphans: Number(rows[0].orphans), memories: Number(rows[0].memories) };
+}
+
+// --- pg_dump ---------------------------------------------------------------------------------------
+
+/**
+ * Where the worker finds pg_dump and pg_restore: MEMSHIFT_PG_BIN_DIR (a
+ * worker setting, like credentials: plans stay portable between workers),
+ * else the PATH. They must be at least the server's major version.
+ */
+function pgBinary(name: 'pg_dump' | 'pg_restore'): string {
+  const dir = process.env.MEMSHIFT_PG_BIN_DIR;
+  return dir ? path.join(dir, name) : name;
+}
+
+async function runPgTool(name: 'pg_dump' | 'pg_restore', args: string[]): Promise<string> {
+  try {
+    const { stdout } = await run(pgBinary(name), args, { maxBuffer: 64 * 1024 * 1024, timeout: 24 * 3600_000 });
+    return stdout;
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException & { stderr?: string };
+    if (e.code === 'ENOENT') fail(`${pgBinary(name)} not found: set MEMSHIFT_PG_BIN_DIR in the worker's environment to the PostgreSQL binaries' directory.`, 'PgToolMissing');
+    // pg_dump's own message names connections and objects, never row contents.
+    const last = (e.stderr ?? e.message).trim().split('\n').slice(-2).join(' ').slice(0, 400);
+    if (/server version mismatch|authentication failed|does not exist|permission denied/.test(last)) fail(`${name} failed: ${last}`, 'BackupFailed');
+    throw ApplicationFailure.retryable(`${name} failed: ${last}`, 'BackupFailed');
+  }
+}
+
+// --- activities --------------------------------------------------------------------------------------
+
+export interface SecondBrainPreflight {
+  layout: V2Shape['layout'];
+  memories: number;
+  dimensions: number;
+  /** Memories with no embedding in v2. */
+  withoutEmbedding: number;
+  /** Of those, how many the v1 Qdrant collection fills. */
+  filledFromQdrant: number;
+  /** Memories that will have no embedding in v3, by id (capped). */
+  stillWithoutEmbedding: string[];
+  stillWithoutEmbeddingCount: number;
+  users: number;
+  target: TargetState['kind'];
+  qdrantPoints: number | null;
+}
+
+export function secondBrainActivities({ client }: { client: Client }) {
+  return {
+    /** Everything checked before anything is written; every refusal names what to fix. */
+    async preflightSecondBrain(plan: SecondBrainPlan): Promise<SecondBrainPreflight> {
+      if (sameDatabase(plan.source.url, plan.target.url)) {
+        fail(`target.url names the source database (${describeDatabase(plan.source.url)}); v3 goes into a database of its own. Nothing was written.`, 'TargetIsSource');
+      }
+      const files = runFiles(plan, currentWorkflow().workflowId);
+      await assertWritableFile(files.dump, 'backup.dir');
+      await assertLiveBackendFile(plan.cutover.file, protectedFiles(plan));
+      const target = await inspectTarget(plan);
+      const prepared = await readJson<TargetBefore>(files.targetBefore); // this run's own retry finds its own tables
+      if (!prepared && (target.kind === 'other' || (target.kind === 'v3' && plan.existingTarget !== 'resume'))) {
+        const what = target.kind === 'other' ? `tables ${target.tables.slice(0, 5).join(', ')}` : `a v3 schema with ${target.memories} memories`;
+        fail(`The target database ${describeDatabase(plan.target.url)} is not empty (${what}); memshift never writes into a database it did not create unless existingTarget is 'resume' (for a v3 database an earlier run filled). Nothing was written.`, 'TargetNotEmpty');
+      }
+      if (target.kind === 'v3' && target.alembic !== ALEMBIC_HEAD) {
+        fail(`The target's alembic_version is ${target.alembic ?? 'empty'}, not ${ALEMBIC_HEAD}; memshift resumes only into the v3.0 schema. Nothing was written.`, 'TargetSchemaUnknown');
+      }
+      if (target.kind === 'missing') {
+        const { name } = databaseOf(plan.target.url);
+        if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(name)) fail(`target.url: database name must be a plain SQL identifier to be created. Nothing was written.`, 'InvalidPlan');
+      }
+      const qdrant = plan.source.qdrant ? new QdrantCollection(plan.source.qdrant.url, plan.source.qdrant.collection) : null;
+      let qdrantPoints: number | null = null;
+      if (qdrant) {
+        const described = await qdrant.describe();
+        if (!described.exists) fail(`source.qdrant: collection ${plan.source.qdrant!.collection} does not exist at ${new URL(plan.source.qdrant!.url).host}. Nothing was written.`, 'QdrantCollectionMissing');
+        if (described.dimensions !== plan.dimensions) {
+          fail(`Dimension mismatch: the v1 collection's vectors have ${described.dimensions} dimensions, the plan's v3 schema ${plan.dimensions}. Nothing was written.`, 'DimensionMismatch');
+        }
+        qdrantPoints = described.points;
+      }
+      return withSource(plan, async (source) => {
+        const { pool, shape } = source;
+        if (shape.dimensions !== plan.dimensions) {
+          fail(`Dimension mismatch: the v2 embeddings have ${shape.dimensions} dimensions, the plan's v3 schema ${plan.dimensions} (set dimensions to ${shape.dimensions} if v3 should store them as they are). Nothing was written.`, 'DimensionMismatch');
+        }
+        if (shape.naiveTimestamps) {
+          await pool.query('SELECT now() AT TIME ZONE $1', [plan.source.timestampsZone]).catch(() =>
+            fail(`source.timestampsZone: PostgreSQL does not know the time zone '${plan.source.timestampsZone}'. Nothing was written.`, 'InvalidPlan'),
+          );
+        }
+        const counts = await pool.query<{ n: string; no_time: string }>(`SELECT count(*) AS n, count(*) FILTER (WHERE created_at IS NULL AND updated_at IS NULL) AS no_time FROM memories`);
+        if (Number(counts.rows[0].no_time) > 0) {
+          const { rows } = await pool.query<{ id: string }>('SELECT id::text AS id FROM memories WHERE created_at IS NULL AND updated_at IS NULL ORDER BY id LIMIT $1', [MAX_IDS]);
+          fail(`${counts.rows[0].no_time} memories have neither created_at nor updated_at, which v3 requires: ${listIds(rows.map((r) => r.id))}. Set them in v2 and start again. Nothing was written.`, 'MissingTimestamps');
+        }
+        if ('metadataField' in plan.owner) {
+          const { rows } = await pool.query<{ id: string }>(
+            `SELECT id::text AS id FROM memories WHERE NOT (coalesce(metadata ->> $1, '') = ANY($2::text[])) ORDER BY id`,
+            [plan.owner.metadataField, Object.keys(plan.owner.users)],
+          );
+          if (rows.length) {
+            fail(`Owner missing: ${rows.length} memories name no user of owner.users in metadata.${plan.owner.metadataField}: ${listIds(rows.map((r) => r.id))}. Add their values to owner.users. Nothing was written.`, 'OwnerMissing');
+          }
+        }
+        const { rows: lacking } = await pool.query<{ id: string }>('SELECT id::text AS id FROM memories WHERE embedding IS NULL ORDER BY id');
+        const fill = qdrantFill(plan);
+        let still = lacking.map((r) => r.id);
+        if (fill) {
+          const remaining: string[] = [];
+          for (let i = 0; i < still.length; i += SCAN_PAGE) {
+            const batch = still.slice(i, i + SCAN_PAGE);
+            const found = await fill(batch);
+            remaining.push(...batch.filter((id) => !found.has(id)));
+          }
+          still = remaining;
+        }
+        if (still.length && plan.memories.withoutEmbedding === 'refuse') {
+          fail(`${still.length} memories have no embedding in v2${fill ? ' nor in the v1 collection' : ''}: ${listIds(still)}. Embed them, or set memories.withoutEmbedding to 'copy'. Nothing was written.`, 'MissingEmbeddings');
+        }
+        return {
+          layout: shape.layout,
+          memories: Number(counts.rows[0].n),
+          dimensions: shape.dimensions,
+          withoutEmbedding: lacking.length,
+          filledFromQdrant: lacking.length - still.length,
+          stillWithoutEmbedding: still.slice(0, MAX_IDS),
+          stillWithoutEmbeddingCount: still.length,
+          users: planUsers(plan).length,
+          target: target.kind,
+          qdrantPoints,
+        };
+      });
+    },
+
+    /** pg_dump of the v2 database (custom format), checked with pg_restore --list; idempotent on retry. */
+    async backupSecondBrainSource(plan: SecondBrainPlan): Promise<{ path: string; bytes: number; entries: number }> {
+      const files = runFiles(plan, currentWorkflow().workflowId);
+      await assertWritableFile(files.partialDump, 'backup.dir');
+      await fs.mkdir(files.dir, { recursive: true });
+      if (!(await fs.stat(files.dump).catch(() => null))) {
+        await fs.rm(files.partialDump, { force: true });
+        const heartbeat = setInterval(() => Context.current().heartbeat(), 5_000);
+        try {
+          await runPgTool('pg_dump', ['--format=custom', '--no-password', `--file=${files.partialDump}`, `--dbname=${plan.source.url}`]);
+        } finally {
+          clearInterval(heartbeat);
+        }
+        await fs.rename(files.partialDump, files.dump);
+      }
+      const listing = await runPgTool('pg_restore', ['--list', files.dump]);
+      const entries = listing.split('\n').filter((l) => /^\d+;/.test(l));
+      if (!entries.some((l) => /TABLE DATA public memories /.test(l))) {
+        fail(`Backup ${files.dump} did not verify: pg_restore --list shows no data for public.memories.`, 'BackupUnverified');
+      }
+      return { path: files.dump, bytes: (await fs.stat(files.dump)).size, entries: entries.length };
+    },
+
+    /** Reads every memory as the copy would, writes nothing; estimates the copy from the read rate. */
+    async dryRunSecondBrain(plan: SecondBrainPlan): Promise<{ memories: number; batches: number; readSeconds: number; estimatedSeconds: number }> {
+      return withSource(plan, async (source) => {
+        const reader = await openSource(source, plan);
+        const started = Date.now();
+        let cursor: string | null = null;
+        let memories = 0;
+        let batches = 0;
+        do {
+          const page = await reader.readPage(cursor, plan.copy.batchSize);
+          memories += page.points.length;
+          batches += page.points.length ? 1 : 0;
+          cursor = page.next;
+          Context.current().heartbeat();
+        } while (cursor !== null);
+        const readSeconds = (Date.now() - started) / 1000;
+        // A v3 batch writes each memory three times over (row, event, tags): about twice the read, spread over the concurrency.
+        const estimatedSeconds = Math.ceil(readSeconds + (2 * readSeconds) / plan.copy.concurrency);
+        return { memories, batches, readSeconds: Number(readSeconds.toFixed(2)), estimatedSeconds };
+      });
+    },
+
+    /**
+     * Creates the v3 database if missing and its schema (memshift's DDL of
+     * alembic 001 + 002, alembic_version '002') in one transaction, and the
+     * plan's users; records what it created, so a rejection drops only that.
+     */
+    async prepareSecondBrainTarget(plan: SecondBrainPlan): Promise<{ createdDatabase: boolean; createdTables: boolean; kept: number; watermark: V2Watermark }> {
+      const files = runFiles(plan, currentWorkflow().workflowId);
+      let record = await readJson<TargetBefore>(files.targetBefore);
+      if (!record) {
+        const state = await inspectTarget(plan);
+        const watermark = await withPool(plan.source.url, watermarkNow, 1);
+        // Recorded before creating: a crash in between leaves a record that names what this run may drop.
+        record = { createdDatabase: state.kind === 'missing', createdTables: state.kind === 'missing' || state.kind === 'empty', ids: [], watermark };
+        if (state.kind === 'v3') {
+          record.ids = await withTarget(plan, async (target) => {
+            const ids: string[] = [];
+            for await (const page of scanTarget(target)) ids.push(...page.map((p) => p.id));
+            return ids;
+          });
+        }
+        await writeJson(plan, files.targetBefore, record);
+      }
+      if (record.createdDatabase) {
+        const { name, maintenanceUrl } = databaseOf(plan.target.url);
+        await withPool(maintenanceUrl, async (pool) => {
+          const exists = await pool.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
+          if (exists.rowCount === 0) await pool.query(`CREATE DATABASE ${quoteIdent(name)}`);
+        }, 1);
+      }
+      await withTarget(plan, async (_target, pool) => {
+        const client = await pool.connect();
+        try {
+          await client.query('BEGIN');
+          const hasSchema = await client.query(`SELECT 1 FROM pg_tables WHERE schemaname = 'public' AND tablename = 'alembic_version'`);
+          if (hasSchema.rowCount === 0) {
+            if (!record.createdTables) fail('The target lost its v3 schema since this run began; stopping rather than guessing. Nothing more was written.', 'TargetChanged');
+            await client.query(v3SchemaDdl(plan.dimensions));
+          }
+          for (const user of planUsers(plan)) {
+            await client.query(
+              `INSERT INTO users (id, email, username, full_name, password_hash, role, is_active, is_verified, preferences, created_at, updated_at, memory_limit, storage_limit_mb, api_rate_limit)
+               VALUES ($1, $2, $3, $4, '!', 'user', true, false, '{}', now(), now(), $5, 10000, 1000)
+               ON CONFLICT (id) DO NOTHING`,
+              // '!' matches no password hash: the user sets one through v3's reset. The limit never refuses the memories they already have.
+              [userIdFor(user.email), user.email, user.username, user.fullName ?? null, 1_000_000],
+            );
+          }
+          await client.query('COMMIT');
+        } catch (err) {
+          await client.query('ROLLBACK').catch(() => undefined);
+          throw err;
+        } finally {
+          client.release();
+        }
+      });
+      return { createdDatabase: record.createdDatabase, createdTables: record.createdTables, kept: record.ids.length, watermark: record.watermark };
+    },
+
+    async copySecondBrainMemories(plan: SecondBrainPlan): Promise<CopyResult> {
+      return withSource(plan, async (source) =>
+        withTarget(plan, async (target) =>
+          copyPointsResumably({ source: await openSource(source, plan), target, channel: workflowCopyChannel(client) }),
+        ),
+      );
+    },
+
+    /** After the copy: tag counts, links, and the ivfflat index with lists sized to the rows (pgvector's advice). */
+    async indexSecondBrainTarget(plan: SecondBrainPlan): Promise<{ lists: number; links: number }> {
+      return withTarget(plan, async (_target, pool) => {
+        const { links } = await refreshDerived(plan, pool);
+        const { rows } = await pool.query<{ n: string }>('SELECT count(*) AS n FROM memories WHERE embedding_vector IS NOT NULL');
+        const lists = ivfflatLists(Number(rows[0].n));
+        const heartbeat = setInterval(() => Context.current().heartbeat(), 5_000);
+        try {
+          await pool.query(vectorIndexDdl(lists));
+        } finally {
+          clearInterval(heartbeat);
+        }
+        return { lists, links };
+      });
+    },
+
+    async catchUpSecondBrain(plan: SecondBrainPlan, since: V2Watermark): Promise<CatchUpResult> {
+      return withSource(plan, (source) =>
+        withTarget(plan, async (target, pool) => {
+          const caught = await inSnapshot(source.pool, (db) => catchUp(client, plan, source, db, target, since));
+          if (caught.upserted + caught.removed > 0) await refreshDerived(plan, pool);
+          return caught;
+        }),
+      );
+    },
+
+    /**
+     * Catches up, then validates in the same source snapshot: every memory's
+     * id, fields, vector (float32-exact) and event; no orphan events; vector
+     * search finds each sampled memory itself. Names ids only.
+     */
+    async validateSecondBrainCopy(plan: SecondBrainPlan, since: V2Watermark): Promise<{ report: ValidationReport; watermark: V2Watermark }> {
+      return withSource(plan, (source) =>
+        withTarget(plan, async (target, pool) => {
+          const { caught, every } = await inSnapshot(source.pool, async (db) => {
+            const caught = await catchUp(client, plan, source, db, target, since);
+            await refreshDerived(plan, pool);
+            return { caught, every: await compareEveryMemory(plan, source, db, target) };
+          });
+          const events = await eventIntegrity(pool);
+          const search = await searchFindsItself(pool, plan.validation.searchSample);
+          const users = new Map(planUsers(plan).map((u) => [userIdFor(u.email), u.username]));
+          const { rows: targetOwners } = await pool.query<{ user_id: string; n: string }>('SELECT user_id::text AS user_id, count(*) AS n FROM memories GROUP BY 1');
+          const inTarget = new Map(targetOwners.map((r) => [r.user_id, Number(r.n)]));
+          const perUser = [...users].map(([id, name]) => ({ user: name, source: every.perOwner.get(id) ?? 0, target: inTarget.get(id) ?? 0 }));
+          const differing = every.errors.length;
+          const userMismatches = perUser.filter((u) => u.source !== u.target);
+          const checks: CheckResult[] = [
+            { name: 'count', ok: every.compared === events.memories, detail: `v2 ${every.compared}, v3 ${events.memories}` },
+            { name: 'per-user counts', ok: userMismatches.length === 0, detail: `${perUser.length} users${userMismatches.length ? `, ${userMismatches.length} differ` : ' match'}` },
+            { name: 'every memory', ok: differing === 0, detail: `${every.compared} compared field by field (vector to float32, event data), ${differing} differ` },
+            {
+              name: 'events',
+              ok: events.events === events.memories && events.orphans === 0,
+              detail: `${events.events} events for ${events.memories} memories, ${events.orphans} without their memory`,
+            },
+            { name: 'vector search', ok: search.failed.length === 0, detail: `${search.tried} sampled memories searched by their own vector, ${search.failed.length} not found first${search.failed.length ? `: ${listIds(search.failed)}` : ''}` },
+            { name: 'without embedding', ok: true, detail: `${every.withoutVector} memories have no embedding (kept without one, as the plan says)` },
+            { name: 'live writes', ok: true, detail: `validated at the v2 snapshot ${caught.watermark.at}; the catch-up wrote ${caught.upserted} and removed ${caught.removed}; later writes are copied before and at cutover` },
+          ];
+          const report: ValidationReport = {
+            ok: checks.every((c) => c.ok),
+            sourceCount: every.compared,
+            targetCount: events.memories,
+            perUser,
+            sampled: every.compared,
+            minCosine: null,
+            checks,
+            errors: every.errors.filter(Boolean),
+          };
+          return { report, watermark: caught.watermark };
+        }),
+      );
+    },
+
+    /**
+     * The switch: catch up, record v3 as this run leaves it, point the
+     * live-backend file at v3, then copy what landed in v2 in between —
+     * never over a memory the service has since written in v3.
+     */
+    async cutOverSecondBrain(plan: SecondBrainPlan, since: V2Watermark): Promise<{ memories: number; caughtUp: number; removed: number }> {
+      const { workflowId } = currentWorkflow();
+      const files = runFiles(plan, workflowId);
+      return withSource(plan, (source) =>
+        withTarget(plan, async (target, pool) => {
+          let record = await readJson<CutoverRecord>(files.cutover);
+          const switched = (await readLiveBackend(plan.cutover.file))?.workflowId === workflowId;
+          let caughtUp = 0;
+          let removed = 0;
+          if (!switched || !record) {
+            const before = await inSnapshot(source.pool, (db) => catchUp(client, plan, source, db, target, since));
+            const fingerprints: Record<string, string> = {};
+            for await (const page of scanTarget(target)) for (const point of page) fingerprints[point.id] = fingerprint(point);
+            record = { watermark: before.watermark, fingerprints };
+            await writeJson(plan, files.cutover, record);
+            await recordLiveBackend(
+              plan.cutover.file,
+              { kind: 'postgres', url: plan.target.url, name: describeDatabase(plan.target.url), workflowId, schema: 'second-brain-v3', alembic: ALEMBIC_HEAD },
+              protectedFiles(plan),
+            );
+            [caughtUp, removed] = [before.upserted, before.removed];
+          }
+          const cutoverRecord = record;
+          await untilQuiet(async () => {
+            const gap = await inSnapshot(source.pool, (db) => catchUp(client, plan, source, db, target, cutoverRecord.watermark, cutoverRecord.fingerprints));
+            cutoverRecord.watermark = gap.watermark;
+            await writeJson(plan, files.cutover, cutoverRecord);
+            caughtUp += gap.upserted;
+            removed += gap.removed;
+            return gap.upserted + gap.removed;
+          });
+          await refreshDerived(plan, pool);
+          return { memories: Object.keys(cutoverRecord.fingerprints).length, caughtUp, removed };
+        }),
+      );
+    },
+
+    /** After cutover: the live-backend file names v3, v3 answers, and its schema is at alembic head. */
+    async verifySecondBrainCutover(plan: SecondBrainPlan): Promise<{ memories: number }> {
+      const live = await readLiveBackend(plan.cutover.file);
+      if (live?.name !== describeDatabase(plan.target.url)) fail(`${plan.cutover.file} does not name ${describeDatabase(plan.target.url)} as the live database`, 'VerifyFailed');
+      const state = await inspectTarget(plan);
+      if (state.kind !== 'v3' || state.alembic !== ALEMBIC_HEAD) fail(`The v3 database is not at alembic ${ALEMBIC_HEAD} after cutover`, 'VerifyFailed');
+      return { memories: state.memories };
+    },
+
+    /**
+     * Undo a cutover keeping every write: carry v3 memories new or changed
+     * since cutover into v2 as v2 rows while v3 is live, switch back, carry
+     * what landed in between (never over a v2 row the service changed after
+     * cutover), and keep v3 for inspection.
+     */
+    async rollbackSecondBrain(plan: SecondBrainPlan, request: RollbackRequest | null): Promise<{ summary: string }> {
+      const { workflowId } = currentWorkflow();
+      const files = runFiles(plan, workflowId);
+      const record = await readJson<CutoverRecord>(files.cutover);
+      if (!record) {
+        await restoreLiveBackend(plan.cutover.file, workflowId, protectedFiles(plan));
+        return { summary: `${plan.cutover.file} restored; v3 was never live, nothing to carry back.` };
+      }
+      return withSource(plan, (source) =>
+        withTarget(plan, async (target) => {
+          const totals = { updated: 0, inserted: 0, skipped: [] as string[] };
+          const carry = async () => {
+            const changed: MemoryPoint[] = [];
+            for await (const page of scanTarget(target)) changed.push(...page.filter((p) => record.fingerprints[p.id] !== fingerprint(p)));
+            let moved = 0;
+            for (let i = 0; i < changed.length; i += SCAN_PAGE) {
+              const batch = changed.slice(i, i + SCAN_PAGE);
+              const result = await writeBackV2Rows(source.pool, source.columns, source.mapping, batch, record.watermark);
+              totals.updated += result.updated;
+              totals.inserted += result.inserted;
+              totals.skipped.push(...result.skipped);
+              for (const point of batch) if (!result.skipped.includes(point.id)) record.fingerprints[point.id] = fingerprint(point);
+              moved += result.updated + result.inserted;
+            }
+            await writeJson(plan, files.cutover, record);
+            return moved;
+          };
+          const live = (await readLiveBackend(plan.cutover.file))?.workflowId === workflowId;
+          if (live || record.switchedBackAt === undefined) {
+            await carry();
+            record.switchedBackAt = new Date().toISOString();
+            await writeJson(plan, files.cutover, record);
+            await restoreLiveBackend(plan.cutover.file, workflowId, protectedFiles(plan));
+          }
+          await untilQuiet(carry);
+          const inV3 = new Set<string>();
+          for await (const page of scanTarget(target)) for (const p of page) inV3.add(p.id);
+          const deletedInV3 = Object.keys(record.fingerprints).filter((id) => !inV3.has(id));
+          const notes = [
+            `${plan.cutover.file} restored`,
+            `${totals.updated + totals.inserted} memories written in v3 after cutover carried back into v2 (${totals.updated} rows updated, ${totals.inserted} new)`,
+            `${describeDatabase(plan.target.url)} kept for inspection`,
+          ];
+          if (totals.skipped.length) notes.push(`${totals.skipped.length} v2 rows the service changed after cutover kept as it wrote them (${listIds(totals.skipped)})`);
+          if (deletedInV3.length) notes.push(`${deletedInV3.length} memories deleted in v3 after cutover are kept in v2 (${listIds(deletedInV3)})`);
+          if (request?.mode === 'restore-backup') notes.push(`restore-backup is not done automatically: the backup is ${files.dump}`);
+          return { summary: `${notes.join('; ')}.` };
+        }),
+      );
+    },
+
+    /** After a rejection or timeout: a database this run created is dropped; tables it created are dropped; otherwise only the memories it added. */
+    async removeSecondBrainRunWrites(plan: SecondBrainPlan): Promise<{ summary: string }> {
+      const before = await readJson<TargetBefore>(runFiles(plan, currentWorkflow().workflowId).targetBefore);
+      const where = describeDatabase(plan.target.url);
+      if (!before) return { summary: `Nothing to remove: this run never prepared ${where}` };
+      if (before.createdDatabase) {
+        const { name, maintenanceUrl } = databaseOf(plan.target.url);
+        await withPool(maintenanceUrl, (pool) => pool.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`), 1);
+        return { summary: `Dropped the database ${where}, which this run created` };
+      }
+      if (before.createdTables) {
+        await withPool(plan.target.url, (pool) => pool.query(`DROP TABLE IF EXISTS ${V3_TABLES.join(', ')}`), 1);
+        return { summary: `Dropped the v3 tables this run created in ${where} (${V3_TABLES.length} tables with the ${VECTOR_INDEX} index)` };
+      }
+      const kept = new Set(before.ids);
+      return withTarget(plan, async (target) => {
+        const added: string[] = [];
+        for await (const page of scanTarget(target)) added.push(...page.filter((p) => !kept.has(p.id)).map((p) => p.id));
+        for (let i = 0; i < added.length; i += SCAN_PAGE) await target.deleteMemories(added.slice(i, i + SCAN_PAGE));
+        return { summary: `Removed the ${added.length} memories this run added to ${where}; its ${kept.size} earlier memories are kept` };
+      });
+    },
+  };
+}
