@@ -5,6 +5,7 @@
 import type { Client } from '@temporalio/client';
 import { openMemoryActivities } from './openmemory';
 import { qdrantRebuildActivities } from './qdrant-rebuild';
+import { secondBrainActivities } from './second-brain';
 import { sqliteVecActivities } from './sqlite-vec';
 
 export interface ActivityDeps {
@@ -17,5 +18,6 @@ export function createActivities(deps: ActivityDeps) {
     ...sqliteVecActivities(deps),
     ...qdrantRebuildActivities(deps),
     ...openMemoryActivities,
+    ...secondBrainActivities(deps),
   };
 }

@@ -2,3 +2,4 @@
 export { sqliteVecMigration } from './sqlite-vec-migration';
 export { tenantSchemaUpgrade } from './tenant-schema-upgrade';
 export { qdrantCollectionRebuild } from './qdrant-collection-rebuild';
+export { secondBrainV3Migration } from './second-brain-v3-migration';
