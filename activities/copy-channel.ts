@@ -9,6 +9,17 @@ import { copyControlQuery, copyProgressSignal } from '../workflows/messages';
 import { currentWorkflow } from './context';
 import type { CopyChannel } from './copy-engine';
 
+/**
+ * For one range of a partitioned copy: the same control (so pause and live
+ * settings reach every range), but no progress signals — with many ranges
+ * they would add up; the workflow counts finished ranges and each range's
+ * live progress is in its heartbeat.
+ */
+export function rangeCopyChannel(client: Client): CopyChannel {
+  const { control } = workflowCopyChannel(client);
+  return { control, report: async () => {} };
+}
+
 export function workflowCopyChannel(client: Client): CopyChannel {
   const { workflowId, runId } = currentWorkflow();
   const workflow = client.workflow.getHandle(workflowId, runId);

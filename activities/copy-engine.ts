@@ -5,6 +5,14 @@
  * outage) starts from that heartbeat, so only the batches since it are redone,
  * and idempotent upserts make redoing them harmless.
  *
+ * A retried attempt first looks in the target for the pages read after that
+ * heartbeat (which reaches the server only every couple of seconds): pages
+ * the crashed attempt already wrote, point for point, are skipped, so a crash
+ * redoes at most the pages that were in flight when it happened.
+ *
+ * A partitioned copy runs this once per key range (CopyJob.range), each range
+ * an activity with its own heartbeated cursor, on whichever workers poll.
+ *
  * Memory stays flat: at most `concurrency` pages are held at once.
  */
 import { Context, CancelledFailure, ApplicationFailure } from '@temporalio/activity';
@@ -23,8 +31,12 @@ export interface CopyJob {
   source: PointSource;
   target: PointTarget;
   channel: CopyChannel;
-  /** Reshapes a page before it is written (re-embedding, sparse vectors). */
+  /** Reshapes a page before it is written (re-embedding, sparse vectors); must keep ids and payloads. */
   transform?: (points: MemoryPoint[]) => Promise<MemoryPoint[]>;
+  /** Whether `transform` replaces dense vectors (re-embedding): then a retry recognises written pages by payload alone. */
+  transformsVectors?: boolean;
+  /** The range this copy covers in a partitioned copy: its heartbeat says so, for live progress over all ranges. */
+  range?: number;
 }
 
 /**
@@ -41,6 +53,8 @@ export interface CopyCheckpoint {
   /** When the first attempt started (epoch ms) and when it last reported. */
   firstStartedAt?: number;
   lastReportAt?: number;
+  /** Set in a partitioned copy: which range this is. */
+  range?: number;
 }
 
 export interface CopyResult {
@@ -49,6 +63,8 @@ export interface CopyResult {
   resumedFrom: number;
   /** Points this attempt wrote; redone work after a crash shows up here. */
   writtenThisAttempt: number;
+  /** Points past the last heartbeat that the target already held as read (written by the crashed attempt), so not written again. */
+  alreadyWritten: number;
   attempt: number;
   seconds: number;
 }
@@ -88,7 +104,7 @@ export async function copyPointsResumably(job: CopyJob): Promise<CopyResult> {
 
   const rate = () => written / Math.max((Date.now() - started) / 1000, 0.001);
   const heartbeat = () =>
-    ctx.heartbeat({ ...committed, total, rate: Math.round(rate()), paused: control.paused, firstStartedAt, lastReportAt } satisfies CopyCheckpoint);
+    ctx.heartbeat({ ...committed, total, rate: Math.round(rate()), paused: control.paused, firstStartedAt, lastReportAt, range: job.range } satisfies CopyCheckpoint);
   /** Best effort: a report that does not arrive never fails the copy. */
   const report = async (force = false) => {
     const now = Date.now();
@@ -109,6 +125,22 @@ export async function copyPointsResumably(job: CopyJob): Promise<CopyResult> {
   };
 
   heartbeat();
+  let alreadyWritten = 0;
+  if (ctx.info.attempt > 1) {
+    // Pages the crashed attempt wrote after its last heartbeat: found in the target, not written again.
+    while (!exhausted) {
+      const page = await job.source.readPage(readCursor, control.batchSize);
+      readCursor = page.next;
+      exhausted = page.next === null;
+      if (page.points.length === 0 || !(await alreadyStored(job.target, page.points, !job.transformsVectors))) {
+        pending.push(startWrite(page));
+        break;
+      }
+      alreadyWritten += page.points.length;
+      committed = { cursor: page.next, copied: committed.copied + page.points.length };
+      heartbeat();
+    }
+  }
   let stopping = false;
   while (!exhausted || pending.length > 0) {
     if (ctx.cancellationSignal.aborted) throw new CancelledFailure('Copy cancelled; resume point is the last heartbeat.');
@@ -153,10 +185,24 @@ export async function copyPointsResumably(job: CopyJob): Promise<CopyResult> {
     copied: committed.copied,
     resumedFrom: checkpoint.copied,
     writtenThisAttempt: written,
+    alreadyWritten,
     attempt: ctx.info.attempt,
     seconds: (Date.now() - started) / 1000,
   };
 }
+
+/** Whether the target holds every point of a page as read (payload, and vector unless transformed): written by an earlier attempt. */
+async function alreadyStored(target: PointTarget, points: MemoryPoint[], compareVectors: boolean): Promise<boolean> {
+  const stored = new Map((await target.retrieve(points.map((p) => p.id))).map((p) => [p.id, p]));
+  return points.every((point) => {
+    const held = stored.get(point.id);
+    if (!held || differingFields(point.payload, held.payload).length > 0) return false;
+    return !compareVectors || (held.vector.length === point.vector.length && cosine(point.vector, held.vector) >= SAME_VECTOR_COSINE);
+  });
+}
+
+/** Stores keep a vector's direction to float32 precision (Qdrant normalizes cosine vectors). */
+const SAME_VECTOR_COSINE = 1 - 1e-6;
 
 /**
  * Reads back the first and last point of a written batch: per-batch validation.

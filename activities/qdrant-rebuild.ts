@@ -9,11 +9,11 @@ import type { Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { CheckResult, ValidationReport } from '../workflows/messages';
+import type { CheckResult, CopyRange, ExhaustiveComparison, IdRange, ValidationReport } from '../workflows/messages';
 import type { QdrantRebuildPlan } from '../workflows/qdrant-collection-rebuild';
 import { BM25_VECTOR_NAME, bm25SparseVector } from './bm25';
 import { currentWorkflow } from './context';
-import { workflowCopyChannel } from './copy-channel';
+import { rangeCopyChannel, workflowCopyChannel } from './copy-channel';
 import { differingFields, payloadFingerprint, sameJson } from './compare';
 import { copyPointsResumably, type CopyChannel, type CopyResult } from './copy-engine';
 import { assertWritableFile, writeFileAtomically } from './files';
@@ -38,7 +38,7 @@ import {
   type Distance,
   type ScannedPoint,
 } from './stores/qdrant';
-import { buildReport, comparePerUser, compareSamples, type PerUserCount } from './validation';
+import { buildReport, compareEveryPoint, comparePerUser, compareSamples, type PerUserCount } from './validation';
 
 type Pair = QdrantRebuildPlan['collections'][number];
 
@@ -65,6 +65,8 @@ export interface RebuildPreflight {
 }
 
 const SCAN_PAGE = 1_000;
+/** Points per page on each side of an exhaustive comparison. */
+const COMPARE_PAGE = 1_000;
 const USER_FIELD = 'user_id';
 /** mem0 2.x embeds `text_lemmatized || data` for BM25; v1 points lack text_lemmatized. */
 const LEMMATIZED_FIELD = 'text_lemmatized';
@@ -710,6 +712,51 @@ export function qdrantRebuildActivities({ client }: { client: Client }) {
         report: (progress) => channel.report({ ...progress, copied: before.copied + progress.copied, total: Math.max(before.total, before.copied + progress.total) }),
       };
       return copyPointsResumably({ source: sourceOf(plan, pair, dense), target: targetOf(plan, pair.target, dense), channel: overall, transform: withBm25(plan, pair) });
+    },
+
+    /** Point ids splitting one source into `parts` ranges of about equal size, for a partitioned copy (kept in workflow state). */
+    async splitRebuildCopy(plan: QdrantRebuildPlan, index: number, dense: DenseVectorConfig, parts: number): Promise<string[]> {
+      return sourceOf(plan, plan.collections[index], dense).splitKeys(parts);
+    },
+
+    /** One range of a partitioned copy of one collection pair, with its own heartbeated cursor. */
+    async copyRebuildRange(plan: QdrantRebuildPlan, index: number, dense: DenseVectorConfig, range: CopyRange): Promise<CopyResult> {
+      const pair = plan.collections[index];
+      return copyPointsResumably({
+        source: sourceOf(plan, pair, dense).range(range),
+        target: targetOf(plan, pair.target, dense),
+        channel: rangeCopyChannel(client),
+        transform: withBm25(plan, pair),
+        range: range.index,
+      });
+    },
+
+    /**
+     * One id range of one pair's exhaustive validation: source and target side
+     * by side in id order, every point's payload, dense vector and bm25
+     * compared. Against the last catch-up's watermark: points added, changed or
+     * deleted in the source since are counted as written since, not failures.
+     */
+    async validateRebuildRange(plan: QdrantRebuildPlan, index: number, dense: DenseVectorConfig, range: IdRange): Promise<ExhaustiveComparison & { problems: string[] }> {
+      const pair = plan.collections[index];
+      const watermark = await readWatermark(plan, pair);
+      const textField = textFieldOf(plan, pair);
+      return compareEveryPoint(
+        sourceOf(plan, pair, dense).streamIdRange(range, COMPARE_PAGE),
+        targetOf(plan, pair.target, dense).streamIdRange(range, COMPARE_PAGE),
+        {
+          vectorsCopied: true,
+          writtenSince: (source, copy) => {
+            const recorded = watermark.get((source ?? copy)!.id);
+            return source ? recorded?.print !== payloadFingerprint(source.payload) : recorded !== undefined;
+          },
+          extraProblem: (source, copy) => {
+            const text = wantsBm25(plan) ? bm25TextOf(source.payload, textField) : null;
+            return text !== null && !sameSparse(bm25SparseVector(text), copy.sparse?.[BM25_VECTOR_NAME]) ? 'bm25 vector differs from the text\'s' : null;
+          },
+        },
+        (compared) => heartbeat({ range: range.index, compared }),
+      );
     },
 
     /**

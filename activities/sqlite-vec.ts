@@ -13,12 +13,12 @@ import type { Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { RollbackRequest, ValidationReport } from '../workflows/messages';
+import type { CopyRange, ExhaustiveComparison, IdRange, RollbackRequest, ValidationReport } from '../workflows/messages';
 import { describeTarget } from '../workflows/plan-schemas';
 import type { SqliteVecPlan } from '../workflows/sqlite-vec-migration';
 import { payloadFingerprint, sameJson } from './compare';
 import { currentWorkflow } from './context';
-import { workflowCopyChannel } from './copy-channel';
+import { rangeCopyChannel, workflowCopyChannel } from './copy-channel';
 import { copyPointsResumably, cosine, type CopyChannel, type CopyResult } from './copy-engine';
 import { assertLiveBackendFile, readLiveBackend, recordLiveBackend, restoreLiveBackend, type ProtectedFiles } from './cutover';
 import { reembedPoints } from './embeddings';
@@ -37,12 +37,14 @@ import {
   type Watermark,
 } from './stores/sqlite';
 import { assertTargetUsable, openTarget, prepareTargetStore, type TargetStore } from './targets';
-import { buildReport, comparePerUser, compareSamples, type PerUserCount } from './validation';
+import { buildReport, compareEveryPoint, comparePerUser, compareSamples, type PerUserCount } from './validation';
 
 const USER_PATH = 'metadata.user_id';
 /** Ids named in results and errors are capped: history stays small. */
 const MAX_IDS = 20;
 const SCAN_PAGE = 500;
+/** Points per page on each side of an exhaustive comparison. */
+const COMPARE_PAGE = 1_000;
 /**
  * After a switch, writes the service already had in flight to the old
  * backend keep landing for a moment: the switch repeats its catch-up (or
@@ -507,6 +509,63 @@ export function sqliteVecActivities({ client }: { client: Client }) {
             target,
             channel: workflowCopyChannel(client),
             transform: plan.reembed ? reembedPoints(plan.reembed) : undefined,
+          }),
+        ),
+      );
+    },
+
+    /** Row keys splitting the source into `parts` ranges of equal size, for a partitioned copy (kept in workflow state). */
+    async splitSqliteVecCopy(plan: SqliteVecPlan, parts: number): Promise<string[]> {
+      return withSource(plan, (db) => new McpMemorySource(db, plan.source.deleted === 'copy').splitKeys(parts));
+    },
+
+    /** One range of a partitioned copy: the copy engine over the rows in `range`, with its own heartbeated cursor. */
+    async copySqliteVecRange(plan: SqliteVecPlan, range: CopyRange): Promise<CopyResult> {
+      return withSource(plan, async (db) =>
+        withTarget(plan, (target) =>
+          copyPointsResumably({
+            source: new McpMemorySource(db, plan.source.deleted === 'copy').range(range),
+            target,
+            channel: rangeCopyChannel(client),
+            transform: plan.reembed ? reembedPoints(plan.reembed) : undefined,
+            transformsVectors: plan.reembed !== undefined,
+            range: range.index,
+          }),
+        ),
+      );
+    },
+
+    /**
+     * One range of the exhaustive validation: every source row and target
+     * point with ids in `range`, side by side in id order. Under a live
+     * service, a difference is a failure only if the watermark explains it
+     * not: rows added or changed since it (id beyond it, updated_at at or
+     * after its `since`), and target points whose row has since been deleted
+     * or changed, are counted as written since and caught up at cutover.
+     */
+    async validateSqliteVecRange(plan: SqliteVecPlan, watermark: Watermark, range: IdRange): Promise<ExhaustiveComparison & { problems: string[] }> {
+      const includeDeleted = plan.source.deleted === 'copy';
+      return withSource(plan, (lookup) =>
+        withSource(plan, (db) =>
+          withTarget(plan, (target) => {
+            const rowOf = lookup.prepare('SELECT updated_at FROM memories WHERE id = ?');
+            const changedSince = (payload: Record<string, unknown>) =>
+              (typeof payload.source_id === 'number' && payload.source_id > watermark.maxId) ||
+              (typeof payload.updated_at === 'number' && payload.updated_at >= watermark.since);
+            const rowGoneOrChanged = (sourceId: unknown) => {
+              if (typeof sourceId !== 'number') return false;
+              const row = rowOf.get(sourceId) as { updated_at: number | null } | undefined;
+              return !row || (row.updated_at ?? 0) >= watermark.since;
+            };
+            return compareEveryPoint(
+              new McpMemorySource(db, includeDeleted).streamByPointId(range, COMPARE_PAGE),
+              target.streamIdRange(range, COMPARE_PAGE),
+              {
+                vectorsCopied: !plan.reembed,
+                writtenSince: (source, copy) => (source ? changedSince(source.payload) : rowGoneOrChanged(copy!.payload.source_id)),
+              },
+              (compared) => Context.current().heartbeat({ range: range.index, compared }),
+            );
           }),
         ),
       );

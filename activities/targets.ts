@@ -3,9 +3,10 @@
  * face: describe it, create it, drop it, and read/write points through it.
  */
 import { ApplicationFailure } from '@temporalio/common';
+import type { IdRange } from '../workflows/messages';
 import type { TargetSpec } from '../workflows/plan-schemas';
 import { describeTarget as nameTarget } from '../workflows/plan-schemas';
-import type { CountsByPayload, PointSource, PointTarget } from './stores/contract';
+import type { CountsByPayload, MemoryPoint, PointSource, PointTarget } from './stores/contract';
 import { PgvectorTable } from './stores/postgres';
 import { QdrantCollection } from './stores/qdrant';
 
@@ -21,6 +22,8 @@ export interface TargetStore extends PointSource, PointTarget, CountsByPayload {
   drop(): Promise<void>;
   /** Removes these points; ids that are absent are ignored. */
   deletePoints(ids: string[]): Promise<void>;
+  /** The points with ids in `range`, in id order, a page at a time (exhaustive validation). */
+  streamIdRange(range: IdRange, pageSize: number): AsyncGenerator<MemoryPoint[]>;
 }
 
 export function openTarget(spec: TargetSpec): TargetStore {

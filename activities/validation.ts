@@ -3,12 +3,17 @@
  * per-user counts, and sampled points compared field by field. It names
  * point ids and field names only, never contents.
  */
-import type { CheckResult, ValidationReport } from '../workflows/messages';
+import type { CheckResult, ExhaustiveComparison, ValidationReport } from '../workflows/messages';
 import { sameJson } from './compare';
 import { MIN_COSINE, cosine } from './copy-engine';
 import type { MemoryPoint, PointTarget } from './stores/contract';
+import { compareIds } from './stores/key-order';
 
 const MAX_ERRORS = 20;
+/** Ids named per kind of mismatch in an exhaustive comparison; the counts are exact. */
+export const MAX_NAMED_IDS = 20;
+/** Stored vectors agree with the source's to float32 rounding (Qdrant also normalizes cosine vectors). */
+const VECTOR_TOLERANCE = 1e-6;
 const MAX_USERS = 200;
 /** Seconds-based timestamps must agree within 1 ms. */
 const TIMESTAMP_FIELDS = new Set(['created_at', 'updated_at', 'deleted_at']);
@@ -115,4 +120,85 @@ export function buildReport(input: {
     checks,
     errors: samples.errors.slice(0, MAX_ERRORS),
   };
+}
+
+/** How one runbook judges a pair of points in an exhaustive comparison. */
+export interface ExhaustiveRules {
+  /** Dense vectors copied as they are (false when re-embedded: then not compared). */
+  vectorsCopied: boolean;
+  /**
+   * Whether a write to the source after the recorded watermark explains this
+   * difference (the point added, changed or deleted since): reported, never a
+   * failure. `source`/`target` are undefined where that side lacks the id.
+   */
+  writtenSince(source: MemoryPoint | undefined, target: MemoryPoint | undefined): boolean | Promise<boolean>;
+  /** A runbook's own per-point check (e.g. the bm25 vector computed from the text); null when fine. */
+  extraProblem?(source: MemoryPoint, target: MemoryPoint): string | null;
+}
+
+/**
+ * Every point of one id range, both sides streamed in id order and merged:
+ * ids only on one side are missing or extra, ids on both are compared by
+ * payload (canonically: tags as sets, timestamps within 1 ms, numbers as
+ * activities/compare.ts says) and by vector within the float bound. Holds
+ * one page per side; names ids only, capped.
+ */
+export async function compareEveryPoint(
+  source: AsyncIterable<MemoryPoint[]>,
+  target: AsyncIterable<MemoryPoint[]>,
+  rules: ExhaustiveRules,
+  onPage: (compared: number) => void,
+): Promise<ExhaustiveComparison & { problems: string[] }> {
+  const started = Date.now();
+  const result = { compared: 0, equal: 0, missing: 0, extra: 0, different: 0, writtenSince: 0, missingIds: [] as string[], extraIds: [] as string[], differentIds: [] as string[], problems: [] as string[] };
+  const name = (ids: string[], id: string) => ids.length < MAX_NAMED_IDS && ids.push(id);
+  const fromSource = pointsOf(source, onPage, () => result.compared);
+  const fromTarget = pointsOf(target, () => {}, () => result.compared);
+  let [s, t] = await Promise.all([fromSource.next(), fromTarget.next()]);
+  while (!s.done || !t.done) {
+    const order = s.done ? 1 : t.done ? -1 : compareIds(s.value.id, t.value.id);
+    const expected = order <= 0 ? (s.value as MemoryPoint) : undefined;
+    const actual = order >= 0 ? (t.value as MemoryPoint) : undefined;
+    const id = (expected ?? actual)!.id;
+    result.compared++;
+    const problem = !actual ? 'missing from target' : !expected ? 'in target but not in source' : pointDifference(expected, actual, rules);
+    if (problem === null) result.equal++;
+    else if (await rules.writtenSince(expected, actual)) result.writtenSince++;
+    else {
+      const kind = !actual ? 'missing' : !expected ? 'extra' : 'different';
+      result[kind]++;
+      name(result[`${kind}Ids`], id);
+      if (result.problems.length < MAX_NAMED_IDS) result.problems.push(`${id}: ${problem}`);
+    }
+    if (expected) s = await fromSource.next();
+    if (actual) t = await fromTarget.next();
+  }
+  return { ...result, seconds: (Date.now() - started) / 1000, ranges: 1 };
+}
+
+async function* pointsOf(pages: AsyncIterable<MemoryPoint[]>, onPage: (compared: number) => void, compared: () => number): AsyncGenerator<MemoryPoint> {
+  for await (const page of pages) {
+    onPage(compared());
+    yield* page;
+  }
+}
+
+/**
+ * Both points are at hand, so payloads are compared canonically value by
+ * value (activities/compare.ts' rules) rather than by digest: the same
+ * verdict a fingerprint gives once confirmed, at a seventh of the cost.
+ */
+function pointDifference(expected: MemoryPoint, actual: MemoryPoint, rules: ExhaustiveRules): string | null {
+  const fields = differingFields(expected.payload, actual.payload);
+  if (fields.length) return `payload ${fields.join(', ')} differ`;
+  if (rules.vectorsCopied && !sameVector(expected.vector, actual.vector)) return 'vector differs';
+  return rules.extraProblem?.(expected, actual) ?? null;
+}
+
+/** Equal value by value within the float bound, or (stores that normalize) in direction. */
+function sameVector(a: number[], b: number[]): boolean {
+  if (a.length !== b.length) return false;
+  if (a.every((x, i) => Math.abs(x - b[i]) <= VECTOR_TOLERANCE * Math.max(1, Math.abs(x)))) return true;
+  const [na, nb] = [Math.hypot(...a) || 1, Math.hypot(...b) || 1];
+  return a.every((x, i) => Math.abs(x / na - b[i] / nb) <= VECTOR_TOLERANCE);
 }

@@ -31,10 +31,23 @@ export interface Snapshot {
  * copy reports to the workflow itself only rarely, to keep history small.
  */
 export function withLiveCopyProgress(status: MigrationStatus, description: WorkflowExecutionDescription): MigrationStatus {
-  for (const activity of description.raw.pendingActivities ?? []) {
+  const beats = (description.raw.pendingActivities ?? []).flatMap((activity) => {
     const [payload] = activity.heartbeatDetails?.payloads ?? [];
     const beat = payload ? (defaultPayloadConverter.fromPayload(payload) as Partial<CopyCheckpoint> | null) : null;
-    if (typeof beat?.copied !== 'number' || typeof beat.total !== 'number' || beat.copied < status.copy.copied) continue;
+    return typeof beat?.copied === 'number' && typeof beat.total === 'number' ? [beat as CopyCheckpoint & { total: number }] : [];
+  });
+  const ranges = status.copy.ranges;
+  if (ranges) {
+    // A partitioned copy: finished ranges are counted in the status, running ones in their heartbeats.
+    const running = beats.filter((beat) => beat.range !== undefined && !ranges.doneIndices.includes(beat.range));
+    if (running.length === 0) return status;
+    const copied = status.copy.copied + running.reduce((n, beat) => n + beat.copied, 0);
+    const rate = running.reduce((n, beat) => n + (beat.rate ?? 0), 0);
+    const etaSeconds = rate > 0 ? Math.ceil(Math.max(status.copy.total - copied, 0) / rate) : null;
+    return { ...status, copy: { ...status.copy, copied, rate, etaSeconds } };
+  }
+  for (const beat of beats) {
+    if (beat.copied < status.copy.copied) continue;
     const rate = beat.rate ?? 0;
     const etaSeconds = rate > 0 ? Math.ceil(Math.max(beat.total - beat.copied, 0) / rate) : null;
     return { ...status, copy: { ...status.copy, copied: beat.copied, total: Math.max(status.copy.total, beat.total), rate, etaSeconds } };
@@ -78,7 +91,8 @@ function formatSeconds(seconds: number | null): string {
 
 function copyLine(copy: MigrationStatus['copy']): string {
   const pct = copy.total > 0 ? Math.floor((100 * copy.copied) / copy.total) : 0;
-  return `${copy.copied}/${copy.total} (${pct}%) at ${copy.rate}/s, ETA ${formatSeconds(copy.etaSeconds)} — batch ${copy.batchSize} × ${copy.concurrency}`;
+  const ranges = copy.ranges ? ` in ${copy.ranges.count} ranges (${copy.ranges.done} done)` : '';
+  return `${copy.copied}/${copy.total} (${pct}%)${ranges} at ${copy.rate}/s, ETA ${formatSeconds(copy.etaSeconds)} — batch ${copy.batchSize} × ${copy.concurrency}`;
 }
 
 export function table(rows: string[][]): string[] {
@@ -95,6 +109,12 @@ function reportLines(report: ValidationReport): string[] {
   if (report.perUser.length) {
     const rows = [['user', 'source', 'target', ''], ...report.perUser.map((u) => [u.user, String(u.source), String(u.target), u.source === u.target ? '' : 'MISMATCH'])];
     lines.push('  Per user:', ...table(rows).map((line) => `    ${line}`));
+  }
+  if (report.exhaustive) {
+    const { missingIds, extraIds, differentIds } = report.exhaustive;
+    for (const [what, ids] of [['Missing', missingIds], ['Extra', extraIds], ['Different', differentIds]] as const) {
+      if (ids.length) lines.push(`  ${what} ids: ${ids.join(', ')}`);
+    }
   }
   if (report.errors.length) lines.push('  Mismatches:', ...report.errors.map((e) => `    ${e}`));
   return lines;

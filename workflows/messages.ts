@@ -58,6 +58,46 @@ export interface CopyControl extends CopySettings {
   paused: boolean;
 }
 
+/**
+ * One slice of a copy's source key space, in the source's own cursor terms:
+ * the points a copy starting at cursor `start` reads before it reaches
+ * cursor `end` (null: the beginning / the end of the source). Computed once
+ * by an activity and kept in workflow state, so every retry copies the same slice.
+ */
+export interface CopyRange {
+  index: number;
+  start: string | null;
+  end: string | null;
+}
+
+/** A slice of the point-id space, [from, to) in Qdrant's id order (integers first, then uuids as lowercase hex); null = unbounded. */
+export interface IdRange {
+  index: number;
+  from: string | null;
+  to: string | null;
+}
+
+/**
+ * The exhaustive pass over every point (ids only, capped lists plus counts):
+ * each point compared by payload, canonically (activities/compare.ts), and
+ * by vector within the float bound. Points written after the recorded watermark
+ * are counted in `writtenSince`, never as failures.
+ */
+export interface ExhaustiveComparison {
+  compared: number;
+  equal: number;
+  missing: number;
+  extra: number;
+  different: number;
+  writtenSince: number;
+  missingIds: string[];
+  extraIds: string[];
+  differentIds: string[];
+  /** Wall time of the pass (all ranges, in parallel). */
+  seconds: number;
+  ranges: number;
+}
+
 /** What the copy activity reports back: rarely (see activities/copy-engine.ts); live progress is in its heartbeat. */
 export interface CopyProgress {
   total: number;
@@ -84,6 +124,16 @@ export interface ValidationReport {
   checks: CheckResult[];
   /** First mismatches by point id (never contents), capped. */
   errors: string[];
+  /** The pass over every point, when the runbook ran it. */
+  exhaustive?: ExhaustiveComparison;
+}
+
+/** A partitioned copy's ranges: live per-range progress is in each range activity's heartbeat. */
+export interface CopyRangesStatus {
+  count: number;
+  done: number;
+  /** Indices of finished ranges (their counts are in `copied`). */
+  doneIndices: number[];
 }
 
 export interface MigrationStatus {
@@ -92,7 +142,7 @@ export interface MigrationStatus {
   phasesDone: Phase[];
   paused: boolean;
   dryRun: boolean;
-  copy: CopySettings & { total: number; copied: number; rate: number; etaSeconds: number | null };
+  copy: CopySettings & { total: number; copied: number; rate: number; etaSeconds: number | null; ranges?: CopyRangesStatus };
   report: ValidationReport | null;
   approval: { awaiting: boolean; approvers: string[]; decision: (Decision & { approved: boolean }) | null };
   notes: string[];

@@ -22,6 +22,7 @@ import {
 } from '@temporalio/workflow';
 import type { Duration, SignalDefinition, UpdateDefinition } from '@temporalio/common';
 import type { z } from 'zod';
+import type { CopyResult } from '../activities/copy-engine';
 import {
   approveSignal,
   approveUpdate,
@@ -38,8 +39,11 @@ import {
   setCopySettingsSignal,
   setCopySettingsUpdate,
   statusQuery,
+  type CopyRange,
   type CopySettings,
   type CopySettingsRequest,
+  type ExhaustiveComparison,
+  type IdRange,
   type Decision,
   type MigrationStatus,
   type Operator,
@@ -85,6 +89,55 @@ export interface KeepUpWhileWaiting {
   run(round: number): Promise<void>;
 }
 
+/**
+ * A copy split into key ranges, each its own heartbeating activity on
+ * whichever worker takes it. `split` is an activity that samples the
+ * source's keys once (its answer stays in history, so retries and replays
+ * copy the same ranges); `copyRange` copies one range with the copy engine.
+ */
+export interface RangedCopy {
+  partitions: number;
+  split(parts: number): Promise<string[]>;
+  copyRange(range: CopyRange): Promise<CopyResult>;
+}
+
+/** One range of an exhaustive validation: the runbook's activity comparing every point with ids in it. */
+export type CompareIdRange = (range: IdRange) => Promise<ExhaustiveComparison & { problems: string[] }>;
+
+/**
+ * The point-id space cut into `parts` equal slices of the uuid space (ids are
+ * uuids: random or hashes, so evenly spread; integer ids fall in the first).
+ * Pure arithmetic, so a workflow computes it without an activity.
+ */
+export function idRanges(parts: number): IdRange[] {
+  const bounds = Array.from({ length: parts - 1 }, (_, i) => {
+    const hex = ((BigInt(i + 1) << 128n) / BigInt(parts)).toString(16).padStart(32, '0');
+    return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+  });
+  return [null, ...bounds].map((from, index) => ({ index, from, to: bounds[index] ?? null }));
+}
+
+const MAX_NAMED_IDS = 20;
+
+/** Several ranges' comparisons as one: counts summed, id lists capped, the wall time of the whole pass. */
+function mergeComparisons(parts: ExhaustiveComparison[], seconds: number): ExhaustiveComparison {
+  const sum = (key: 'compared' | 'equal' | 'missing' | 'extra' | 'different' | 'writtenSince' | 'ranges') => parts.reduce((n, p) => n + p[key], 0);
+  const ids = (key: 'missingIds' | 'extraIds' | 'differentIds') => parts.flatMap((p) => p[key]).slice(0, MAX_NAMED_IDS);
+  return {
+    compared: sum('compared'),
+    equal: sum('equal'),
+    missing: sum('missing'),
+    extra: sum('extra'),
+    different: sum('different'),
+    writtenSince: sum('writtenSince'),
+    missingIds: ids('missingIds'),
+    extraIds: ids('extraIds'),
+    differentIds: ids('differentIds'),
+    seconds,
+    ranges: sum('ranges'),
+  };
+}
+
 /** Phases that change what is live: once started they finish, even if the workflow is cancelled. */
 const IRREVERSIBLE: Phase[] = ['cutover', 'verify', 'rollback'];
 
@@ -93,6 +146,8 @@ export class MigrationRun {
   private decided: { approved: boolean } | null = null;
   private readonly rollbackRequests: RollbackRequest[] = [];
   private rollbackOpen = false;
+  /** Ranges of partitioned copies started so far: range numbers stay unique across a run's copies. */
+  private rangesStarted = 0;
 
   constructor(private readonly description: RunDescription) {
     this.status = {
@@ -101,7 +156,7 @@ export class MigrationRun {
       phasesDone: [],
       paused: false,
       dryRun: description.dryRun,
-      copy: { batchSize: 0, concurrency: 0, ...description.copy, total: 0, copied: 0, rate: 0, etaSeconds: null },
+      copy: { batchSize: description.copy?.batchSize ?? 0, concurrency: description.copy?.concurrency ?? 0, total: 0, copied: 0, rate: 0, etaSeconds: null },
       report: null,
       approval: { awaiting: false, approvers: description.approvers, decision: null },
       notes: [],
@@ -159,6 +214,72 @@ export class MigrationRun {
   /** Total points the copy will move, known after preflight. */
   setCopyTotal(total: number): void {
     this.status.copy.total = total;
+  }
+
+  /**
+   * A copy in key ranges, all running at once (up to `partitions`): every
+   * range polls the same pause and live settings, and heartbeats its own
+   * cursor and counts (live progress: Pending Activities / `memshift status`).
+   * The workflow hears of a range only when it ends, so history grows by a
+   * few events per range and never with the copy's length. Returns the
+   * copy's totals; a range resumed after a crash is noted.
+   */
+  async copyInRanges(copy: RangedCopy): Promise<CopyResult> {
+    const started = Date.now();
+    const keys = await copy.split(copy.partitions);
+    const first = this.rangesStarted;
+    const ranges = [null, ...keys].map((start, i) => ({ index: first + i, start, end: keys[i] ?? null }));
+    this.rangesStarted += ranges.length;
+    const status = (this.status.copy.ranges ??= { count: 0, done: 0, doneIndices: [] });
+    status.count += ranges.length;
+    const results = await Promise.all(
+      ranges.map(async (range) => {
+        const result = await copy.copyRange(range);
+        this.status.copy.copied += result.copied;
+        status.done++;
+        status.doneIndices.push(range.index);
+        if (result.attempt > 1) {
+          this.note(`Range ${range.index} resumed at ${result.resumedFrom + (result.alreadyWritten ?? 0)} points (attempt ${result.attempt}) and wrote the remaining ${result.writtenThisAttempt}.`);
+        }
+        this.refreshDetails();
+        return result;
+      }),
+    );
+    const seconds = (Date.now() - started) / 1000;
+    const sum = (key: 'copied' | 'writtenThisAttempt' | 'alreadyWritten') => results.reduce((n, r) => n + (r[key] ?? 0), 0);
+    this.status.copy.rate = Math.round(sum('copied') / Math.max(seconds, 0.001));
+    this.status.copy.etaSeconds = 0;
+    return { copied: sum('copied'), resumedFrom: 0, writtenThisAttempt: sum('writtenThisAttempt'), alreadyWritten: sum('alreadyWritten'), attempt: 1, seconds };
+  }
+
+  /**
+   * The exhaustive pass, after the sample pre-check: the id space in
+   * `partitions` ranges compared in parallel, each by the runbook's activity.
+   * Adds an 'every point' check (named by `label` when a run has several)
+   * and the mismatching ids to `report`, and returns it.
+   */
+  async validateEveryPoint(partitions: number, compareRange: CompareIdRange, report: ValidationReport, label?: string): Promise<ValidationReport> {
+    const started = Date.now();
+    const parts = await Promise.all(idRanges(partitions).map(compareRange));
+    const pass = mergeComparisons(parts, (Date.now() - started) / 1000);
+    const ok = pass.missing + pass.extra + pass.different === 0;
+    const exhaustive = report.exhaustive ? mergeComparisons([report.exhaustive, pass], report.exhaustive.seconds + pass.seconds) : pass;
+    return {
+      ...report,
+      ok: report.ok && ok,
+      exhaustive,
+      checks: [
+        ...report.checks,
+        {
+          name: label ? `${label}: every point` : 'every point',
+          ok,
+          detail:
+            `${pass.compared} ids compared in ${pass.seconds.toFixed(1)}s over ${pass.ranges} ranges: ${pass.equal} equal, ` +
+            `${pass.missing} missing, ${pass.extra} extra, ${pass.different} different; ${pass.writtenSince} written since the watermark (caught up before and at cutover)`,
+        },
+      ],
+      errors: [...parts.flatMap((p) => p.problems), ...report.errors].slice(0, MAX_NAMED_IDS),
+    };
   }
 
   /**
@@ -391,10 +512,14 @@ export class MigrationRun {
     if (copy.total > 0) {
       const pct = Math.floor((100 * copy.copied) / copy.total);
       const eta = copy.etaSeconds === null ? '' : `, ETA ${copy.etaSeconds}s`;
+      const ranges = copy.ranges ? ` in ${copy.ranges.count} ranges (${copy.ranges.done} done)` : '';
       const live = phase === 'copy' ? ' at the last report; live progress: Pending Activities → heartbeat details' : '';
-      parts.push(`copied ${copy.copied}/${copy.total} (${pct}%) at ${copy.rate}/s${eta}${live}`);
+      parts.push(`copied ${copy.copied}/${copy.total} (${pct}%)${ranges} at ${copy.rate}/s${eta}${live}`);
     }
-    if (report) parts.push(`validation ${report.ok ? 'passed' : 'FAILED'}: ${report.targetCount}/${report.sourceCount}`);
+    if (report) {
+      const every = report.exhaustive ? `; every point: ${report.exhaustive.missing} missing, ${report.exhaustive.extra} extra, ${report.exhaustive.different} different` : '';
+      parts.push(`validation ${report.ok ? 'passed' : 'FAILED'}: ${report.targetCount}/${report.sourceCount}${every}`);
+    }
     if (approval.awaiting) parts.push(`waiting for approval${approval.approvers.length ? ` from ${approval.approvers.join(' or ')}` : ''}`);
     if (error) parts.push(`error: ${error}`);
     setCurrentDetails(parts.join('\n\n'));

@@ -78,11 +78,15 @@ export type TargetSpec = z.output<typeof TargetSpec>;
 
 /** What a copy may be set to, in a plan or live (setCopySettings). */
 export const COPY_LIMITS = { batchSize: { min: 1, max: 10_000 }, concurrency: { min: 1, max: 16 } } as const;
+/** Ranges a copy is split into, each its own activity on whichever worker takes it; fixed for the run. */
+export const MAX_COPY_PARTITIONS = 64;
 
 export const CopyPlan = z
   .object({
     batchSize: z.number().int().min(COPY_LIMITS.batchSize.min).max(COPY_LIMITS.batchSize.max).default(500),
     concurrency: z.number().int().min(COPY_LIMITS.concurrency.min).max(COPY_LIMITS.concurrency.max).default(2),
+    /** Key ranges copied (and validated) in parallel; 1 = one copy activity, as before. Pages in flight per range: `concurrency`. */
+    partitions: z.number().int().min(1).max(MAX_COPY_PARTITIONS).optional(),
   })
   .strict();
 

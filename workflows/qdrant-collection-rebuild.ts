@@ -10,11 +10,11 @@
  * rollback carries the new collections' post-cutover writes back into the
  * legacy ones before the aliases move back. Nothing else ever writes legacy.
  */
-import { ApplicationFailure, condition } from '@temporalio/workflow';
+import { ApplicationFailure, condition, patched } from '@temporalio/workflow';
 import { z } from 'zod';
 import { longActivities, quickActivities } from './activity-options';
 import type { CarryBackCounts, CatchUpCounts } from '../activities/qdrant-rebuild';
-import type { Outcome, ValidationReport } from './messages';
+import type { IdRange, Outcome, ValidationReport } from './messages';
 import { MigrationRun, errorMessage, parsePlan } from './migration-run';
 import { ApprovalPlan, CatchUpWhileWaiting, CopyPlan, collectionName, duration, endpointUrl, isZeroDuration, qdrantUrl } from './plan-schemas';
 
@@ -66,7 +66,14 @@ export const QdrantRebuildPlan = z
     /** Where the per-user baseline and the Neo4j export are written (on the worker). */
     workDir: z.string().min(1),
     copy: CopyPlan.prefault({}),
-    validation: z.object({ sampleSize: z.number().int().min(1).max(10_000).default(200) }).strict().prefault({}),
+    validation: z
+      .object({
+        sampleSize: z.number().int().min(1).max(10_000).default(200),
+        /** After the sample pre-check passes, compare every point (in `copy.partitions` ranges, in parallel). */
+        exhaustive: z.boolean().default(true),
+      })
+      .strict()
+      .prefault({}),
     catchUp: z
       .object({
         /** Catch-up passes before approval: each copies what changed in the sources, then validates again. */
@@ -174,12 +181,21 @@ export async function qdrantCollectionRebuild(input: QdrantRebuildPlanInput): Pr
 
   const { created } = await run.phase('prepare-target', () => quickActivities.prepareRebuildTargets(plan, preflight.vectors));
 
+  const partitions = plan.copy.partitions ?? 1;
   await run.phase('copy', async () => {
     for (let index = 0; index < plan.collections.length; index++) {
-      const copy = await longActivities.copyRebuildCollection(plan, index, preflight.vectors[index], { copied, total: preflight.points });
+      const dense = preflight.vectors[index];
+      const copy =
+        partitions > 1
+          ? await run.copyInRanges({
+              partitions,
+              split: (parts) => quickActivities.splitRebuildCopy(plan, index, dense, parts),
+              copyRange: (range) => longActivities.copyRebuildRange(plan, index, dense, range),
+            })
+          : await longActivities.copyRebuildCollection(plan, index, dense, { copied, total: preflight.points });
       copied += copy.copied;
-      if (copy.resumedFrom > 0) {
-        run.note(`Copy of ${plan.collections[index].source} resumed at ${copy.resumedFrom} points (attempt ${copy.attempt}) and wrote the remaining ${copy.writtenThisAttempt}.`);
+      if (copy.attempt > 1) {
+        run.note(`Copy of ${plan.collections[index].source} resumed at ${copy.resumedFrom + (copy.alreadyWritten ?? 0)} points (attempt ${copy.attempt}) and wrote the remaining ${copy.writtenThisAttempt}.`);
       }
     }
   });
@@ -201,6 +217,14 @@ export async function qdrantCollectionRebuild(input: QdrantRebuildPlanInput): Pr
       run.note(`Catch-up round ${round}: ${describeCatchUp(counts)} since the copy read them.`);
       latest = await longActivities.validateRebuild(plan, preflight.vectors, caughtUp);
       run.setReport(latest);
+    }
+    // The sample and watermark checks are the fast pre-check (shown at once); the pass over every point names what differs.
+    if (plan.validation.exhaustive && patched('exhaustive-validation')) {
+      for (const [index, pair] of plan.collections.entries()) {
+        const compareRange = (range: IdRange) => longActivities.validateRebuildRange(plan, index, preflight.vectors[index], range);
+        latest = await run.validateEveryPoint(partitions, compareRange, latest!, plan.collections.length > 1 ? pair.target : undefined);
+      }
+      run.setReport(latest!);
     }
     return latest!;
   });

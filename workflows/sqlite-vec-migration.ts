@@ -4,11 +4,11 @@
  * pgvector table — backed up, copied resumably, validated, approved, cut over,
  * verified, and rolled back on request or on failed verification.
  */
-import { ApplicationFailure } from '@temporalio/workflow';
+import { ApplicationFailure, patched } from '@temporalio/workflow';
 import { z } from 'zod';
 import type { Watermark } from '../activities/stores/sqlite';
 import { longActivities, quickActivities } from './activity-options';
-import type { Outcome, RollbackRequest, ValidationReport } from './messages';
+import type { IdRange, Outcome, RollbackRequest, ValidationReport } from './messages';
 import { MigrationRun, errorMessage, parsePlan } from './migration-run';
 import { ApprovalPlan, CatchUpWhileWaiting, CopyPlan, TargetSpec, describeTarget, duration, endpointUrl, isZeroDuration } from './plan-schemas';
 
@@ -37,7 +37,14 @@ export const SqliteVecPlan = z
     /** Where the verified SQLite backup goes; default beside the source. */
     backupPath: z.string().min(1).optional(),
     copy: CopyPlan.prefault({}),
-    validation: z.object({ sampleSize: z.number().int().min(1).max(10_000).default(200) }).strict().prefault({}),
+    validation: z
+      .object({
+        sampleSize: z.number().int().min(1).max(10_000).default(200),
+        /** After the sample pre-check passes, compare every point (in `copy.partitions` ranges, in parallel). */
+        exhaustive: z.boolean().default(true),
+      })
+      .strict()
+      .prefault({}),
     approval: ApprovalPlan.prefault({}),
     /** After a rejection or approval timeout: remove what was copied, or keep it for a later `resume`. */
     onReject: z.enum(['drop-target', 'keep-target']).default('drop-target'),
@@ -95,14 +102,32 @@ export async function sqliteVecMigration(input: SqliteVecPlanInput): Promise<Sql
   run.note(`Backup verified: ${backup.path} (${backup.memories} memories).`);
   const prepared = await run.phase('prepare-target', () => quickActivities.prepareSqliteVecTarget(plan));
   if (prepared.kept > 0) run.note(`The target already held ${prepared.kept} points; they are kept whatever happens.`);
-  const copy = await run.phase('copy', () => longActivities.copySqliteVecPoints(plan));
+  const partitions = plan.copy.partitions ?? 1;
+  const copy = await run.phase('copy', () =>
+    partitions > 1
+      ? run.copyInRanges({
+          partitions,
+          split: (parts) => quickActivities.splitSqliteVecCopy(plan, parts),
+          copyRange: (range) => longActivities.copySqliteVecRange(plan, range),
+        })
+      : longActivities.copySqliteVecPoints(plan),
+  );
   run.note(`Copied ${copy.copied} memories in ${copy.seconds.toFixed(1)}s (${Math.round(copy.writtenThisAttempt / Math.max(copy.seconds, 0.001))}/s).`);
-  if (copy.resumedFrom > 0) {
-    run.note(`Copy resumed at ${copy.resumedFrom} memories (attempt ${copy.attempt}) and wrote the remaining ${copy.writtenThisAttempt}.`);
+  if (copy.attempt > 1) {
+    run.note(`Copy resumed at ${copy.resumedFrom + (copy.alreadyWritten ?? 0)} memories (attempt ${copy.attempt}) and wrote the remaining ${copy.writtenThisAttempt}.`);
   }
 
   // The service keeps writing: every step below starts from the watermark the last one reached.
-  const validated = await run.phase('validate', () => longActivities.validateSqliteVecCopy(plan, backup.watermark));
+  const validated = await run.phase('validate', async () => {
+    const checked = await longActivities.validateSqliteVecCopy(plan, backup.watermark);
+    // The sample check is the fast pre-check (shown at once); the pass over every point names what differs.
+    if (plan.validation.exhaustive && patched('exhaustive-validation')) {
+      run.setReport(checked.report);
+      const compareRange = (range: IdRange) => longActivities.validateSqliteVecRange(plan, checked.watermark, range);
+      return { ...checked, report: await run.validateEveryPoint(partitions, compareRange, checked.report) };
+    }
+    return checked;
+  });
   const report = validated.report;
   run.setReport(report);
   if (!report.ok) {

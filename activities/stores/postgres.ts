@@ -12,6 +12,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
+import type { IdRange } from '../../workflows/messages';
 import type { CountsByPayload, MemoryPoint, Page, PointSource, PointTarget } from './contract';
 
 export interface PgvectorTableSpec {
@@ -202,6 +203,22 @@ export class PgvectorTable implements PointSource, PointTarget, CountsByPayload 
     );
     const points = result.rows.map(toPoint);
     return { points, next: points.length < limit ? null : points[points.length - 1].id };
+  }
+
+  /** The points with ids in `range`, in id order (uuid byte order, as Qdrant's), a page at a time: one side of an exhaustive comparison. */
+  async *streamIdRange(range: IdRange, pageSize: number): AsyncGenerator<MemoryPoint[]> {
+    let after: string | null = null;
+    for (;;) {
+      const result: pg.QueryResult<PointRow> = await this.run<PointRow>(
+        `SELECT id, embedding::text AS embedding, payload FROM ${this.qualified}
+         WHERE ($1::uuid IS NULL OR id >= $1::uuid) AND ($2::uuid IS NULL OR id < $2::uuid) AND ($3::uuid IS NULL OR id > $3::uuid)
+         ORDER BY id LIMIT $4`,
+        [range.from, range.to, after, pageSize],
+      );
+      if (result.rows.length) yield result.rows.map(toPoint);
+      if (result.rows.length < pageSize) return;
+      after = result.rows[result.rows.length - 1].id;
+    }
   }
 
   async close(): Promise<void> {

@@ -10,7 +10,9 @@
  */
 import type { QdrantClient, Schemas } from '@qdrant/js-client-rest' with { 'resolution-mode': 'import' };
 import { ApplicationFailure } from '@temporalio/common';
+import type { CopyRange, IdRange } from '../../workflows/messages';
 import type { CountsByPayload, MemoryPoint, Page, PointSource, PointTarget, SparseVector } from './contract';
+import { beforeEnd, compareIds } from './key-order';
 
 // The package ships a CommonJS build, but its type declarations are marked ESM;
 // so types come in as an import type and the class from the CommonJS build.
@@ -22,6 +24,9 @@ export type PayloadIndexType = Schemas['PayloadSchemaType'];
 
 /** Qdrant's name for the unnamed dense vector inside a map of named vectors. */
 const DEFAULT_VECTOR = '';
+/** splitKeys: probes per range for uuid ids; page size of the id-only scan for integer ids. */
+const SPLIT_PROBES_PER_PART = 16;
+const SPLIT_SCAN_PAGE = 10_000;
 const REQUEST_TIMEOUT_MS = 60_000;
 const MAX_ATTEMPTS = 5;
 const FIRST_BACKOFF_MS = 100;
@@ -171,6 +176,89 @@ export class QdrantCollection implements PointSource, PointTarget, CountsByPaylo
       points: page.points.map((record) => this.toMemoryPoint(record)),
       next: next === null || next === undefined ? null : encodeCursor(next as Schemas['ExtendedPointId']),
     };
+  }
+
+  /**
+   * Point ids that split the collection into `parts` ranges of about equal
+   * size, as cursors (range i starts at key i-1 and ends before key i). uuid
+   * ids are sampled by probing evenly spaced places in the uuid space (the
+   * first id at or after each); integer ids by one id-only scan.
+   */
+  async splitKeys(parts: number): Promise<string[]> {
+    if (parts <= 1) return [];
+    const first = await this.scrollIds(undefined, 1);
+    if (first.ids.length === 0) return [];
+    let sample: string[];
+    if (/^\d+$/.test(first.ids[0])) {
+      sample = [];
+      for (let offset: string | number | undefined; ; ) {
+        const page = await this.scrollIds(offset, SPLIT_SCAN_PAGE);
+        sample.push(...page.ids);
+        if (page.next === null) break;
+        offset = page.next;
+      }
+    } else {
+      const probes = parts * SPLIT_PROBES_PER_PART;
+      const found = new Set<string>();
+      for (let i = 0; i < probes; i++) {
+        const probe = BigInt(i) * (1n << 128n) / BigInt(probes);
+        const hex = probe.toString(16).padStart(32, '0');
+        const uuid = `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+        const page = await this.scrollIds(uuid, 1);
+        if (page.ids[0] !== undefined) found.add(page.ids[0]);
+      }
+      sample = [...found].sort(compareIds);
+    }
+    const keys: string[] = [];
+    for (let i = 1; i < parts; i++) {
+      const key = sample[Math.floor((i * sample.length) / parts)];
+      if (key !== undefined && key !== sample[0] && key !== keys[keys.length - 1]) keys.push(key);
+    }
+    return keys.map((id) => encodeCursor(toQdrantId(id)));
+  }
+
+  /** The points of one range (see splitKeys) as a source of their own, with the same cursors. */
+  range({ start, end }: CopyRange): PointSource {
+    const to = end === null ? null : String(decodeCursor(end));
+    const within = { index: 0, from: null, to };
+    return {
+      count: async () => {
+        let n = 0;
+        for (let offset: string | number | undefined = start === null ? undefined : decodeCursor(start); ; ) {
+          const page = await this.scrollIds(offset, SPLIT_SCAN_PAGE);
+          const inside = page.ids.filter((id) => beforeEnd(id, within));
+          n += inside.length;
+          if (inside.length < page.ids.length || page.next === null) return n;
+          offset = page.next;
+        }
+      },
+      readPage: async (cursor, limit) => {
+        const page = await this.readPage(cursor ?? start, limit);
+        const points = page.points.filter((p) => beforeEnd(p.id, within));
+        const ended = points.length < page.points.length || page.next === null || !beforeEnd(String(decodeCursor(page.next)), within);
+        return { points, next: ended ? null : page.next };
+      },
+      close: async () => {},
+    };
+  }
+
+  /** The points with ids in `range`, in id order, a page at a time: one side of an exhaustive comparison. */
+  async *streamIdRange(range: IdRange, pageSize: number): AsyncGenerator<MemoryPoint[]> {
+    let cursor = range.from === null ? null : encodeCursor(toQdrantId(range.from));
+    do {
+      const page = await this.readPage(cursor, pageSize);
+      const points = page.points.filter((p) => beforeEnd(p.id, range));
+      if (points.length) yield points;
+      cursor = points.length < page.points.length ? null : page.next;
+    } while (cursor !== null);
+  }
+
+  private async scrollIds(offset: string | number | undefined, limit: number): Promise<{ ids: string[]; next: string | number | null }> {
+    const page = await this.call('scroll', true, (client) =>
+      client.scroll(this.collection, { offset, limit, with_payload: false, with_vector: false }),
+    );
+    const next = page.next_page_offset;
+    return { ids: page.points.map((p) => String(p.id)), next: next === null || next === undefined ? null : (next as string | number) };
   }
 
   async upsert(points: MemoryPoint[]): Promise<void> {

@@ -6,6 +6,7 @@
 import Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
 import * as sqliteVec from 'sqlite-vec';
+import type { CopyRange, IdRange } from '../../workflows/messages';
 import type { MemoryPoint, Page, PointSource } from './contract';
 
 export type SqliteDb = Database.Database;
@@ -100,6 +101,8 @@ interface MemoryRow {
   updated_at_iso: string | null;
   deleted_at: number | null;
   embedding: Buffer | null;
+  /** Set by queries that already computed it (streamByPointId). */
+  point_id?: string;
 }
 
 export function parseTags(tags: string | null): string[] {
@@ -113,6 +116,14 @@ function parseMetadata(metadata: string | null): unknown {
   } catch {
     return metadata; // kept verbatim rather than lost
   }
+}
+
+/** float32 blob → numbers; a plain loop, several times faster than Array.from on the hot read path. */
+function floatsOf(blob: Buffer): number[] {
+  const floats = new Float32Array(blob.buffer, blob.byteOffset, blob.byteLength / 4);
+  const vector = new Array<number>(floats.length);
+  for (let i = 0; i < floats.length; i++) vector[i] = floats[i];
+  return vector;
 }
 
 export function toMemoryPoint(row: MemoryRow): MemoryPoint {
@@ -129,10 +140,8 @@ export function toMemoryPoint(row: MemoryRow): MemoryPoint {
     source_id: row.id,
   };
   if (row.deleted_at !== null) payload.deleted_at = row.deleted_at;
-  const vector = row.embedding
-    ? Array.from(new Float32Array(row.embedding.buffer, row.embedding.byteOffset, row.embedding.byteLength / 4))
-    : [];
-  return { id: pointIdForContentHash(row.content_hash), vector, payload };
+  const id = row.point_id ?? pointIdForContentHash(row.content_hash);
+  return { id, vector: row.embedding ? floatsOf(row.embedding) : [], payload };
 }
 
 /** Which rows a copy reads: soft-deleted ones only when the plan copies them. */
@@ -150,12 +159,14 @@ export class McpMemorySource implements PointSource {
   private readonly pageQuery: Database.Statement;
   private readonly countQuery: Database.Statement;
   private readonly params: number[];
+  private readonly filter: string;
   private readonly snapshot: Watermark | null;
 
   /** With `changedSince`, only rows added or updated since that watermark (a catch-up). */
   constructor(private readonly db: SqliteDb, includeDeleted: boolean, private readonly changedSince?: Watermark) {
     this.snapshot = changedSince ? watermarkOf(db) : null;
     const filter = `${liveRowsFilter(includeDeleted)}${changedSince ? ' AND (m.id > ? OR m.updated_at >= ?)' : ''}`;
+    this.filter = filter;
     this.params = changedSince ? [changedSince.maxId, changedSince.since] : [];
     this.pageQuery = db.prepare(`${SELECT_MEMORIES} WHERE m.id > ? AND ${filter} ORDER BY m.id LIMIT ?`);
     this.countQuery = db.prepare(`SELECT count(*) AS n FROM memories m WHERE ${filter}`);
@@ -189,6 +200,67 @@ export class McpMemorySource implements PointSource {
     const prefix = this.cursorPrefix();
     if (cursor === null || !cursor.startsWith(prefix)) return -1;
     return Number(cursor.slice(prefix.length));
+  }
+
+  /**
+   * Primary keys that split the rows into `parts` ranges of equal size (exact
+   * quantiles: the key index answers each in one seek and a short scan), as
+   * cursors: range i holds the rows after key i-1 up to key i.
+   */
+  async splitKeys(parts: number): Promise<string[]> {
+    const rows = await this.count();
+    const at = this.db.prepare(`SELECT m.id FROM memories m WHERE ${this.filter} ORDER BY m.id LIMIT 1 OFFSET ?`).pluck();
+    const keys: string[] = [];
+    for (let i = 1; i < parts && rows > 0; i++) {
+      const key = String(at.get(...this.params, Math.floor((i * rows) / parts) - 1));
+      if (key !== keys[keys.length - 1]) keys.push(key);
+    }
+    return keys;
+  }
+
+  /** The rows of one range (see splitKeys) as a source of their own; its cursors are the same primary keys. */
+  range({ start, end }: CopyRange): PointSource {
+    const bounded = `${this.filter} AND m.id <= ?`;
+    const upTo = end === null ? Number.MAX_SAFE_INTEGER : Number(end);
+    const from = start === null ? -1 : Number(start);
+    const page = this.db.prepare(`${SELECT_MEMORIES} WHERE m.id > ? AND ${bounded} ORDER BY m.id LIMIT ?`);
+    const count = this.db.prepare(`SELECT count(*) AS n FROM memories m WHERE m.id > ? AND ${bounded}`).pluck();
+    return {
+      count: async () => count.get(from, ...this.params, upTo) as number,
+      readPage: async (cursor, limit) => {
+        const rows = page.all(cursor === null ? from : Number(cursor), ...this.params, upTo, limit) as MemoryRow[];
+        return { points: rows.map(toMemoryPoint), next: rows.length < limit ? null : String(rows[rows.length - 1].id) };
+      },
+      close: async () => {},
+    };
+  }
+
+  /**
+   * The rows whose point ids lie in `range`, in point-id order (the order
+   * targets keep), a page at a time: for comparing every point against a
+   * target side by side. Point ids are hashes of content hashes, so SQLite
+   * sorts them once per range in a single statement; the connection must
+   * not run anything else until the stream ends.
+   */
+  async *streamByPointId(range: IdRange, pageSize: number): AsyncGenerator<MemoryPoint[]> {
+    this.db.function('memshift_point_id', { deterministic: true }, (hash: unknown) => pointIdForContentHash(String(hash)));
+    const rows = this.db
+      .prepare(
+        `SELECT * FROM (SELECT memshift_point_id(m.content_hash) AS point_id, m.id, m.content_hash, m.content, m.tags, m.memory_type, m.metadata,
+                m.created_at, m.updated_at, m.created_at_iso, m.updated_at_iso, m.deleted_at, e.content_embedding AS embedding
+           FROM memories m LEFT JOIN memory_embeddings e ON e.rowid = m.id WHERE ${this.filter})
+         WHERE (? IS NULL OR point_id >= ?) AND (? IS NULL OR point_id < ?) ORDER BY point_id`,
+      )
+      .iterate(...this.params, range.from, range.from, range.to, range.to) as IterableIterator<MemoryRow>;
+    let page: MemoryPoint[] = [];
+    for (const row of rows) {
+      page.push(toMemoryPoint(row));
+      if (page.length === pageSize) {
+        yield page;
+        page = [];
+      }
+    }
+    if (page.length) yield page;
   }
 
   /** Rows by primary key, for sampled validation. */

@@ -1,0 +1,144 @@
+/**
+ * Exhaustive validation over a 100,000-memory copy: every point of source and
+ * target compared side by side. One altered payload field, one missing point
+ * and one extra point are found and named by id — end to end in the status of
+ * a partitioned sqliteVecMigration, and at activity level on the same real
+ * stores (the run's catch-up removes an extra point before validating, so the
+ * extra one is planted after the run).
+ */
+import type { Client } from '@temporalio/client';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { sqliteVecActivities } from '../activities/sqlite-vec';
+import type { MemoryPoint } from '../activities/stores/contract';
+import { openReadOnly, watermarkOf } from '../activities/stores/sqlite';
+import { openTarget } from '../activities/targets';
+import { generateMcpStore } from '../scripts/generate-mcp-store';
+import { pauseUpdate, resumeUpdate, type ExhaustiveComparison, type ValidationReport } from '../workflows/messages';
+import { idRanges } from '../workflows/migration-run';
+import type { TargetSpec } from '../workflows/plan-schemas';
+import { SqliteVecPlan, sqliteVecMigration, type SqliteVecPlanInput } from '../workflows/sqlite-vec-migration';
+import { connectClient, failureType, startWorker, tempDir, uniqueQueue, waitForPhase, waitForStatus } from './support/harness';
+import { uniqueName } from './support/postgres';
+import { startTestQdrant, type TestQdrant } from './support/qdrant';
+
+const MEMORIES = 100_000;
+const PARTITIONS = 4;
+
+let client: Client;
+let worker: { stop(): Promise<void> };
+let qdrant: TestQdrant;
+const taskQueue = uniqueQueue('exhaustive');
+const dir = tempDir();
+const sourcePath = path.join(dir, 'sqlite_vec.db');
+
+beforeAll(async () => {
+  generateMcpStore(sourcePath, { count: MEMORIES, dimensions: 64, deletedEvery: 0 });
+  [client, qdrant] = await Promise.all([connectClient(), startTestQdrant()]);
+  worker = await startWorker(taskQueue);
+}, 300_000);
+
+afterAll(async () => {
+  await worker?.stop();
+  await qdrant?.stop();
+});
+
+const target: TargetSpec = { kind: 'qdrant', url: 'set in the test', collection: uniqueName('memories') };
+const plan = (): SqliteVecPlanInput => ({
+  source: { path: sourcePath },
+  target: { ...target, url: qdrant.url },
+  copy: { batchSize: 1_000, concurrency: 2, partitions: PARTITIONS },
+  // One sampled point: the fast pre-check almost surely misses the altered point; the exhaustive pass must not.
+  validation: { sampleSize: 1 },
+  cutover: { file: path.join(dir, 'live.json') },
+});
+
+/** Points already in the target (copied, never rewritten by the copy), far from the rows the catch-up re-reads. */
+async function copiedPoints(n: number): Promise<MemoryPoint[]> {
+  const store = openTarget({ ...target, url: qdrant.url });
+  try {
+    const page = await store.readPage(null, 200);
+    return page.points.filter((p) => (p.payload.source_id as number) < MEMORIES - 1_000).slice(0, n);
+  } finally {
+    await store.close();
+  }
+}
+
+let altered: string;
+let missing: string;
+let report: ValidationReport;
+let copySeconds: number;
+
+it('a partitioned run validates every point and names the altered and the missing id in its status', async () => {
+  const handle = await client.workflow.start(sqliteVecMigration, { taskQueue, workflowId: uniqueName('exhaustive'), args: [plan()] });
+  await waitForStatus(handle, (s) => s.phase === 'copy' && s.copy.copied >= 5_000, 300_000);
+  // Paused, every range commits its pages in flight and holds: what is in the target stays as written.
+  await handle.executeUpdate(pauseUpdate, { args: [{ by: 'test' }] });
+  await new Promise((r) => setTimeout(r, 3_000));
+  const [toAlter, toDelete] = await copiedPoints(2);
+  altered = toAlter.id;
+  missing = toDelete.id;
+  const store = openTarget({ ...target, url: qdrant.url });
+  try {
+    await store.upsert([{ ...toAlter, payload: { ...toAlter.payload, memory_type: 'tampered' } }]);
+    await store.deletePoints([missing]);
+  } finally {
+    await store.close();
+  }
+  await handle.executeUpdate(resumeUpdate, { args: [{ by: 'test' }] });
+
+  expect(await failureType(handle)).toBe('ValidationFailed');
+  const status = await waitForStatus(handle, () => true);
+  report = status.report!;
+  const exhaustive = report.exhaustive!;
+  expect(exhaustive).toMatchObject({ compared: MEMORIES, missing: 1, extra: 0, different: 1, missingIds: [missing], differentIds: [altered], ranges: PARTITIONS });
+  expect(report.checks.find((c) => c.name === 'every point')).toMatchObject({ ok: false });
+  expect(report.errors).toContain(`${altered}: payload memory_type differ`);
+  expect(report.errors).toContain(`${missing}: missing from target`);
+  expect(status.copy.ranges).toMatchObject({ count: PARTITIONS, done: PARTITIONS });
+
+  copySeconds = Number(status.notes.join('\n').match(/Copied \d+ memories in ([\d.]+)s/)![1]);
+  console.log(`copy of ${MEMORIES}: ${copySeconds}s; exhaustive validation: ${exhaustive.seconds}s over ${exhaustive.ranges} ranges`);
+  // The budget: the pass over every point costs at most half the copy (with slack for a loaded machine).
+  expect(exhaustive.seconds).toBeLessThanOrEqual(copySeconds * 0.5 + 5);
+}, 600_000);
+
+it('at activity level on the same stores: an extra point is named too, and writes after the watermark are not failures', async () => {
+  const store = openTarget({ ...target, url: qdrant.url });
+  const [template] = await copiedPoints(3).then((points) => points.slice(2));
+  const extra = randomUUID();
+  try {
+    const { source_id: _row, ...payload } = template.payload;
+    await store.upsert([{ ...template, id: extra, payload }]);
+  } finally {
+    await store.close();
+  }
+  const activities = sqliteVecActivities({ client });
+  const parsed = SqliteVecPlan.parse(plan());
+  const db = openReadOnly(sourcePath);
+  const watermark = watermarkOf(db);
+  db.close();
+  const validateAll = (mark: typeof watermark) =>
+    Promise.all(
+      idRanges(PARTITIONS).map(
+        (range) => new MockActivityEnvironment().run(activities.validateSqliteVecRange, parsed, mark, range) as ReturnType<typeof activities.validateSqliteVecRange>,
+      ),
+    );
+
+  const parts = await validateAll(watermark);
+  const sum = (key: keyof ExhaustiveComparison) => parts.reduce((n, p) => n + (p[key] as number), 0);
+  expect(sum('compared')).toBe(MEMORIES + 1);
+  expect(sum('equal')).toBe(MEMORIES - 2);
+  expect(parts.flatMap((p) => p.missingIds)).toEqual([missing]);
+  expect(parts.flatMap((p) => p.extraIds)).toEqual([extra]);
+  expect(parts.flatMap((p) => p.differentIds)).toEqual([altered]);
+  expect(sum('writtenSince')).toBe(0);
+
+  // Had the service written those rows after the watermark, they would be reported, not failures.
+  const earlier = { maxId: 0, since: 0 };
+  const live = await validateAll(earlier);
+  expect(live.reduce((n, p) => n + p.missing + p.different, 0)).toBe(0);
+  expect(live.reduce((n, p) => n + p.extra, 0)).toBe(1); // the planted point comes from no row at all
+}, 300_000);
