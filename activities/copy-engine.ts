@@ -16,7 +16,7 @@
  * Memory stays flat: at most `concurrency` pages are held at once.
  */
 import { Context, CancelledFailure, ApplicationFailure } from '@temporalio/activity';
-import type { CopyControl, CopyProgress } from '../workflows/messages';
+import type { CopyControl, CopyProgress, CopyRange } from '../workflows/messages';
 import { differingFields } from './compare';
 import type { MemoryPoint, Page, PointSource, PointTarget } from './stores/contract';
 import { workerStopping } from './worker-state';
@@ -37,6 +37,21 @@ export interface CopyJob {
   transformsVectors?: boolean;
   /** The range this copy covers in a partitioned copy: its heartbeat says so, for live progress over all ranges. */
   range?: number;
+}
+
+/**
+ * A source a copy can split into key ranges (workflows/migration-run.ts
+ * copyInRanges): `splitKeys` samples boundary cursors once, `range` reads
+ * one slice with the source's own cursors.
+ */
+export interface PartitionablePointSource extends PointSource {
+  splitKeys(parts: number): Promise<string[]>;
+  range(range: CopyRange): PointSource;
+}
+
+/** One range of a partitioned copy (give it rangeCopyChannel): the copy engine over that slice, heartbeating as that range. */
+export function copyRangeResumably(job: Omit<CopyJob, 'source' | 'range'> & { source: PartitionablePointSource }, range: CopyRange): Promise<CopyResult> {
+  return copyPointsResumably({ ...job, source: job.source.range(range), range: range.index });
 }
 
 /**

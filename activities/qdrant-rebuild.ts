@@ -15,7 +15,7 @@ import { BM25_VECTOR_NAME, bm25SparseVector } from './bm25';
 import { currentWorkflow } from './context';
 import { rangeCopyChannel, workflowCopyChannel } from './copy-channel';
 import { differingFields, payloadFingerprint, sameJson } from './compare';
-import { copyPointsResumably, type CopyChannel, type CopyResult } from './copy-engine';
+import { copyPointsResumably, copyRangeResumably, type CopyChannel, type CopyResult } from './copy-engine';
 import { assertWritableFile, writeFileAtomically } from './files';
 import type { MemoryPoint, SparseVector } from './stores/contract';
 import { exportGraph, graphCounts, restoreGraph, type GraphFile } from './stores/neo4j';
@@ -722,13 +722,8 @@ export function qdrantRebuildActivities({ client }: { client: Client }) {
     /** One range of a partitioned copy of one collection pair, with its own heartbeated cursor. */
     async copyRebuildRange(plan: QdrantRebuildPlan, index: number, dense: DenseVectorConfig, range: CopyRange): Promise<CopyResult> {
       const pair = plan.collections[index];
-      return copyPointsResumably({
-        source: sourceOf(plan, pair, dense).range(range),
-        target: targetOf(plan, pair.target, dense),
-        channel: rangeCopyChannel(client),
-        transform: withBm25(plan, pair),
-        range: range.index,
-      });
+      const job = { source: sourceOf(plan, pair, dense), target: targetOf(plan, pair.target, dense), channel: rangeCopyChannel(client), transform: withBm25(plan, pair) };
+      return copyRangeResumably(job, range);
     },
 
     /**

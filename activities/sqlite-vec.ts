@@ -19,7 +19,7 @@ import type { SqliteVecPlan } from '../workflows/sqlite-vec-migration';
 import { payloadFingerprint, sameJson } from './compare';
 import { currentWorkflow } from './context';
 import { rangeCopyChannel, workflowCopyChannel } from './copy-channel';
-import { copyPointsResumably, cosine, type CopyChannel, type CopyResult } from './copy-engine';
+import { copyPointsResumably, copyRangeResumably, cosine, type CopyChannel, type CopyResult } from './copy-engine';
 import { assertLiveBackendFile, readLiveBackend, recordLiveBackend, restoreLiveBackend, type ProtectedFiles } from './cutover';
 import { reembedPoints } from './embeddings';
 import { assertWritableFile, realPathOf, writeFileAtomically } from './files';
@@ -523,14 +523,16 @@ export function sqliteVecActivities({ client }: { client: Client }) {
     async copySqliteVecRange(plan: SqliteVecPlan, range: CopyRange): Promise<CopyResult> {
       return withSource(plan, async (db) =>
         withTarget(plan, (target) =>
-          copyPointsResumably({
-            source: new McpMemorySource(db, plan.source.deleted === 'copy').range(range),
-            target,
-            channel: rangeCopyChannel(client),
-            transform: plan.reembed ? reembedPoints(plan.reembed) : undefined,
-            transformsVectors: plan.reembed !== undefined,
-            range: range.index,
-          }),
+          copyRangeResumably(
+            {
+              source: new McpMemorySource(db, plan.source.deleted === 'copy'),
+              target,
+              channel: rangeCopyChannel(client),
+              transform: plan.reembed ? reembedPoints(plan.reembed) : undefined,
+              transformsVectors: plan.reembed !== undefined,
+            },
+            range,
+          ),
         ),
       );
     },
