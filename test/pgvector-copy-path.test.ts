@@ -1,6 +1,7 @@
 /**
- * The pgvector write path (binary COPY into a session-local staging table,
- * then one INSERT … SELECT … ON CONFLICT) stores every payload the adapters
+ * The pgvector write path (binary COPY straight into the table while every id
+ * is new, else into a session-local staging table and one INSERT … SELECT …
+ * ON CONFLICT) stores every payload the adapters
  * carry exactly as given, is idempotent, and classifies what PostgreSQL
  * refuses. Runs on whatever startTestPostgres() gives: native PostgreSQL by
  * default (the COPY path), PGlite with MEMSHIFT_PG=pglite (its array fallback).
@@ -129,15 +130,23 @@ describe('pgvector write path', () => {
     expect(Buffer.byteLength(twentyKb)).toBeGreaterThanOrEqual(20_480);
   });
 
-  it('writes through COPY into a session-local staging table on native PostgreSQL (PGlite: one INSERT of arrays)', async () => {
+  it('copies new ids straight into the table, and goes through a session-local staging table only when ids exist (PGlite: one INSERT of arrays)', async () => {
     const table = await freshTable();
-    await table.upsert(trickyBatch());
     const client = new pg.Client({ connectionString: postgres.url });
     await client.connect();
+    // pg_class lists every session's temporary tables: a new staging table means a write went through staging.
+    const stagingTables = async () =>
+      Number((await client.query(`SELECT count(*) AS n FROM pg_class WHERE relname = 'memshift_staging' AND relpersistence = 't'`)).rows[0].n);
     try {
-      // pg_class lists other sessions' temporary tables: the writer's staging table exists only if COPY ran.
-      const staging = await client.query(`SELECT 1 FROM pg_class WHERE relname = 'memshift_staging' AND relpersistence = 't'`);
-      expect(staging.rowCount! > 0).toBe(!isPglite);
+      const before = await stagingTables();
+      const batch = trickyBatch();
+      await table.upsert(batch);
+      expect(await stagingTables()).toBe(before);
+      const mixed = [...batch.slice(0, 3), ...trickyBatch()]; // three ids the table holds, the rest new
+      await table.upsert(mixed);
+      expect(await stagingTables()).toBe(isPglite ? 0 : before + 1);
+      expect(await table.count()).toBe(batch.length + mixed.length - 3);
+      await expectStoredExactly(table, [...batch.slice(3), ...mixed]);
     } finally {
       await client.end();
     }
@@ -201,5 +210,14 @@ describe('pgvector write path', () => {
     }
     expect(await table.count()).toBe(good.length);
     await expectStoredExactly(table, good);
+  });
+
+  it('ids PostgreSQL reads in other forms than the canonical one are stored as before', async () => {
+    const table = await freshTable();
+    const forms = ['A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11', 'a0eebc999c0b4ef8bb6d6bb9bd380a12', '{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a13}'];
+    const vector = float32Vector();
+    await table.upsert(forms.map((id, i) => ({ id, vector, payload: { content: `form ${i}` } })));
+    const stored = await table.retrieve(['a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a12', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a13']);
+    expect(stored.map((p) => p.payload.content).sort()).toEqual(['form 0', 'form 1', 'form 2']);
   });
 });

@@ -4,8 +4,9 @@
  * over TCP by default, DATABASE_URL otherwise. Credentials come from the
  * worker's PGUSER/PGPASSWORD, never from the plan's URL.
  *
- * Batches are written at COPY speed: `COPY … FROM STDIN (FORMAT binary)` into
- * a session-local staging table, then one `INSERT … SELECT … ON CONFLICT`.
+ * Batches are written at COPY speed: `COPY … FROM STDIN (FORMAT binary)`
+ * straight into the table while every id is new, else into a session-local
+ * staging table followed by one `INSERT … SELECT … ON CONFLICT`.
  */
 import { ApplicationFailure } from '@temporalio/common';
 import { Readable } from 'node:stream';
@@ -32,8 +33,6 @@ const quoteIdent = (name: string) => `"${name.replace(/"/g, '""')}"`;
 export class PgvectorTable implements PointSource, PointTarget, CountsByPayload {
   private readonly pool: pg.Pool;
   private readonly qualified: string;
-  /** Pooled sessions that already have their staging table. */
-  private readonly staged = new WeakSet<pg.PoolClient>();
   private copySupported?: Promise<boolean>;
 
   constructor(private readonly spec: PgvectorTableSpec) {
@@ -100,25 +99,47 @@ export class PgvectorTable implements PointSource, PointTarget, CountsByPayload 
   private async insertOrUpdate(points: MemoryPoint[]): Promise<void> {
     if (points.length === 0) return;
     if (!(await this.speaksCopy())) return this.insertOrUpdateByArrays(points);
-    const rows = encodeBinaryCopy(points); // before BEGIN: a point that cannot be encoded never opens a transaction
-    const client = await this.pool.connect();
-    let sessionBroken = false;
+    if (points.every((p) => CANONICAL_UUID.test(p.id)) && (await this.copyNewPoints(points))) return;
+    await this.upsertThroughStaging(points);
+  }
+
+  /**
+   * A first copy writes only ids the table lacks: COPY straight into it costs
+   * about half of staging and merging. False, with nothing written, when some
+   * id is already there (a redone batch, a catch-up): that batch is upserted.
+   */
+  private async copyNewPoints(points: MemoryPoint[]): Promise<boolean> {
+    const rows = encodeBinaryCopy(points, 'uuid');
     try {
-      if (!this.staged.has(client)) {
-        // Outside the batch's transaction, so a rolled-back batch cannot take the table with it.
-        await client.query(
-          `CREATE TEMP TABLE IF NOT EXISTS ${STAGING_TABLE} (id text, embedding vector, payload jsonb) ON COMMIT DELETE ROWS`,
-        );
-        this.staged.add(client);
-      }
-      await client.query('BEGIN');
-      await pipeline(Readable.from([rows]), client.query(copyFrom(`COPY ${STAGING_TABLE} FROM STDIN (FORMAT binary)`)));
+      await this.inTransaction((client) => copyIn(client, `${this.qualified} (id, embedding, payload)`, rows));
+      return true;
+    } catch (err) {
+      if ((err as { code?: unknown }).code === UNIQUE_VIOLATION) return false;
+      throw err;
+    }
+  }
+
+  /** COPY into a session-local staging table, then one idempotent INSERT … SELECT … ON CONFLICT. */
+  private async upsertThroughStaging(points: MemoryPoint[]): Promise<void> {
+    const rows = encodeBinaryCopy(points, 'text');
+    await this.inTransaction(async (client) => {
+      await client.query(`CREATE TEMP TABLE IF NOT EXISTS ${STAGING_TABLE} (id text, embedding vector, payload jsonb) ON COMMIT DELETE ROWS`);
+      await copyIn(client, STAGING_TABLE, rows);
       // id::uuid here, not in COPY: an id PostgreSQL cannot read fails exactly as it did with text input (22P02).
       await client.query(
         `INSERT INTO ${this.qualified} (id, embedding, payload)
          SELECT id::uuid, embedding, payload FROM ${STAGING_TABLE}
          ON CONFLICT (id) DO UPDATE SET embedding = EXCLUDED.embedding, payload = EXCLUDED.payload`,
       );
+    });
+  }
+
+  private async inTransaction(write: (client: pg.PoolClient) => Promise<void>): Promise<void> {
+    const client = await this.pool.connect();
+    let sessionBroken = false;
+    try {
+      await client.query('BEGIN');
+      await write(client);
       await client.query('COMMIT');
     } catch (err) {
       // A session that cannot roll back (e.g. cut off mid-COPY) is closed, not pooled again.
@@ -237,22 +258,30 @@ function toPoint(row: PointRow): MemoryPoint {
 }
 
 const STAGING_TABLE = 'pg_temp.memshift_staging';
+const UNIQUE_VIOLATION = '23505';
+/** The form whose 16 bytes COPY can carry; any other id PostgreSQL may still read goes through staging as text. */
+const CANONICAL_UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const COPY_SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
 /** jsonb's binary form is a version byte, then the JSON text. */
 const JSONB_VERSION = 1;
 
+async function copyIn(client: pg.PoolClient, into: string, rows: Buffer): Promise<void> {
+  await pipeline(Readable.from([rows]), client.query(copyFrom(`COPY ${into} FROM STDIN (FORMAT binary)`)));
+}
+
 /**
- * A batch in COPY's binary format (header, one tuple per point, trailer).
- * Binary, not text: formatting 384 floats as decimal text costs more than the
- * whole write, and pgvector reads the float4s as they are — the value stored
- * is the one JavaScript rounds to float32, exactly.
+ * A batch in COPY's binary format (header, one tuple per point, trailer),
+ * ids as uuid bytes or as text. Binary, not text: formatting 384 floats as
+ * decimal text costs more than the whole write, and pgvector takes the
+ * float4s as they are — the value stored is the one JavaScript rounds to
+ * float32, exactly.
  */
-function encodeBinaryCopy(points: MemoryPoint[]): Buffer {
-  const ids = points.map((p) => Buffer.from(p.id, 'utf8'));
+function encodeBinaryCopy(points: MemoryPoint[], ids: 'uuid' | 'text'): Buffer {
+  const idBytes = points.map((p) => (ids === 'uuid' ? Buffer.from(p.id.replace(/-/g, ''), 'hex') : Buffer.from(p.id, 'utf8')));
   const payloads = points.map((p) => Buffer.from(JSON.stringify(p.payload), 'utf8'));
   let size = COPY_SIGNATURE.length + 8 + 2;
   for (let i = 0; i < points.length; i++) {
-    size += 2 + (4 + ids[i].length) + (4 + 4 + 4 * points[i].vector.length) + (4 + 1 + payloads[i].length);
+    size += 2 + (4 + idBytes[i].length) + (4 + 4 + 4 * points[i].vector.length) + (4 + 1 + payloads[i].length);
   }
   const out = Buffer.allocUnsafe(size);
   let at = COPY_SIGNATURE.copy(out, 0);
@@ -261,8 +290,8 @@ function encodeBinaryCopy(points: MemoryPoint[]): Buffer {
   for (let i = 0; i < points.length; i++) {
     const vector = points[i].vector;
     at = out.writeInt16BE(3, at); // fields
-    at = out.writeInt32BE(ids[i].length, at);
-    at += ids[i].copy(out, at);
+    at = out.writeInt32BE(idBytes[i].length, at);
+    at += idBytes[i].copy(out, at);
     at = out.writeInt32BE(4 + 4 * vector.length, at);
     at = out.writeUInt16BE(vector.length, at); // pgvector: dimensions, then an unused int16
     at = out.writeInt16BE(0, at);
