@@ -159,6 +159,49 @@ describe('v2.8 with the v1 Qdrant collection', () => {
   });
 });
 
+describe('runs that stop before cutover', () => {
+  it('dry run: reads, counts and estimates; writes nothing, not even a backup', async () => {
+    const plan = planFor(v28.url, { dryRun: true });
+    const handle = await start(plan);
+    const result = await handle.result();
+    expect(result.outcome).toBe('dry-run');
+    expect(result.notes.join('\n')).toMatch(/Dry run: read 420 memories in 9 batches in [\d.]+s; estimated copy time \d+s\. Nothing was written\./);
+    expect(await databaseExists(plan.target.url)).toBe(false);
+    expect(existsSync(path.join(dir, handle.workflowId))).toBe(false);
+  });
+
+  it('a rejected run into an empty database someone else created drops only the tables it created; a resume continues a kept one', async () => {
+    const target = await createDatabase(postgres.url, uniqueName('sb_given'));
+    const plan = { ...planFor(v28.url), target: { url: target } };
+    const first = await start({ ...plan, onReject: 'keep-target' as const });
+    await waitForPhase(first, 'await-approval');
+    await first.signal(rejectSignal, { by: 'bob' });
+    expect((await first.result()).outcome).toBe('rejected');
+    expect((await query<{ n: string }>(target, 'SELECT count(*) AS n FROM memories'))[0].n).toBe(String(MEMORIES)); // kept, as the plan says
+
+    const refused = await start(plan);
+    expect(await failureType(refused)).toBe('TargetNotEmpty');
+
+    const resumed = await start({ ...plan, existingTarget: 'resume' });
+    const waiting = await waitForPhase(resumed, 'await-approval');
+    expect(waiting.report?.ok).toBe(true);
+    expect(waiting.notes.join('\n')).toMatch(/The target already held 420 memories; they are kept whatever happens/);
+    await resumed.signal(rejectSignal, { by: 'bob' });
+    const result = await resumed.result();
+    expect(result.notes.join('\n')).toMatch(/Removed the 0 memories this run added .*; its 420 earlier memories are kept/);
+    expect((await query<{ n: string }>(target, 'SELECT count(*) AS n FROM events'))[0].n).toBe(String(MEMORIES));
+
+    const third = await createDatabase(postgres.url, uniqueName('sb_given'));
+    const dropped = await start({ ...planFor(v28.url), target: { url: third } });
+    await waitForPhase(dropped, 'await-approval');
+    await dropped.signal(rejectSignal, { by: 'bob' });
+    expect((await dropped.result()).notes.join('\n')).toMatch(/Dropped the v3 tables this run created/);
+    expect(await databaseExists(third)).toBe(true);
+    expect(await query(third, `SELECT tablename FROM pg_tables WHERE schemaname = 'public'`)).toEqual([]);
+    expect(await query(third, `SELECT extname FROM pg_extension WHERE extname = 'vector'`)).toEqual([]); // this run created it
+  });
+});
+
 describe('v2.0', () => {
   it('owners mapped by a metadata field; memories without embeddings copied without; the v3 schema is alembic 001 + 002', async () => {
     const plan = planFor(v20.url, {
@@ -282,6 +325,10 @@ describe('bad input fails fast and writes nothing', () => {
     const odd = await createDatabase(postgres.url, uniqueName('odd_sb'));
     await query(odd, `CREATE EXTENSION IF NOT EXISTS vector; CREATE TABLE memories (id uuid PRIMARY KEY, content text, metadata jsonb, embedding vector(${DIMENSIONS}), created_at timestamptz, updated_at timestamptz, importance_score numeric)`);
     await expectRefused(planFor(odd), /unknown Second Brain version/, 'UnknownSecondBrainVersion');
+  });
+
+  it('memories without an embedding anywhere, when the plan refuses them', async () => {
+    await expectRefused(planFor(v20.url, { memories: { withoutEmbedding: 'refuse' } }), /21 memories have no embedding in v2: [0-9a-f-]{36}, /, 'MissingEmbeddings');
   });
 
   it('a dimension mismatch', async () => {

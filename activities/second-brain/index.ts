@@ -155,6 +155,8 @@ async function writeJson(plan: SecondBrainPlan, file: string, value: unknown): P
 interface TargetBefore {
   createdDatabase: boolean;
   createdTables: boolean;
+  /** Whether the pgvector extension was there before (an empty database someone else created may lack it). */
+  hadVectorExtension?: boolean;
   /** Memory ids the target held before this run (existingTarget: resume): no removal touches them. */
   ids: string[];
   /** The source watermark taken before the copy began: the first catch-up starts here. */
@@ -245,13 +247,15 @@ async function catchUp(
 async function removeDeleted(plan: SecondBrainPlan, db: Db, target: V3MemoryTarget, leftAtCutover?: Record<string, string>): Promise<number> {
   const inSource = await v2Ids(db);
   const before = new Set((await readJson<TargetBefore>(runFiles(plan, currentWorkflow().workflowId).targetBefore))?.ids ?? []);
-  const removable: string[] = [];
-  for await (const page of scanTarget(target)) {
-    for (const point of page) {
-      if (inSource.has(point.id) || before.has(point.id)) continue;
-      if (leftAtCutover && leftAtCutover[point.id] !== fingerprint(point)) continue; // created or changed in v3 after cutover
-      removable.push(point.id);
+  let removable = (await target.ids()).filter((id) => !inSource.has(id) && !before.has(id));
+  if (leftAtCutover) {
+    // Only memories v3 still holds as this run left them: one created or changed there after cutover stays.
+    const unchanged: string[] = [];
+    for (let i = 0; i < removable.length; i += SCAN_PAGE) {
+      const points = await target.retrieve(removable.slice(i, i + SCAN_PAGE));
+      unchanged.push(...points.filter((p) => leftAtCutover[p.id] === fingerprint(p)).map((p) => p.id));
     }
+    removable = unchanged;
   }
   for (let i = 0; i < removable.length; i += SCAN_PAGE) await target.deleteMemories(removable.slice(i, i + SCAN_PAGE));
   if (leftAtCutover) for (const id of removable) delete leftAtCutover[id];
@@ -297,6 +301,8 @@ async function refreshDerived(plan: SecondBrainPlan, pool: pg.Pool): Promise<{ l
 interface Exhaustive {
   compared: number;
   perOwner: Map<string, number>;
+  differing: number;
+  /** The first differing memories by id, capped. */
   errors: string[];
   withoutVector: number;
 }
@@ -304,7 +310,7 @@ interface Exhaustive {
 /** Every v2 memory (in `db`'s snapshot) against its v3 row: id, every field, vector to float32, its one event. */
 async function compareEveryMemory(plan: SecondBrainPlan, source: SourceContext, db: Db, target: V3MemoryTarget): Promise<Exhaustive> {
   const reader = await openSource(source, plan, db);
-  const result: Exhaustive = { compared: 0, perOwner: new Map(), errors: [], withoutVector: 0 };
+  const result: Exhaustive = { compared: 0, perOwner: new Map(), differing: 0, errors: [], withoutVector: 0 };
   let cursor: string | null = null;
   do {
     const page = await reader.readPage(cursor, SCAN_PAGE);
@@ -323,8 +329,9 @@ async function compareEveryMemory(plan: SecondBrainPlan, source: SourceContext, 
         const fields = differingFields(expected.payload, actual.payload);
         if (fields.length) problem = `${fields.join(', ')} differ${fields.includes('event') ? ` (event: ${actual.payload.event})` : ''}`;
       }
-      if (problem && result.errors.length < MAX_IDS) result.errors.push(`${expected.id}: ${problem}`);
-      else if (problem) result.errors.push('');
+      if (!problem) continue;
+      result.differing++;
+      if (result.errors.length < MAX_IDS) result.errors.push(`${expected.id}: ${problem}`);
     }
     Context.current().heartbeat();
   } while (cursor !== null);
@@ -559,12 +566,9 @@ export function secondBrainActivities({ client }: { client: Client }) {
         const watermark = await withPool(plan.source.url, watermarkNow, 1);
         // Recorded before creating: a crash in between leaves a record that names what this run may drop.
         record = { createdDatabase: state.kind === 'missing', createdTables: state.kind === 'missing' || state.kind === 'empty', ids: [], watermark };
-        if (state.kind === 'v3') {
-          record.ids = await withTarget(plan, async (target) => {
-            const ids: string[] = [];
-            for await (const page of scanTarget(target)) ids.push(...page.map((p) => p.id));
-            return ids;
-          });
+        if (state.kind === 'v3') record.ids = await withTarget(plan, (target) => target.ids());
+        if (state.kind === 'empty') {
+          record.hadVectorExtension = await withPool(plan.target.url, async (pool) => (await pool.query(`SELECT 1 FROM pg_extension WHERE extname = 'vector'`)).rowCount === 1, 1);
         }
         await writeJson(plan, files.targetBefore, record);
       }
@@ -657,7 +661,7 @@ export function secondBrainActivities({ client }: { client: Client }) {
           const { rows: targetOwners } = await pool.query<{ user_id: string; n: string }>('SELECT user_id::text AS user_id, count(*) AS n FROM memories GROUP BY 1');
           const inTarget = new Map(targetOwners.map((r) => [r.user_id, Number(r.n)]));
           const perUser = [...users].map(([id, name]) => ({ user: name, source: every.perOwner.get(id) ?? 0, target: inTarget.get(id) ?? 0 }));
-          const differing = every.errors.length;
+          const differing = every.differing;
           const userMismatches = perUser.filter((u) => u.source !== u.target);
           const checks: CheckResult[] = [
             { name: 'count', ok: every.compared === events.memories, detail: `v2 ${every.compared}, v3 ${events.memories}` },
@@ -680,7 +684,7 @@ export function secondBrainActivities({ client }: { client: Client }) {
             sampled: every.compared,
             minCosine: null,
             checks,
-            errors: every.errors.filter(Boolean),
+            errors: every.errors,
           };
           return { report, watermark: caught.watermark };
         }),
@@ -779,8 +783,7 @@ export function secondBrainActivities({ client }: { client: Client }) {
             await restoreLiveBackend(plan.cutover.file, workflowId, protectedFiles(plan));
           }
           await untilQuiet(carry);
-          const inV3 = new Set<string>();
-          for await (const page of scanTarget(target)) for (const p of page) inV3.add(p.id);
+          const inV3 = new Set(await target.ids());
           const deletedInV3 = Object.keys(record.fingerprints).filter((id) => !inV3.has(id));
           const notes = [
             `${plan.cutover.file} restored`,
@@ -806,13 +809,16 @@ export function secondBrainActivities({ client }: { client: Client }) {
         return { summary: `Dropped the database ${where}, which this run created` };
       }
       if (before.createdTables) {
-        await withPool(plan.target.url, (pool) => pool.query(`DROP TABLE IF EXISTS ${V3_TABLES.join(', ')}`), 1);
-        return { summary: `Dropped the v3 tables this run created in ${where} (${V3_TABLES.length} tables with the ${VECTOR_INDEX} index)` };
+        await withPool(plan.target.url, async (pool) => {
+          await pool.query(`DROP TABLE IF EXISTS ${V3_TABLES.join(', ')}`);
+          if (before.hadVectorExtension === false) await pool.query('DROP EXTENSION IF EXISTS vector');
+        }, 1);
+        const extension = before.hadVectorExtension === false ? ' and the pgvector extension' : '';
+        return { summary: `Dropped the v3 tables this run created in ${where} (${V3_TABLES.length} tables with the ${VECTOR_INDEX} index)${extension}` };
       }
       const kept = new Set(before.ids);
       return withTarget(plan, async (target) => {
-        const added: string[] = [];
-        for await (const page of scanTarget(target)) added.push(...page.filter((p) => !kept.has(p.id)).map((p) => p.id));
+        const added = (await target.ids()).filter((id) => !kept.has(id));
         for (let i = 0; i < added.length; i += SCAN_PAGE) await target.deleteMemories(added.slice(i, i + SCAN_PAGE));
         return { summary: `Removed the ${added.length} memories this run added to ${where}; its ${kept.size} earlier memories are kept` };
       });

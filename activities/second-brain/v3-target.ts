@@ -140,6 +140,12 @@ export class V3MemoryTarget implements PointTarget {
     return rows.map(toPoint);
   }
 
+  /** Every memory id, in id order: the deleted-id diff reads ids only. */
+  async ids(): Promise<string[]> {
+    const { rows } = await this.db.query<{ id: string }>('SELECT id::text AS id FROM memories ORDER BY id');
+    return rows.map((r) => r.id);
+  }
+
   /** Removes memories with their events (memory_tags and memory_links cascade). */
   async deleteMemories(ids: string[]): Promise<void> {
     if (ids.length === 0) return;
