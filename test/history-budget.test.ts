@@ -9,7 +9,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { generateMcpStore } from '../scripts/generate-mcp-store';
 import { pauseSignal, rejectSignal, resumeSignal } from '../workflows/messages';
-import { sqliteVecMigration } from '../workflows/sqlite-vec-migration';
+import { sqliteVecMigration, type SqliteVecPlanInput } from '../workflows/sqlite-vec-migration';
 import { connectClient, startWorker, tempDir, uniqueQueue, waitForPhase, waitForStatus } from './support/harness';
 import { uniqueName } from './support/postgres';
 import { startTestQdrant, type TestQdrant } from './support/qdrant';
@@ -72,4 +72,36 @@ it(`a ${MEMORIES / BATCH}-page copy with a ${PAUSE_MS / 1000}s pause stays far i
   expect(progressSignals.length).toBeLessThanOrEqual(3);
   expect(events.length).toBeLessThan(150);
   expect(events.length).toBeLessThan(RUN_EVENT_BUDGET);
+});
+
+const PARTITIONS = 8;
+
+it(`a copy in ${PARTITIONS} ranges of tiny batches, paused for ${PAUSE_MS / 1000}s, adds a few events per range and no progress signals`, async () => {
+  const plan: SqliteVecPlanInput = {
+    source: { path: sourcePath },
+    target: { kind: 'qdrant', url: qdrant.url, collection: uniqueName('memories') },
+    copy: { batchSize: BATCH, concurrency: 1, partitions: PARTITIONS },
+    cutover: { file: path.join(dir, 'live-ranges.json') },
+  };
+  const handle = await client.workflow.start(sqliteVecMigration, { taskQueue, workflowId: uniqueName('budget-ranges'), args: [plan] });
+  qdrant.double?.faults.set({ latencyMs: 10, onlyPaths: /\/points/ });
+  const early = await waitForStatus(handle, (s) => s.phase === 'copy' && s.copy.copied >= 50);
+  expect(early.copy.copied).toBeLessThan(MEMORIES);
+  await handle.signal(pauseSignal);
+  await waitForStatus(handle, (s) => s.paused);
+  await new Promise((r) => setTimeout(r, PAUSE_MS));
+  await handle.signal(resumeSignal);
+  const waiting = await waitForPhase(handle, 'await-approval');
+  qdrant.double?.faults.clear();
+  expect(waiting.copy).toMatchObject({ copied: MEMORIES, ranges: { count: PARTITIONS, done: PARTITIONS } });
+  expect(waiting.report?.exhaustive?.compared).toBe(MEMORIES);
+  await handle.signal(rejectSignal, { by: 'test' });
+  await handle.result();
+
+  const events = (await handle.fetchHistory()).events ?? [];
+  expect(events.filter((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'copyProgress')).toHaveLength(0);
+  // Per range: its copy and its validation activity (scheduled, started, completed, and a workflow task); the rest as unpartitioned.
+  expect(events.length).toBeLessThan(150 + PARTITIONS * 2 * 6);
+  expect(events.length).toBeLessThan(RUN_EVENT_BUDGET);
+  console.log(`partitioned run: ${events.length} events for ${MEMORIES / BATCH} pages in ${PARTITIONS} ranges`);
 });

@@ -78,8 +78,12 @@ export type TargetSpec = z.output<typeof TargetSpec>;
 
 /** What a copy may be set to, in a plan or live (setCopySettings). */
 export const COPY_LIMITS = { batchSize: { min: 1, max: 10_000 }, concurrency: { min: 1, max: 16 } } as const;
-/** Ranges a copy is split into, each its own activity on whichever worker takes it; fixed for the run. */
-export const MAX_COPY_PARTITIONS = 64;
+/**
+ * Ranges a copy is split into, each its own activity on whichever worker takes
+ * it; fixed for the run. Each range adds about a dozen history events (its copy
+ * and its validation), so 32 keeps a run far inside the 1,000-event budget.
+ */
+export const MAX_COPY_PARTITIONS = 32;
 
 export const CopyPlan = z
   .object({
