@@ -246,10 +246,12 @@ export class McpMemorySource implements PointSource {
     this.db.function('memshift_point_id', { deterministic: true }, (hash: unknown) => pointIdForContentHash(String(hash)));
     const rows = this.db
       .prepare(
-        `SELECT * FROM (SELECT memshift_point_id(m.content_hash) AS point_id, m.id, m.content_hash, m.content, m.tags, m.memory_type, m.metadata,
-                m.created_at, m.updated_at, m.created_at_iso, m.updated_at_iso, m.deleted_at, e.content_embedding AS embedding
-           FROM memories m LEFT JOIN memory_embeddings e ON e.rowid = m.id WHERE ${this.filter})
-         WHERE (? IS NULL OR point_id >= ?) AND (? IS NULL OR point_id < ?) ORDER BY point_id`,
+        // Ids are hashed first, alone; only the rows in range are then joined to their embeddings and sorted.
+        `WITH ranked AS MATERIALIZED (SELECT m.id, memshift_point_id(m.content_hash) AS point_id FROM memories m WHERE ${this.filter})
+         SELECT ranked.point_id, m.id, m.content_hash, m.content, m.tags, m.memory_type, m.metadata, m.created_at, m.updated_at,
+                m.created_at_iso, m.updated_at_iso, m.deleted_at, e.content_embedding AS embedding
+           FROM ranked JOIN memories m ON m.id = ranked.id LEFT JOIN memory_embeddings e ON e.rowid = ranked.id
+          WHERE (? IS NULL OR ranked.point_id >= ?) AND (? IS NULL OR ranked.point_id < ?) ORDER BY ranked.point_id`,
       )
       .iterate(...this.params, range.from, range.from, range.to, range.to) as IterableIterator<MemoryRow>;
     let page: MemoryPoint[] = [];
