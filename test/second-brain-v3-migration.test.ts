@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { v4 as uuidv4 } from 'uuid';
 import { eventIdFor, userIdFor } from '../activities/second-brain/v3-memory';
 import { POSTGRES_BIN_DIR } from '../scripts/native-postgres';
-import { approveUpdate, rejectSignal, rollbackSignal } from '../workflows/messages';
+import { approveUpdate, pauseSignal, rejectSignal, resumeSignal, rollbackSignal } from '../workflows/messages';
 import { secondBrainV3Migration, type SecondBrainPlanInput } from '../workflows/second-brain-v3-migration';
 import { activityAttempts, connectClient, failureMessage, failureType, startWorker, tempDir, uniqueQueue, waitForPhase } from './support/harness';
 import { startTestPostgres, uniqueName, type TestPostgres } from './support/postgres';
@@ -199,6 +199,28 @@ describe('runs that stop before cutover', () => {
     expect(await databaseExists(third)).toBe(true);
     expect(await query(third, `SELECT tablename FROM pg_tables WHERE schemaname = 'public'`)).toEqual([]);
     expect(await query(third, `SELECT extname FROM pg_extension WHERE extname = 'vector'`)).toEqual([]); // this run created it
+  });
+});
+
+describe('validation', () => {
+  it('a v3 row that differs from its v2 memory blocks cutover, named by id only', async () => {
+    const plan = planFor(v28.url);
+    const handle = await start(plan);
+    await waitForPhase(handle, 'copy');
+    await handle.signal(pauseSignal, { by: 'alice' }); // validation does not start while paused
+    const first = v28.fixture.ids[0]; // in the first batch: the copy never writes it again
+    for (let i = 0; i < 300; i++) {
+      const rows = await query<{ id: string }>(plan.target.url, 'SELECT id::text FROM memories WHERE id = $1', [first]).catch(() => []);
+      if (rows.length) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await query(plan.target.url, `UPDATE memories SET title = 'tampered', retrieval_count = retrieval_count + 1 WHERE id = $1`, [first]);
+    await handle.signal(resumeSignal, { by: 'alice' });
+    expect(await failureType(handle)).toBe('ValidationFailed');
+    expect(await failureMessage(handle)).toMatch(/420 compared field by field \(vector to float32, event data\), 1 differ/);
+    const status = await handle.query('status');
+    expect((status as { report: { errors: string[] } }).report.errors).toEqual([`${first}: title, retrieval_count, event differ (event: event data differs)`]);
+    expect(existsSync(plan.cutover.file)).toBe(false);
   });
 });
 
