@@ -3,6 +3,7 @@
  * type only (`proxyActivities<ReturnType<typeof createActivities>>`).
  */
 import type { Client } from '@temporalio/client';
+import { memoryGraphActivities } from './memorygraph';
 import { openMemoryActivities } from './openmemory';
 import { qdrantRebuildActivities } from './qdrant-rebuild';
 import { secondBrainActivities } from './second-brain';
@@ -19,5 +20,6 @@ export function createActivities(deps: ActivityDeps) {
     ...qdrantRebuildActivities(deps),
     ...openMemoryActivities,
     ...secondBrainActivities(deps),
+    ...memoryGraphActivities(deps),
   };
 }

@@ -2,4 +2,5 @@
 export { sqliteVecMigration } from './sqlite-vec-migration';
 export { tenantSchemaUpgrade } from './tenant-schema-upgrade';
 export { qdrantCollectionRebuild } from './qdrant-collection-rebuild';
+export { memoryGraphMigration } from './memory-graph-migration';
 export { secondBrainV3Migration } from './second-brain-v3-migration';

@@ -1,0 +1,134 @@
+/**
+ * memorygraph's graph model, shared by its Neo4j and FalkorDB backends:
+ * `(:Memory {id, …})` nodes and typed relationships carrying `id`, strength,
+ * counters and bi-temporal fields. One class speaks it over either driver:
+ * reads by `id > $cursor ORDER BY id LIMIT n`, writes by batched
+ * `UNWIND … MERGE` on the memory id and on the relationship id (one query per
+ * relationship type), `SET = props` so the stored properties are exactly the
+ * source's. Re-running a batch therefore never duplicates a node or an edge.
+ */
+import type { MemoryPoint, Page } from '../stores/contract';
+import {
+  assertRelationshipType,
+  asMemory,
+  asRelationship,
+  memoryPoint,
+  pageOf,
+  relationshipPoint,
+  withoutRow,
+  type Entity,
+  type GraphCounts,
+  type GraphStore,
+  type Properties,
+} from './graph-store';
+
+export type Row = Record<string, unknown>;
+
+/** Runs one Cypher statement with parameters; rows come back as plain JS values (properties(x) as objects). */
+export interface CypherSession {
+  read(query: string, params: Row): Promise<Row[]>;
+  write(query: string, params: Row): Promise<Row[]>;
+  close(): Promise<void>;
+}
+
+const MEMORY_FIELDS = 'm.id AS id, properties(m) AS p';
+const EDGE_FIELDS = 'r.id AS id, type(r) AS type, a.id AS from, b.id AS to, properties(r) AS p';
+
+export class CypherGraphStore implements GraphStore {
+  constructor(
+    readonly name: string,
+    private readonly session: CypherSession,
+  ) {}
+
+  async counts(): Promise<GraphCounts> {
+    const [memories] = await this.session.read('MATCH (m:Memory) RETURN count(m) AS n', {});
+    const byType = await this.session.read('MATCH (:Memory)-[r]->(:Memory) RETURN type(r) AS type, count(r) AS n ORDER BY type', {});
+    return {
+      memories: Number(memories?.n ?? 0),
+      relationships: byType.reduce((sum, t) => sum + Number(t.n), 0),
+      relationshipsByType: Object.fromEntries(byType.map((t) => [String(t.type), Number(t.n)])),
+    };
+  }
+
+  async read(entity: Entity, cursor: string | null, limit: number): Promise<Page> {
+    const params = { cursor: cursor ?? '', limit };
+    if (entity === 'memories') {
+      const rows = await this.session.read(`MATCH (m:Memory) WHERE m.id > $cursor RETURN ${MEMORY_FIELDS} ORDER BY m.id LIMIT $limit`, params);
+      return pageOf(rows.map(toMemory), limit);
+    }
+    const rows = await this.session.read(
+      `MATCH (a:Memory)-[r]->(b:Memory) WHERE r.id > $cursor RETURN ${EDGE_FIELDS} ORDER BY r.id LIMIT $limit`,
+      params,
+    );
+    return pageOf(rows.map(toRelationship), limit);
+  }
+
+  async retrieve(entity: Entity, ids: string[]): Promise<MemoryPoint[]> {
+    if (ids.length === 0) return [];
+    if (entity === 'memories') {
+      const rows = await this.session.read(`UNWIND $ids AS wanted MATCH (m:Memory {id: wanted}) RETURN ${MEMORY_FIELDS}`, { ids });
+      return rows.map(toMemory);
+    }
+    const rows = await this.session.read(`MATCH (a:Memory)-[r]->(b:Memory) WHERE r.id IN $ids RETURN ${EDGE_FIELDS}`, { ids });
+    return rows.map(toRelationship);
+  }
+
+  /** Graph stores keep no SQLite row timestamps. */
+  shape(_entity: Entity, point: MemoryPoint): MemoryPoint {
+    return withoutRow(point);
+  }
+
+  async upsert(entity: Entity, points: MemoryPoint[]): Promise<void> {
+    if (points.length === 0) return;
+    if (entity === 'memories') {
+      const rows = points.map((p) => ({ id: p.id, props: asMemory(p).properties }));
+      await this.session.write('UNWIND $rows AS row MERGE (m:Memory {id: row.id}) SET m = row.props', { rows });
+      return;
+    }
+    const byType = new Map<string, Row[]>();
+    for (const point of points) {
+      const { type, from, to, properties } = asRelationship(point);
+      const rows = byType.get(assertRelationshipType(type, point.id)) ?? [];
+      rows.push({ id: point.id, from, to, props: properties });
+      byType.set(type, rows);
+    }
+    for (const [type, rows] of byType) {
+      await this.session.write(
+        `UNWIND $rows AS row MATCH (a:Memory {id: row.from}) MATCH (b:Memory {id: row.to})
+         MERGE (a)-[r:\`${type}\` {id: row.id}]->(b) SET r = row.props`,
+        { rows },
+      );
+    }
+  }
+
+  /** Relationships by id; memories by id, and only once no relationship touches them (nothing else is ever deleted with them). */
+  async remove(entity: Entity, ids: string[]): Promise<void> {
+    if (ids.length === 0) return;
+    if (entity === 'relationships') {
+      await this.session.write('MATCH ()-[r]->() WHERE r.id IN $ids DELETE r', { ids });
+      return;
+    }
+    await this.session.write('UNWIND $ids AS gone MATCH (m:Memory {id: gone}) WHERE NOT (m)--() DELETE m', { ids });
+  }
+
+  /** Graph stores cannot hold an edge without both ends; edges without an id are what they can hold wrongly. */
+  async dangling(limit: number): Promise<string[]> {
+    const rows = await this.session.read(
+      `MATCH (a)-[r]->(b) WHERE r.id IS NULL OR NOT a:Memory OR NOT b:Memory RETURN coalesce(r.id, '(no id)') AS id LIMIT $limit`,
+      { limit },
+    );
+    return rows.map((r) => String(r.id));
+  }
+
+  async close(): Promise<void> {
+    await this.session.close();
+  }
+}
+
+function toMemory(row: Row): MemoryPoint {
+  return memoryPoint({ ...(row.p as Properties), id: String(row.id) });
+}
+
+function toRelationship(row: Row): MemoryPoint {
+  return relationshipPoint(String(row.id), String(row.type), String(row.from), String(row.to), row.p as Properties);
+}

@@ -1,0 +1,465 @@
+/**
+ * Activities of the memorygraph runbook (workflows/memory-graph-migration.ts).
+ * Each takes the validated plan (paths and credential-free endpoints) and
+ * returns counts, ids (capped), paths and reports — never memories.
+ *
+ * Nothing lost: the source is only read, except by a rollback carrying
+ * post-cutover writes back; what the target held before the run is recorded
+ * (and backed up) and never removed or overwritten; catch-ups follow the live
+ * source by fingerprint diff; after cutover nothing the service writes in the
+ * target is overwritten.
+ */
+import type { Client } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type { RollbackRequest, ValidationReport } from '../../workflows/messages';
+import { describeEndpoint, type MemoryGraphEndpoint, type MemoryGraphPlan } from '../../workflows/memory-graph-plan';
+import { currentWorkflow } from '../context';
+import { workflowCopyChannel } from '../copy-channel';
+import { copyPointsResumably, type CopyResult } from '../copy-engine';
+import { assertLiveBackendFile, readLiveBackend, recordLiveBackend, restoreLiveBackend, type ProtectedFiles } from '../cutover';
+import { assertWritableFile, writeFileAtomically } from '../files';
+import { FalkorStore } from '../stores/falkordb';
+import { readExportFile, stagingOf, writeExportFile } from '../stores/memorygraph-files';
+import { Neo4jGraphStore } from '../stores/memorygraph-neo4j';
+import { MemorygraphSqliteStore } from '../stores/memorygraph-sqlite';
+import { pointsOf, type Entity, type GraphCounts, type GraphStore } from './graph-store';
+import { openSource, openTarget, probeTarget, runDir, withStore } from './stores';
+import { ENTITIES, PAGE, beat, bringInLine, carryBack, diffEntity, printsOf, printsToRecord, type CutoverPrints, type SyncCounts } from './sync';
+
+/** Ids named in results and errors are capped: history stays small. */
+const MAX_IDS = 20;
+/** After a switch, writes already in flight to the old side keep landing for a moment: rounds repeat until one finds nothing. */
+const SETTLE_MS = 1_000;
+const MAX_SETTLE_ROUNDS = 5;
+
+export interface MemoryGraphPreflight {
+  source: GraphCounts & { layout: string };
+  target: { exists: boolean; memories: number; relationships: number };
+}
+
+interface TargetBefore {
+  /** Whether this run brought the target into being (a new SQLite file, graph, or export staging store). */
+  created: boolean;
+  memories: string[];
+  relationships: string[];
+}
+
+interface CutoverRecord {
+  prints: CutoverPrints;
+  /** The source's fingerprints when rollback switched the service back to it. */
+  sourceAtSwitch?: CutoverPrints;
+}
+
+function fail(message: string, type: string): never {
+  throw ApplicationFailure.nonRetryable(message, type);
+}
+
+const ids = (list: string[]) => `${list.slice(0, MAX_IDS).join(', ')}${list.length > MAX_IDS ? ` and ${list.length - MAX_IDS} more` : ''}`;
+
+/** Files that no record, backup or cutover of this run may ever write. */
+function protectedFiles(plan: MemoryGraphPlan): ProtectedFiles {
+  const files: ProtectedFiles = [];
+  if (plan.source.kind === 'sqlite' || plan.source.kind === 'export-file') files.push({ file: plan.source.path, what: 'the source' });
+  if (plan.target.kind === 'sqlite') files.push({ file: plan.target.path, what: 'the target database' });
+  return files;
+}
+
+function recordsOf(plan: MemoryGraphPlan, workflowId = currentWorkflow().workflowId) {
+  const dir = runDir(plan.workDir, workflowId);
+  return {
+    dir,
+    before: path.join(dir, 'target-before.json'),
+    backup: path.join(dir, 'target-backup.jsonl'),
+    cutover: path.join(dir, 'target-at-cutover.json'),
+  };
+}
+
+async function readRecord<T>(file: string): Promise<T | null> {
+  const text = await fs.readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return null;
+    throw ApplicationFailure.nonRetryable(`Cannot read this run's record ${file}: ${err.code ?? err.message}. Nothing was changed; restore the file and retry.`, 'RunRecordUnreadable');
+  });
+  return text === null ? null : (JSON.parse(text) as T);
+}
+
+async function writeRecord(plan: MemoryGraphPlan, file: string, value: unknown): Promise<void> {
+  await fs.mkdir(path.dirname(file), { recursive: true });
+  await writeFileAtomically(file, JSON.stringify(value), 'workDir', protectedFiles(plan));
+}
+
+async function keptIds(plan: MemoryGraphPlan): Promise<Record<Entity, Set<string>>> {
+  const before = await readRecord<TargetBefore>(recordsOf(plan).before);
+  return { memories: new Set(before?.memories ?? []), relationships: new Set(before?.relationships ?? []) };
+}
+
+/** Reads the source at one instant when it can (a SQLite source, in WAL mode, while memorygraph keeps writing). */
+function inSnapshot<T>(source: GraphStore, read: () => Promise<T>): Promise<T> {
+  return source instanceof MemorygraphSqliteStore ? source.snapshot(read) : read();
+}
+
+async function untilQuiet(round: () => Promise<number>): Promise<number> {
+  let total = 0;
+  for (let i = 0; i < MAX_SETTLE_ROUNDS; i++) {
+    await new Promise((r) => setTimeout(r, SETTLE_MS));
+    const moved = await round();
+    total += moved;
+    if (moved === 0) break;
+  }
+  return total;
+}
+
+/** What the memory service's deployment sets to use `target` (memorygraph reads its backend from these variables). */
+function memorygraphEnv(target: MemoryGraphEndpoint): Record<string, string> {
+  switch (target.kind) {
+    case 'sqlite':
+      return { MEMORY_BACKEND: 'sqlite', MEMORY_SQLITE_PATH: path.resolve(target.path) };
+    case 'neo4j':
+      return { MEMORY_BACKEND: 'neo4j', MEMORY_NEO4J_URI: target.uri, ...(target.database ? { MEMORY_NEO4J_DATABASE: target.database } : {}) };
+    case 'falkordb': {
+      const url = new URL(target.url);
+      return { MEMORY_BACKEND: 'falkordb', FALKORDB_HOST: url.hostname, FALKORDB_PORT: url.port || '6379' };
+    }
+    case 'export-file':
+      return {};
+  }
+}
+
+function endpointLocation(endpoint: MemoryGraphEndpoint): string {
+  return endpoint.kind === 'neo4j' ? endpoint.uri : endpoint.kind === 'falkordb' ? endpoint.url : path.resolve(endpoint.path);
+}
+
+function layoutOf(store: GraphStore, endpoint: MemoryGraphEndpoint): string {
+  if (store instanceof MemorygraphSqliteStore) return `${store.layout.layout}${store.layout.fts ? ' with FTS5 nodes_fts' : ''}`;
+  return endpoint.kind === 'export-file' ? endpoint.format : `${endpoint.kind} graph`;
+}
+
+async function reportOf(source: GraphStore, target: GraphStore, keep: Record<Entity, Set<string>>): Promise<ValidationReport> {
+  const [sourceCounts, sourcePrints] = [await source.counts(), await printsOf(source)];
+  const targetPrints = await printsOf(target);
+  const checks: ValidationReport['checks'] = [];
+  const errors: string[] = [];
+  let [sourceCount, targetCount] = [0, 0];
+  for (const entity of ENTITIES) {
+    const diff = await diffEntity(source, target, entity, { source: sourcePrints[entity], target: targetPrints[entity] }, keep[entity]);
+    const ok = diff.missing.length + diff.different.length + diff.extra.length === 0;
+    sourceCount += diff.sourceCount;
+    targetCount += diff.targetCount - keep[entity].size;
+    checks.push({
+      name: `every ${entity.slice(0, -1)}`,
+      ok,
+      detail: `${diff.sourceCount} in the source compared by fingerprint: ${diff.missing.length} missing, ${diff.different.length} different, ${diff.extra.length} extra in the target`,
+    });
+    if (diff.missing.length) errors.push(`${entity} missing from the target: ${ids(diff.missing)}`);
+    if (diff.different.length) errors.push(`${entity} different in the target: ${ids(diff.different)}`);
+    if (diff.extra.length) errors.push(`${entity} in the target but not the source: ${ids(diff.extra)}`);
+  }
+  const targetCounts = await target.counts();
+  const types = [...new Set([...Object.keys(sourceCounts.relationshipsByType), ...Object.keys(targetCounts.relationshipsByType)])].sort();
+  const typeMismatches = types.filter((t) => (sourceCounts.relationshipsByType[t] ?? 0) > (targetCounts.relationshipsByType[t] ?? 0) || (keep.relationships.size === 0 && sourceCounts.relationshipsByType[t] !== targetCounts.relationshipsByType[t]));
+  checks.push({
+    name: 'relationships per type',
+    ok: typeMismatches.length === 0,
+    detail: typeMismatches.length ? `${typeMismatches.length} of ${types.length} types differ: ${typeMismatches.slice(0, 10).join(', ')}` : `${types.length} types match`,
+  });
+  return {
+    ok: checks.every((c) => c.ok),
+    sourceCount,
+    targetCount,
+    perUser: [],
+    sampled: sourceCount,
+    minCosine: null,
+    checks,
+    errors: errors.slice(0, MAX_IDS),
+  };
+}
+
+export function memoryGraphActivities({ client }: { client: Client }) {
+  return {
+    /** Both ends reachable and recognised, the source whole (no dangling relationships), the target empty or resumable. Writes nothing. */
+    async preflightMemoryGraph(plan: MemoryGraphPlan): Promise<MemoryGraphPreflight> {
+      const records = recordsOf(plan);
+      for (const file of Object.values(records).slice(1)) await assertWritableFile(file, 'workDir', protectedFiles(plan));
+      if (plan.cutover) await assertLiveBackendFile(plan.cutover.file, protectedFiles(plan));
+      if (plan.target.kind === 'export-file') {
+        for (const file of [plan.target.path, stagingOf(plan.target.path)]) await assertWritableFile(file, 'target.path', protectedFiles(plan).filter((f) => f.what === 'the source'));
+      } else if (plan.target.kind === 'sqlite') {
+        await assertWritableFile(plan.target.path, 'target.path', protectedFiles(plan).filter((f) => f.what === 'the source'));
+      }
+      return withStore(openSource(plan.source, true), async (source) => {
+        const counts = await source.counts();
+        const dangling = await source.dangling(MAX_IDS + 1);
+        if (dangling.length) {
+          fail(`The source holds relationships whose memory at one end is missing (or that have no id): ${ids(dangling)}. memorygraph's graph backends cannot hold them; fix or remove them in the source. Nothing was written.`, 'DanglingRelationships');
+        }
+        const target = await probeTarget(plan.target);
+        if (!target) return { source: { ...counts, layout: layoutOf(source, plan.source) }, target: { exists: false, memories: 0, relationships: 0 } };
+        try {
+          const held = await target.counts();
+          if (held.memories + held.relationships > 0 && plan.existingTarget === 'refuse') {
+            fail(`Target ${describeEndpoint(plan.target)} already holds ${held.memories} memories and ${held.relationships} relationships; memshift writes only into an empty target unless the plan says existingTarget: 'resume'. Nothing was written.`, 'TargetNotEmpty');
+          }
+          if (plan.existingTarget === 'resume') {
+            const [s, t] = [await printsOf(source), await printsOf(target)];
+            for (const entity of ENTITIES) {
+              const { different } = await diffEntity(source, target, entity, { source: s[entity], target: t[entity] });
+              if (different.length) {
+                fail(`Target ${describeEndpoint(plan.target)} holds ${different.length} ${entity} with the source's ids but different contents (${ids(different)}); memshift will not overwrite data it did not write. Nothing was written.`, 'TargetConflicts');
+              }
+            }
+          }
+          return { source: { ...counts, layout: layoutOf(source, plan.source) }, target: { exists: true, memories: held.memories, relationships: held.relationships } };
+        } finally {
+          await target.close();
+        }
+      });
+    },
+
+    /** Reads everything the copy would read and times it; writes nothing. */
+    async dryRunMemoryGraph(plan: MemoryGraphPlan): Promise<{ memories: number; relationships: number; readSeconds: number; estimatedSeconds: number }> {
+      return withStore(openSource(plan.source, true), async (source) => {
+        const started = Date.now();
+        const prints = await printsOf(source);
+        const readSeconds = (Date.now() - started) / 1000;
+        // Writing costs about as much as reading again on the other side, twice (write, batch check).
+        return { memories: prints.memories.size, relationships: prints.relationships.size, readSeconds: Number(readSeconds.toFixed(2)), estimatedSeconds: Math.ceil(3 * readSeconds) };
+      });
+    },
+
+    /**
+     * Records which ids the target held before this run (no removal ever
+     * touches them) and, when it held any, backs it up as a memshift JSONL
+     * export with manifest. Idempotent: a retry finds the record.
+     */
+    async backupMemoryGraphTarget(plan: MemoryGraphPlan): Promise<{ backup: string | null; memories: number; relationships: number }> {
+      const records = recordsOf(plan);
+      const recorded = await readRecord<TargetBefore>(records.before);
+      if (recorded) {
+        const held = recorded.memories.length + recorded.relationships.length;
+        return { backup: held ? records.backup : null, memories: recorded.memories.length, relationships: recorded.relationships.length };
+      }
+      const target = await probeTarget(plan.target);
+      if (!target) {
+        await writeRecord(plan, records.before, { created: true, memories: [], relationships: [] } satisfies TargetBefore);
+        return { backup: null, memories: 0, relationships: 0 };
+      }
+      try {
+        const prints = await printsOf(target);
+        const before: TargetBefore = { created: false, memories: [...prints.memories.keys()], relationships: [...prints.relationships.keys()] };
+        if (before.memories.length + before.relationships.length > 0) {
+          await fs.mkdir(records.dir, { recursive: true });
+          await assertWritableFile(records.backup, 'workDir', protectedFiles(plan));
+          await writeExportFile(target, records.backup, 'memshift-jsonl', describeEndpoint(plan.target), beat);
+          // Read back: the backup restores exactly what was there.
+          const check = await readExportFile(records.backup, 'memshift-jsonl');
+          const counts = await check.counts();
+          if (counts.memories !== before.memories.length || counts.relationships !== before.relationships.length) {
+            fail(`Backup ${records.backup} did not verify: it holds ${counts.memories}/${counts.relationships}, the target ${before.memories.length}/${before.relationships.length}.`, 'BackupUnverified');
+          }
+        } else if (plan.target.kind === 'falkordb') {
+          before.created = !(await (target as FalkorStore).exists());
+        }
+        await writeRecord(plan, records.before, before);
+        return { backup: before.memories.length + before.relationships.length ? records.backup : null, memories: before.memories.length, relationships: before.relationships.length };
+      } finally {
+        await target.close();
+      }
+    },
+
+    /** Creates memorygraph's schema where the target lacks it (SQLite tables and FTS, the graph's Memory.id constraint). */
+    async prepareMemoryGraphTarget(plan: MemoryGraphPlan): Promise<{ target: string }> {
+      return withStore(openTarget(plan.target, true), async (target) => {
+        if (target instanceof FalkorStore || target instanceof Neo4jGraphStore) await target.prepareSchema();
+        return { target: target.name };
+      });
+    },
+
+    /** One entity through the resumable copy engine: memories first, then relationships (their ends must exist). */
+    async copyMemoryGraph(plan: MemoryGraphPlan, entity: Entity): Promise<CopyResult> {
+      return withStore(openSource(plan.source), (source) =>
+        withStore(openTarget(plan.target), (target) => {
+          const from = pointsOf(source, entity);
+          const to = pointsOf(target, entity);
+          return copyPointsResumably({
+            // Read already shaped as the target keeps points, so a retry recognises pages it wrote.
+            source: { ...from, readPage: async (cursor, limit) => {
+              const page = await from.readPage(cursor, limit);
+              return { ...page, points: page.points.map((p) => target.shape(entity, p)) };
+            } },
+            target: to,
+            channel: workflowCopyChannel(client),
+          });
+        }),
+      );
+    },
+
+    /**
+     * Catches up, then compares every memory and every relationship by
+     * fingerprint (ids only in the report), the source at one instant.
+     */
+    async validateMemoryGraph(plan: MemoryGraphPlan): Promise<{ report: ValidationReport; caughtUp: SyncCounts }> {
+      const keep = await keptIds(plan);
+      return withStore(openSource(plan.source), (source) =>
+        withStore(openTarget(plan.target), (target) =>
+          inSnapshot(source, async () => {
+            const caughtUp = await bringInLine(source, target, keep);
+            const report = await reportOf(source, target, keep);
+            report.checks.push({ name: 'live writes', ok: true, detail: `a catch-up just before the comparison wrote ${caughtUp.written} and removed ${caughtUp.removed}; later writes are copied while waiting and at cutover` });
+            return { report, caughtUp };
+          }),
+        ),
+      );
+    },
+
+    /** Copies what the service wrote to the source since, and removes what it deleted (only what this run wrote). */
+    async catchUpMemoryGraph(plan: MemoryGraphPlan): Promise<SyncCounts> {
+      const keep = await keptIds(plan);
+      return withStore(openSource(plan.source), (source) => withStore(openTarget(plan.target), (target) => inSnapshot(source, () => bringInLine(source, target, keep))));
+    },
+
+    /**
+     * The switch, converged: catch up, record the target as this run leaves it,
+     * point the live-backend file at it (an export file: write the file), then
+     * catch up what the service wrote to the source in between — never over
+     * anything it has already written in the target.
+     */
+    async cutOverMemoryGraph(plan: MemoryGraphPlan): Promise<{ memories: number; relationships: number; caughtUp: number; file: string | null }> {
+      const { workflowId } = currentWorkflow();
+      const records = recordsOf(plan, workflowId);
+      const keep = await keptIds(plan);
+      return withStore(openSource(plan.source), (source) =>
+        withStore(openTarget(plan.target), async (target) => {
+          let record = await readRecord<CutoverRecord>(records.cutover);
+          let caughtUp = 0;
+          const { target: endpoint } = plan;
+          if (endpoint.kind === 'export-file') {
+            const synced = await inSnapshot(source, () => bringInLine(source, target, keep));
+            const sealed = await writeExportFile(target, endpoint.path, endpoint.format, describeEndpoint(plan.source), beat);
+            return { memories: sealed.memories, relationships: sealed.relationships, caughtUp: synced.written + synced.removed, file: sealed.file };
+          }
+          const switched = (await readLiveBackend(plan.cutover!.file))?.workflowId === workflowId;
+          if (!switched || !record) {
+            const synced = await inSnapshot(source, () => bringInLine(source, target, keep));
+            caughtUp += synced.written + synced.removed;
+            record = { prints: printsToRecord(await printsOf(target)) };
+            await writeRecord(plan, records.cutover, record);
+            await recordLiveBackend(
+              plan.cutover!.file,
+              { kind: plan.target.kind, url: endpointLocation(plan.target), name: describeEndpoint(plan.target), workflowId, memorygraphEnv: memorygraphEnv(plan.target) },
+              protectedFiles(plan),
+            );
+          }
+          const guard = record.prints;
+          caughtUp += await untilQuiet(async () => {
+            const gap = await inSnapshot(source, () => bringInLine(source, target, keep, guard));
+            await writeRecord(plan, records.cutover, record);
+            return gap.written + gap.removed;
+          });
+          return { memories: Object.keys(guard.memories).length, relationships: Object.keys(guard.relationships).length, caughtUp, file: null };
+        }),
+      );
+    },
+
+    /** The live-backend file names the target and the target answers; an export file reads back equal to what was copied. */
+    async verifyMemoryGraphCutover(plan: MemoryGraphPlan): Promise<{ memories: number; relationships: number }> {
+      const { target: endpoint } = plan;
+      if (endpoint.kind === 'export-file') {
+        const staging = stagingOf(endpoint.path);
+        const written = await readExportFile(endpoint.path, endpoint.format);
+        const counts = await withStore(Promise.resolve(MemorygraphSqliteStore.openReadOnly(staging)), async (copied) => {
+          const report = await reportOf(copied, written, { memories: new Set(), relationships: new Set() });
+          if (!report.ok) fail(`${endpoint.path} does not read back as copied: ${report.errors.join('; ')}`, 'VerifyFailed');
+          return copied.counts();
+        });
+        for (const file of [staging, `${staging}-wal`, `${staging}-shm`]) await fs.rm(file, { force: true });
+        return { memories: counts.memories, relationships: counts.relationships };
+      }
+      const live = await readLiveBackend(plan.cutover!.file);
+      if (live?.name !== describeEndpoint(plan.target)) fail(`${plan.cutover!.file} does not name ${describeEndpoint(plan.target)} as the live backend`, 'VerifyFailed');
+      return withStore(openTarget(plan.target), async (target) => target.counts());
+    },
+
+    /**
+     * Undo a cutover keeping every write: carry the target's post-cutover
+     * writes into the source while the target is live, switch the service back,
+     * carry what landed in between (never over what the service rewrote in the
+     * source since), and keep the target for inspection.
+     */
+    async rollbackMemoryGraph(plan: MemoryGraphPlan, request: RollbackRequest | null): Promise<{ summary: string }> {
+      const { workflowId } = currentWorkflow();
+      const records = recordsOf(plan, workflowId);
+      if (plan.target.kind === 'export-file') return { summary: `${plan.target.path} is an export file: nothing went live, nothing to roll back; the file is kept` };
+      const record = await readRecord<CutoverRecord>(records.cutover);
+      if (!record) {
+        await restoreLiveBackend(plan.cutover!.file, workflowId, protectedFiles(plan));
+        return { summary: `${plan.cutover!.file} restored; the target was never live, nothing to carry back` };
+      }
+      if (plan.source.kind === 'export-file') {
+        fail(`The source is an export file, which memshift never rewrites: post-cutover writes cannot be carried back into it. The target stays live; export it (memshift-jsonl) before switching by hand.`, 'RollbackImpossible');
+      }
+      const source = plan.source.kind === 'sqlite' ? MemorygraphSqliteStore.openWritable(plan.source.path) : await openSource(plan.source);
+      return withStore(Promise.resolve(source), (source) =>
+        withStore(openTarget(plan.target), async (target) => {
+          const totals = { carried: 0, keptNewer: 0, deletedInTarget: 0 };
+          const add = (pass: { carried: number; keptNewer: number; deletedInTarget: number; unequal: string[] }) => {
+            if (pass.unequal.length) {
+              fail(`Rollback stopped: ${ids(pass.unequal)} did not read back from the source as carried. The target stays live; fix those and signal rollback again.`, 'RoundTripMismatch');
+            }
+            totals.carried += pass.carried;
+            totals.keptNewer += pass.keptNewer;
+            totals.deletedInTarget = pass.deletedInTarget;
+          };
+          const live = (await readLiveBackend(plan.cutover!.file))?.workflowId === workflowId;
+          if (live || !record.sourceAtSwitch) {
+            add(await carryBack(target, source, record.prints));
+            record.sourceAtSwitch = printsToRecord(await printsOf(source));
+            await writeRecord(plan, records.cutover, record);
+            await restoreLiveBackend(plan.cutover!.file, workflowId, protectedFiles(plan));
+          }
+          const atSwitch = { memories: new Map(Object.entries(record.sourceAtSwitch!.memories)), relationships: new Map(Object.entries(record.sourceAtSwitch!.relationships)) };
+          await untilQuiet(async () => {
+            const pass = await carryBack(target, source, record.prints, atSwitch);
+            add(pass);
+            await writeRecord(plan, records.cutover, record);
+            return pass.carried;
+          });
+          const notes = [
+            `${plan.cutover!.file} restored`,
+            `${totals.carried} post-cutover writes carried back into ${describeEndpoint(plan.source)} and read back equal`,
+            `${describeEndpoint(plan.target)} kept for inspection`,
+          ];
+          if (totals.keptNewer) notes.push(`${totals.keptNewer} items the service rewrote in the source after switching back kept as it wrote them`);
+          if (totals.deletedInTarget) notes.push(`${totals.deletedInTarget} items deleted in the target after cutover are kept in the source`);
+          if (request?.mode === 'restore-backup') notes.push(`restore-backup is not done automatically: the target's pre-run backup is ${records.backup}`);
+          return { summary: `${notes.join('; ')}.` };
+        }),
+      );
+    },
+
+    /** After a rejection or timeout: removes only what this run wrote (a store it created, whole; else its ids). */
+    async removeMemoryGraphRunWrites(plan: MemoryGraphPlan): Promise<{ summary: string }> {
+      const before = await readRecord<TargetBefore>(recordsOf(plan).before);
+      if (!before) return { summary: `nothing was written to ${describeEndpoint(plan.target)}` };
+      const { target: endpoint } = plan;
+      if (before.created && (endpoint.kind === 'sqlite' || endpoint.kind === 'export-file')) {
+        const file = endpoint.kind === 'sqlite' ? endpoint.path : stagingOf(endpoint.path);
+        for (const f of [file, `${file}-wal`, `${file}-shm`]) await fs.rm(f, { force: true });
+        return { summary: `Removed ${file}, which this run created` };
+      }
+      const keep = { memories: new Set(before.memories), relationships: new Set(before.relationships) };
+      return withStore(openTarget(plan.target), async (target) => {
+        const prints = await printsOf(target);
+        const added = { memories: [...prints.memories.keys()].filter((id) => !keep.memories.has(id)), relationships: [...prints.relationships.keys()].filter((id) => !keep.relationships.has(id)) };
+        for (const entity of [...ENTITIES].reverse()) {
+          for (let i = 0; i < added[entity].length; i += PAGE) await target.remove(entity, added[entity].slice(i, i + PAGE));
+        }
+        if (before.created && target instanceof FalkorStore) {
+          const left = await target.counts();
+          if (left.memories + left.relationships === 0) await target.dropGraph();
+        }
+        return { summary: `Removed the ${added.memories.length} memories and ${added.relationships.length} relationships this run added to ${describeEndpoint(plan.target)}; its ${keep.memories.size} memories and ${keep.relationships.size} relationships from before are kept` };
+      });
+    },
+  };
+}
