@@ -204,7 +204,7 @@ describe('runs that stop before cutover', () => {
 
 describe('validation', () => {
   it('a v3 row that differs from its v2 memory blocks cutover, named by id only', async () => {
-    const plan = planFor(v28.url);
+    const plan = planFor(v28.url, { copy: { batchSize: 2, concurrency: 1 } }); // a copy slow enough to pause in
     const handle = await start(plan);
     await waitForPhase(handle, 'copy');
     await handle.signal(pauseSignal, { by: 'alice' }); // validation does not start while paused
