@@ -159,7 +159,8 @@ async def dump(args: argparse.Namespace) -> dict:
             }
             try:
                 related[mid] = len(await db.get_related_memories(mid, max_depth=1))
-            except Exception:  # memorygraph 0.12.4's FalkorDB traversal fails on any data ("Type mismatch")
+            except Exception as error:  # memorygraph 0.12.4's graph traversals fail on its own data too
+                print(f"get_related_memories failed: {error}", file=sys.stderr)
                 related[mid] = None
         return {"backend": name, "memories": memories, "relationships": relationships, "related": related}
     finally:
