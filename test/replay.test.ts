@@ -1,8 +1,9 @@
 /**
  * Runs in flight survive deploys: every history under test/histories/ (one
- * per runbook × outcome, crash-resumed ones included; `npm run
- * record-histories` writes them) must replay on today's workflow code. A
- * change to a runbook's command sequence without patched() fails here.
+ * per runbook × outcome, crash-resumed ones included, one folder per recorded
+ * version; `npm run record-histories` writes them) must replay on today's
+ * workflow code. A change to a runbook's command sequence without patched()
+ * fails here.
  */
 import { temporal } from '@temporalio/proto';
 import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
@@ -13,11 +14,11 @@ import { HISTORIES_DIR, HISTORY_SUFFIX } from './support/record-histories';
 
 Runtime.install({ logger: new DefaultLogger('WARN') });
 
-const files = readdirSync(HISTORIES_DIR).filter((f) => f.endsWith(HISTORY_SUFFIX)).sort();
+const files = (readdirSync(HISTORIES_DIR, { recursive: true }) as string[]).filter((f) => f.endsWith(HISTORY_SUFFIX)).sort();
 
 it('there are recorded histories of every runbook, including crash-resumed and rolled-back runs', () => {
   for (const runbook of ['sqliteVecMigration', 'qdrantCollectionRebuild', 'tenantSchemaUpgrade']) {
-    expect(files.filter((f) => f.startsWith(`${runbook}-`)).length, runbook).toBeGreaterThanOrEqual(3);
+    expect(files.filter((f) => path.basename(f).startsWith(`${runbook}-`)).length, runbook).toBeGreaterThanOrEqual(3);
   }
   expect(files.some((f) => f.endsWith(`-resumed${HISTORY_SUFFIX}`))).toBe(true);
   expect(files.some((f) => f.includes('-rolled-back'))).toBe(true);

@@ -1,19 +1,21 @@
 /**
  * `npm run record-histories`: after a full test run, keeps one history of
  * each way a runbook can end (workflow type × outcome × whether an activity
- * was retried, e.g. after a worker crash) under test/histories/, for the
- * replay test. Re-record after a deliberate, patched() change only.
+ * was retried, e.g. after a worker crash) in a new folder under
+ * test/histories/ named for the day and commit, for the replay test. Earlier
+ * folders stay: runs started on those versions must keep replaying.
  */
 import type { Client } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
-import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { MigrationOutcome } from '../../workflows/search-attributes';
 
 export const HISTORIES_DIR = path.resolve(__dirname, '../histories');
 /** Histories are kept as Temporal's own protobuf encoding, byte-exact. */
 export const HISTORY_SUFFIX = '.history.pb';
-const RUNBOOKS = ['sqliteVecMigration', 'qdrantCollectionRebuild', 'tenantSchemaUpgrade'];
+export const RUNBOOKS = ['sqliteVecMigration', 'qdrantCollectionRebuild', 'tenantSchemaUpgrade', 'secondBrainV3Migration', 'memoryGraphMigration'];
 
 export async function recordHistories(client: Client): Promise<string[]> {
   const kept = new Map<string, Uint8Array>();
@@ -26,8 +28,9 @@ export async function recordHistories(client: Client): Promise<string[]> {
     const name = `${info.type}-${outcome}${retried ? '-resumed' : ''}`;
     if (!kept.has(name)) kept.set(name, temporal.api.history.v1.History.encode(history).finish());
   }
-  mkdirSync(HISTORIES_DIR, { recursive: true });
-  for (const file of readdirSync(HISTORIES_DIR).filter((f) => f.endsWith(HISTORY_SUFFIX))) rmSync(path.join(HISTORIES_DIR, file));
-  for (const [name, bytes] of kept) writeFileSync(path.join(HISTORIES_DIR, `${name}${HISTORY_SUFFIX}`), bytes);
+  const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
+  const folder = path.join(HISTORIES_DIR, `${new Date().toISOString().slice(0, 10)}-${commit}`);
+  mkdirSync(folder, { recursive: true });
+  for (const [name, bytes] of kept) writeFileSync(path.join(folder, `${name}${HISTORY_SUFFIX}`), bytes);
   return [...kept.keys()].sort();
 }
