@@ -110,12 +110,16 @@ export class PgvectorTable implements PointSource, PointTarget, CountsByPayload 
    */
   private async copyNewPoints(points: MemoryPoint[]): Promise<boolean> {
     const rows = encodeBinaryCopy(points, 'uuid');
+    const client = await this.pool.connect();
     try {
-      await this.inTransaction((client) => copyIn(client, `${this.qualified} (id, embedding, payload)`, rows));
+      // One COPY is a transaction of its own (all rows or none): no BEGIN/COMMIT round trips.
+      await copyIn(client, `${this.qualified} (id, embedding, payload)`, rows);
       return true;
     } catch (err) {
       if ((err as { code?: unknown }).code === UNIQUE_VIOLATION) return false;
-      throw err;
+      throw classifyPostgresError(err, this.spec);
+    } finally {
+      client.release(); // pg-pool drops a session whose connection failed
     }
   }
 
@@ -136,17 +140,15 @@ export class PgvectorTable implements PointSource, PointTarget, CountsByPayload 
 
   private async inTransaction(write: (client: pg.PoolClient) => Promise<void>): Promise<void> {
     const client = await this.pool.connect();
-    let sessionBroken = false;
     try {
       await client.query('BEGIN');
       await write(client);
       await client.query('COMMIT');
     } catch (err) {
-      // A session that cannot roll back (e.g. cut off mid-COPY) is closed, not pooled again.
-      sessionBroken = await client.query('ROLLBACK').then(() => false, () => true);
+      await client.query('ROLLBACK').catch(() => undefined);
       throw classifyPostgresError(err, this.spec);
     } finally {
-      client.release(sessionBroken);
+      client.release(); // pg-pool drops a session whose connection failed
     }
   }
 
@@ -277,28 +279,37 @@ async function copyIn(client: pg.PoolClient, into: string, rows: Buffer): Promis
  * float32, exactly.
  */
 function encodeBinaryCopy(points: MemoryPoint[], ids: 'uuid' | 'text'): Buffer {
-  const idBytes = points.map((p) => (ids === 'uuid' ? Buffer.from(p.id.replace(/-/g, ''), 'hex') : Buffer.from(p.id, 'utf8')));
-  const payloads = points.map((p) => Buffer.from(JSON.stringify(p.payload), 'utf8'));
+  const idValues = points.map((p) => (ids === 'uuid' ? p.id.replace(/-/g, '') : p.id));
+  const idLength = (i: number) => (ids === 'uuid' ? 16 : Buffer.byteLength(idValues[i]));
+  const payloads = points.map((p) => JSON.stringify(p.payload));
+  const payloadLengths = payloads.map((json) => Buffer.byteLength(json));
   let size = COPY_SIGNATURE.length + 8 + 2;
+  let dimensions = 0;
   for (let i = 0; i < points.length; i++) {
-    size += 2 + (4 + idBytes[i].length) + (4 + 4 + 4 * points[i].vector.length) + (4 + 1 + payloads[i].length);
+    dimensions = Math.max(dimensions, points[i].vector.length);
+    size += 2 + (4 + idLength(i)) + (4 + 4 + 4 * points[i].vector.length) + (4 + 1 + payloadLengths[i]);
   }
   const out = Buffer.allocUnsafe(size);
+  // Vectors go through one float32 scratch array: set() rounds to float32 and swap32() makes it big-endian, both natively.
+  const scratch = new Float32Array(dimensions);
+  const scratchBytes = Buffer.from(scratch.buffer);
   let at = COPY_SIGNATURE.copy(out, 0);
   at = out.writeInt32BE(0, at); // flags
   at = out.writeInt32BE(0, at); // header extension length
   for (let i = 0; i < points.length; i++) {
     const vector = points[i].vector;
     at = out.writeInt16BE(3, at); // fields
-    at = out.writeInt32BE(idBytes[i].length, at);
-    at += idBytes[i].copy(out, at);
+    at = out.writeInt32BE(idLength(i), at);
+    at += out.write(idValues[i], at, ids === 'uuid' ? 'hex' : 'utf8');
     at = out.writeInt32BE(4 + 4 * vector.length, at);
     at = out.writeUInt16BE(vector.length, at); // pgvector: dimensions, then an unused int16
     at = out.writeInt16BE(0, at);
-    for (let j = 0; j < vector.length; j++) at = out.writeFloatBE(vector[j], at);
-    at = out.writeInt32BE(1 + payloads[i].length, at);
+    scratch.set(vector);
+    const floats = scratchBytes.subarray(0, 4 * vector.length).swap32();
+    at += floats.copy(out, at);
+    at = out.writeInt32BE(1 + payloadLengths[i], at);
     at = out.writeUInt8(JSONB_VERSION, at);
-    at += payloads[i].copy(out, at);
+    at += out.write(payloads[i], at, 'utf8');
   }
   out.writeInt16BE(-1, at); // trailer
   return out;
