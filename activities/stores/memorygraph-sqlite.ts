@@ -142,11 +142,12 @@ export class MemorygraphSqliteStore implements GraphStore {
 
   /**
    * Opens for writing, creating memorygraph's schema in a new or empty file.
-   * `busyTimeout` waits for the live memory server's write lock rather than failing.
+   * The journal mode stays what memorygraph chose. The timeout waits for the live memory server's write lock rather than failing.
    */
   static openWritable(file: string): MemorygraphSqliteStore {
     const db = new Database(file, { timeout: 30_000 });
-    db.pragma('journal_mode = WAL');
+    // As memorygraph's own connection: no FK enforcement (invalidated_by may name a relationship copied later).
+    db.pragma('foreign_keys = OFF');
     const empty = !db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table'`).get();
     if (empty) db.exec(SCHEMA);
     const store = MemorygraphSqliteStore.recognised(db, file);
@@ -282,11 +283,19 @@ export class MemorygraphSqliteStore implements GraphStore {
         this.db.prepare(`DELETE FROM relationships WHERE id IN (SELECT value FROM json_each(?))`).run(json);
         return;
       }
-      if (this.fts) {
-        const unindex = this.unindexStatement();
-        for (const id of ids) unindex(id);
+      // Only once no relationship touches them: nothing else is ever deleted with a memory.
+      const deletable = (this.db
+        .prepare(
+          `SELECT id FROM nodes WHERE label = 'Memory' AND id IN (SELECT value FROM json_each(?))
+             AND NOT EXISTS (SELECT 1 FROM relationships r WHERE r.from_id = nodes.id OR r.to_id = nodes.id)`,
+        )
+        .all(json) as { id: string }[]).map((r) => r.id);
+      const unindex = this.fts ? this.unindexStatement() : null;
+      const remove = this.db.prepare(`DELETE FROM nodes WHERE id = ? AND label = 'Memory'`);
+      for (const id of deletable) {
+        unindex?.(id);
+        remove.run(id);
       }
-      this.db.prepare(`DELETE FROM nodes WHERE label = 'Memory' AND id IN (SELECT value FROM json_each(?))`).run(json);
     })();
   }
 

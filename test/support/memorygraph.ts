@@ -56,3 +56,13 @@ export function populateWithMemorygraph(
 export function dumpWithMemorygraph(backend: MemorygraphBackend, ids: string[] = []): Promise<MemorygraphDump> {
   return runFixture(backend, ['dump', ...(ids.length ? ['--ids', ...ids] : [])]);
 }
+
+/** memorygraph's own CLI (`memorygraph export …`, `memorygraph import …`) against `backend`. */
+export async function memorygraphCli(backend: MemorygraphBackend, args: string[]): Promise<string> {
+  const cli = path.join(path.dirname(PYTHON), 'memorygraph');
+  const { stdout, stderr } = await promisify(execFile)(cli, args, {
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', MEMORY_ALLOW_CYCLES: 'true', ...envFor(backend) },
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  return stdout + stderr;
+}
