@@ -1,24 +1,33 @@
 /**
- * Benchmark: SQLite-vec → pgvector, memshift (the real workflow on a real
- * Temporal dev server, worker in its own process) against a plain script
- * doing the same copy, in the same run, into the same PostgreSQL.
- * Prints points/s and each copying process's peak RSS; several sizes show
- * whether memory stays flat as the dataset grows.
+ * Benchmark: SQLite-vec → pgvector in one run against one native PostgreSQL:
+ * the machine's limit (bench/copy-baseline.ts: one binary COPY stream), a
+ * plain script (bench/plain-copy.ts: memshift's adapters, sequential), and
+ * memshift's sqliteVecMigration on a real Temporal dev server with 1 and with
+ * 2 worker processes. Prints points/s, the ratio to the COPY baseline and
+ * each process's peak RSS; several sizes show whether memory stays flat.
  *
- *   npm run bench -- --sizes 25000,100000 [--batch 500] [--concurrency 2] [--heap-mb 256]
+ *   npm run bench                                   # 100k memories
+ *   npm run bench -- --sizes 100000,1000000         # and 1M (~2 GB of SQLite in .memshift/bench)
+ *   [--batch 500] [--concurrency 2] [--partitions 2] [--workers 1,2] [--heap-mb 256]
+ * --partitions is the plan's copy.partitions for runs with more than one
+ * worker (a second worker gets work only from a partitioned copy).
  * --heap-mb caps each copying process's V8 heap: a copy that streams finishes
  * under the same cap at every size, and its peak RSS stays flat; without a cap
  * V8 grows its heap lazily and peak RSS says little about what the copy holds.
- * PostgreSQL: DATABASE_URL when set, else embedded PGlite in this process.
+ * PostgreSQL: DATABASE_URL when set, else a throwaway native PostgreSQL 18 +
+ * pgvector cluster with durable settings (fsync, synchronous commit).
  */
 import { Client, Connection } from '@temporalio/client';
 import { bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
 import { spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
+import pg from 'pg';
 import { freePort } from '../scripts/embedded-postgres';
 import { generateMcpStore } from '../scripts/generate-mcp-store';
+import { startNativePostgres } from '../scripts/native-postgres';
 import { startTestPostgres } from '../test/support/postgres';
 import { approveUpdate, statusQuery } from '../workflows/messages';
 import { sqliteVecMigration } from '../workflows/sqlite-vec-migration';
@@ -38,7 +47,9 @@ interface Run {
   points: number;
   copySeconds: number;
   totalSeconds: number;
-  peakRssMb: number;
+  /** One entry per copying process (each worker of a memshift run), at the end of the copy and of the run. */
+  copyPeakRssMb: number[];
+  peakRssMb: number[];
 }
 
 /** Runs a node script with peak-RSS reporting; resolves with its stdout and peak RSS. */
@@ -89,19 +100,22 @@ async function startTemporal(): Promise<{ address: string; stop(): void }> {
   throw new Error('Temporal dev server did not start');
 }
 
-async function plainCopy(size: number, source: string, pgUrl: string, batch: number): Promise<Run> {
+/** A one-process copy script (plain or COPY baseline) that prints {points, seconds} when done. */
+async function scriptCopy(tool: string, script: string, size: number, source: string, pgUrl: string, table: string, batch: number): Promise<Run> {
   const started = Date.now();
-  const { exited } = runNode(['bench/plain-copy.ts', source, pgUrl, `plain_${size}_${Date.now()}`, String(batch)], {}, 'plain');
+  const { exited } = runNode([script, source, pgUrl, table, String(batch)], {}, tool.replace(/\W+/g, '-'));
   const { stdout, peakRssMb } = await exited;
   const { points, seconds } = JSON.parse(stdout.trim().split('\n').pop()!);
-  return { size, tool: 'plain script', points, copySeconds: seconds, totalSeconds: (Date.now() - started) / 1000, peakRssMb };
+  return { size, tool, points, copySeconds: seconds, totalSeconds: (Date.now() - started) / 1000, copyPeakRssMb: [peakRssMb], peakRssMb: [peakRssMb] };
 }
 
-async function memshiftCopy(size: number, source: string, pgUrl: string, batch: number, concurrency: number, address: string): Promise<Run> {
-  const taskQueue = `bench-${size}-${Date.now()}`;
+async function memshiftCopy(size: number, source: string, pgUrl: string, table: string, address: string, settings: { batch: number; concurrency: number; workers: number; partitions: number }): Promise<Run> {
+  const { batch, concurrency, workers: workerCount, partitions } = settings;
+  const taskQueue = `bench-${size}-${workerCount}w-${Date.now()}`;
   // Prebundled workflows, as a production deploy would ship them: the worker's RSS is the copy's, not webpack's.
-  const worker = runNode(['workers/main.ts'], { TEMPORAL_ADDRESS: address, MEMSHIFT_TASK_QUEUE: taskQueue, MEMSHIFT_WORKFLOW_BUNDLE: bundlePath, MEMSHIFT_LOG_LEVEL: 'WARN' }, 'worker');
-  await worker.printed('memshift worker on');
+  const env = { TEMPORAL_ADDRESS: address, MEMSHIFT_TASK_QUEUE: taskQueue, MEMSHIFT_WORKFLOW_BUNDLE: bundlePath, MEMSHIFT_LOG_LEVEL: 'WARN' };
+  const workers = Array.from({ length: workerCount }, (_, i) => runNode(['workers/main.ts'], env, `worker-${i + 1}`));
+  await Promise.all(workers.map((w) => w.printed('memshift worker on')));
   const client = new Client({ connection: await Connection.connect({ address }) });
   const started = Date.now();
   const handle = await client.workflow.start(sqliteVecMigration, {
@@ -109,51 +123,105 @@ async function memshiftCopy(size: number, source: string, pgUrl: string, batch: 
     workflowId: taskQueue,
     args: [{
       source: { path: source },
-      target: { kind: 'pgvector', url: pgUrl, table: `memshift_${size}_${Date.now()}` },
-      copy: { batchSize: batch, concurrency },
+      target: { kind: 'pgvector', url: pgUrl, table },
+      copy: { batchSize: batch, concurrency, ...(partitions > 1 ? { partitions } : {}) },
       backupPath: path.join(workDir, `${taskQueue}.bak`),
       cutover: { file: path.join(workDir, `${taskQueue}.live.json`) },
     }],
   });
-  while ((await handle.query(statusQuery)).phase !== 'await-approval') await new Promise((r) => setTimeout(r, 250));
+  // Peak RSS when the copy phase ends: the copy's own footprint, before validation and catch-up read the whole source.
+  let copyPeakRssMb: number[] = [];
+  for (let phase = ''; phase !== 'await-approval'; ) {
+    await new Promise((r) => setTimeout(r, 1000));
+    const status = await handle.query(statusQuery);
+    if (status.error) throw new Error(status.error);
+    if (phase === 'copy' && status.phase !== 'copy') copyPeakRssMb = workers.map((w) => peakRssMbOf(w.child.pid!));
+    phase = status.phase;
+  }
   await handle.executeUpdate(approveUpdate, { args: [{ by: 'bench' }] });
   const result = await handle.result();
   const totalSeconds = (Date.now() - started) / 1000;
   await client.connection.close();
-  worker.child.kill('SIGTERM');
-  const { peakRssMb } = await worker.exited;
+  for (const w of workers) w.child.kill('SIGTERM');
+  const peakRssMb = (await Promise.all(workers.map((w) => w.exited))).map((w) => w.peakRssMb);
   rmSync(path.join(workDir, `${taskQueue}.bak`), { force: true });
-  return { size, tool: 'memshift', points: result.copied, copySeconds: result.copySeconds, totalSeconds, peakRssMb };
+  const tool = `memshift, ${workerCount} worker${workerCount > 1 ? 's' : ''}${partitions > 1 ? `, ${partitions} partitions` : ''}`;
+  return { size, tool, points: result.copied, copySeconds: result.copySeconds, totalSeconds, copyPeakRssMb, peakRssMb };
+}
+
+/** VmHWM of a running process (Linux). */
+function peakRssMbOf(pid: number): number {
+  const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return match ? Math.round(Number(match[1]) / 1024) : NaN;
+}
+
+/** DATABASE_URL, else a native cluster with durable settings: the benchmark measures a server that keeps its data. */
+async function startPostgres(): Promise<{ url: string; label: string; stop(): Promise<void> }> {
+  if (process.env.DATABASE_URL) return { ...(await startTestPostgres()), label: 'DATABASE_URL' };
+  const server = await startNativePostgres({ settings: {} });
+  const client = new pg.Client({ connectionString: server.url });
+  await client.connect();
+  const { rows } = await client.query<{ version: string }>(`SELECT current_setting('server_version') || ', pgvector ' || extversion AS version FROM pg_extension WHERE extname = 'vector'`);
+  await client.end();
+  return { ...server, label: `native PostgreSQL ${rows[0].version}, durable (fsync on)` };
+}
+
+/** Each run's table is dropped after it: the next run starts on an equally empty server. */
+async function dropTable(url: string, table: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  await client.query(`DROP TABLE IF EXISTS "${table}"`);
+  await client.query('CHECKPOINT');
+  await client.end();
 }
 
 async function main() {
   const sizes = option('sizes', '100000').split(',').map(Number);
   const batch = Number(option('batch', '500'));
   const concurrency = Number(option('concurrency', '2'));
+  const partitions = Number(option('partitions', '2'));
+  const workerCounts = option('workers', '1,2').split(',').map(Number);
   mkdirSync(workDir, { recursive: true });
   const { code } = await bundleWorkflowCode({ workflowsPath: path.join(root, 'workflows/index.ts'), logger: new DefaultLogger('WARN') });
   writeFileSync(bundlePath, code);
-  const postgres = await startTestPostgres();
+  const postgres = await startPostgres();
   const temporal = await startTemporal();
   const runs: Run[] = [];
+  const load: string[] = [];
   try {
     for (const size of sizes) {
       const source = path.join(workDir, `mcp-${size}.db`);
       if (!existsSync(source)) generateMcpStore(source, { count: size, dimensions: 384, users: ['u1', 'u2', 'u3', 'u4', 'u5', 'u6'] });
-      runs.push(await plainCopy(size, source, postgres.url, batch));
-      runs.push(await memshiftCopy(size, source, postgres.url, batch, concurrency, temporal.address));
-      console.error(`done: ${size}`);
+      const measure = async (table: string, copy: () => Promise<Run>) => {
+        load.push(os.loadavg()[0].toFixed(1));
+        const run = await copy();
+        runs.push(run);
+        console.error(`${size}: ${run.tool} ${Math.round(run.points / run.copySeconds)} points/s`);
+        await dropTable(postgres.url, table);
+      };
+      const table = (tool: string) => `bench_${tool}_${size}_${Date.now()}`;
+      let t = table('copy');
+      await measure(t, () => scriptCopy('COPY baseline (binary, 1 connection)', 'bench/copy-baseline.ts', size, source, postgres.url, t, batch));
+      t = table('plain');
+      await measure(t, () => scriptCopy('plain script', 'bench/plain-copy.ts', size, source, postgres.url, t, batch));
+      for (const workers of workerCounts) {
+        t = table(`memshift${workers}`);
+        await measure(t, () => memshiftCopy(size, source, postgres.url, t, temporal.address, { batch, concurrency, workers, partitions: workers > 1 ? partitions : 1 }));
+      }
     }
   } finally {
     temporal.stop();
     await postgres.stop();
   }
   const heap = option('heap-mb', '');
-  console.log(`\nSQLite-vec → pgvector, 384-dim, batch ${batch}, memshift concurrency ${concurrency}, PostgreSQL: ${process.env.DATABASE_URL ? 'DATABASE_URL' : 'PGlite (embedded)'}${heap ? `, V8 heap capped at ${heap} MB` : ''}`);
-  console.log('| memories | tool | copy points/s | copy s | end-to-end s | peak RSS MB |');
-  console.log('|---:|---|---:|---:|---:|---:|');
+  console.log(`\nSQLite-vec → pgvector, 384-dim, batch ${batch}, memshift concurrency ${concurrency} per copy; ${postgres.label}; ${os.cpus().length} cores, load average before each run: ${load.join(', ')}${heap ? `; V8 heap capped at ${heap} MB` : ''}; ${new Date().toISOString().slice(0, 16)}Z`);
+  console.log('| memories | tool | copy points/s | × COPY | copy s | end-to-end s | peak RSS MB, copy | peak RSS MB, whole run |');
+  console.log('|---:|---|---:|---:|---:|---:|---:|---:|');
   for (const r of runs) {
-    console.log(`| ${r.size} | ${r.tool} | ${Math.round(r.points / r.copySeconds)} | ${r.copySeconds.toFixed(1)} | ${r.totalSeconds.toFixed(1)} | ${r.peakRssMb} |`);
+    const baseline = runs.find((b) => b.size === r.size && b.tool.startsWith('COPY'))!;
+    const rate = r.points / r.copySeconds;
+    const ratio = rate / (baseline.points / baseline.copySeconds);
+    console.log(`| ${r.size} | ${r.tool} | ${Math.round(rate)} | ${ratio.toFixed(2)} | ${r.copySeconds.toFixed(1)} | ${r.totalSeconds.toFixed(1)} | ${r.copyPeakRssMb.join(' + ')} | ${r.peakRssMb.join(' + ')} |`);
   }
 }
 
