@@ -41,6 +41,8 @@ const SCAN_PAGE = 500;
 /** After a switch, writes already in flight to the old database keep landing for a moment: repeat until a round finds nothing. */
 const SETTLE_MS = 1_000;
 const MAX_SETTLE_ROUNDS = 5;
+/** Well inside the long activities' 10 s heartbeat timeout. */
+const HEARTBEAT_EVERY_MS = 3_000;
 
 const run = promisify(execFile);
 
@@ -49,6 +51,20 @@ function fail(message: string, type: string): never {
 }
 
 const listIds = (ids: string[]) => `${ids.slice(0, MAX_IDS).join(', ')}${ids.length > MAX_IDS ? ` and ${ids.length - MAX_IDS} more` : ''}`;
+
+/**
+ * Heartbeats every few seconds while `work` runs: statements such as CREATE
+ * INDEX or an exact vector search over every row report no progress of their own.
+ */
+async function heartbeatWhile<T>(work: () => Promise<T>): Promise<T> {
+  const ctx = Context.current();
+  const timer = setInterval(() => ctx.heartbeat(), HEARTBEAT_EVERY_MS);
+  try {
+    return await work();
+  } finally {
+    clearInterval(timer);
+  }
+}
 
 async function untilQuiet(round: () => Promise<number>): Promise<number> {
   let total = 0;
@@ -515,12 +531,7 @@ export function secondBrainActivities({ client }: { client: Client }) {
       await fs.mkdir(files.dir, { recursive: true });
       if (!(await fs.stat(files.dump).catch(() => null))) {
         await fs.rm(files.partialDump, { force: true });
-        const heartbeat = setInterval(() => Context.current().heartbeat(), 5_000);
-        try {
-          await runPgTool('pg_dump', ['--format=custom', '--no-password', `--file=${files.partialDump}`, `--dbname=${plan.source.url}`]);
-        } finally {
-          clearInterval(heartbeat);
-        }
+        await heartbeatWhile(() => runPgTool('pg_dump', ['--format=custom', '--no-password', `--file=${files.partialDump}`, `--dbname=${plan.source.url}`]));
         await fs.rename(files.partialDump, files.dump);
       }
       const listing = await runPgTool('pg_restore', ['--list', files.dump]);
@@ -618,28 +629,25 @@ export function secondBrainActivities({ client }: { client: Client }) {
 
     /** After the copy: tag counts, links, and the ivfflat index with lists sized to the rows (pgvector's advice). */
     async indexSecondBrainTarget(plan: SecondBrainPlan): Promise<{ lists: number; links: number }> {
-      return withTarget(plan, async (_target, pool) => {
-        const { links } = await refreshDerived(plan, pool);
-        const { rows } = await pool.query<{ n: string }>('SELECT count(*) AS n FROM memories WHERE embedding_vector IS NOT NULL');
-        const lists = ivfflatLists(Number(rows[0].n));
-        const heartbeat = setInterval(() => Context.current().heartbeat(), 5_000);
-        try {
+      return heartbeatWhile(() =>
+        withTarget(plan, async (_target, pool) => {
+          const { links } = await refreshDerived(plan, pool);
+          const { rows } = await pool.query<{ n: string }>('SELECT count(*) AS n FROM memories WHERE embedding_vector IS NOT NULL');
+          const lists = ivfflatLists(Number(rows[0].n));
           await pool.query(vectorIndexDdl(lists));
-        } finally {
-          clearInterval(heartbeat);
-        }
-        return { lists, links };
-      });
+          return { lists, links };
+        }),
+      );
     },
 
     async catchUpSecondBrain(plan: SecondBrainPlan, since: V2Watermark): Promise<CatchUpResult> {
-      return withSource(plan, (source) =>
+      return heartbeatWhile(() => withSource(plan, (source) =>
         withTarget(plan, async (target, pool) => {
           const caught = await inSnapshot(source.pool, (db) => catchUp(client, plan, source, db, target, since));
           if (caught.upserted + caught.removed > 0) await refreshDerived(plan, pool);
           return caught;
         }),
-      );
+      ));
     },
 
     /**
@@ -648,7 +656,7 @@ export function secondBrainActivities({ client }: { client: Client }) {
      * search finds each sampled memory itself. Names ids only.
      */
     async validateSecondBrainCopy(plan: SecondBrainPlan, since: V2Watermark): Promise<{ report: ValidationReport; watermark: V2Watermark }> {
-      return withSource(plan, (source) =>
+      return heartbeatWhile(() => withSource(plan, (source) =>
         withTarget(plan, async (target, pool) => {
           const { caught, every } = await inSnapshot(source.pool, async (db) => {
             const caught = await catchUp(client, plan, source, db, target, since);
@@ -688,7 +696,7 @@ export function secondBrainActivities({ client }: { client: Client }) {
           };
           return { report, watermark: caught.watermark };
         }),
-      );
+      ));
     },
 
     /**
@@ -699,7 +707,7 @@ export function secondBrainActivities({ client }: { client: Client }) {
     async cutOverSecondBrain(plan: SecondBrainPlan, since: V2Watermark): Promise<{ memories: number; caughtUp: number; removed: number }> {
       const { workflowId } = currentWorkflow();
       const files = runFiles(plan, workflowId);
-      return withSource(plan, (source) =>
+      return heartbeatWhile(() => withSource(plan, (source) =>
         withTarget(plan, async (target, pool) => {
           let record = await readJson<CutoverRecord>(files.cutover);
           const switched = (await readLiveBackend(plan.cutover.file))?.workflowId === workflowId;
@@ -730,7 +738,7 @@ export function secondBrainActivities({ client }: { client: Client }) {
           await refreshDerived(plan, pool);
           return { memories: Object.keys(cutoverRecord.fingerprints).length, caughtUp, removed };
         }),
-      );
+      ));
     },
 
     /** After cutover: the live-backend file names v3, v3 answers, and its schema is at alembic head. */

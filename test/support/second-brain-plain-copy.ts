@@ -1,0 +1,54 @@
+/**
+ * The plain script the Second Brain benchmark compares memshift with: the
+ * same v3 schema, the same reads and the same batched inserts (memshift's own
+ * adapters), one batch after another, no Temporal, no heartbeats, no checks.
+ *
+ *   node --import tsx test/support/second-brain-plain-copy.ts SOURCE_URL TARGET_URL BATCH
+ * Prints {"memories":N,"seconds":S}.
+ */
+import pg from 'pg';
+import { V2Columns, V2MemorySource, inspectV2 } from '../../activities/second-brain/v2-source';
+import { userIdFor } from '../../activities/second-brain/v3-memory';
+import { v3SchemaDdl, vectorIndexDdl, ivfflatLists } from '../../activities/second-brain/v3-schema';
+import { V3MemoryTarget } from '../../activities/second-brain/v3-target';
+
+async function main(): Promise<void> {
+  const [sourceUrl, targetUrl, batch] = process.argv.slice(2);
+  const source = new pg.Pool({ connectionString: sourceUrl, max: 2 });
+  const target = new pg.Pool({ connectionString: targetUrl, max: 2 });
+  const started = Date.now();
+  await target.query(v3SchemaDdl(1536));
+  const owner = userIdFor('bench@example.com');
+  await target.query(
+    `INSERT INTO users (id, email, username, password_hash, role, is_active, is_verified, preferences, created_at, updated_at, memory_limit, storage_limit_mb, api_rate_limit)
+     VALUES ($1, 'bench@example.com', 'bench', '!', 'user', true, false, '{}', now(), now(), 1000000, 10000, 1000)`,
+    [owner],
+  );
+  const shape = await inspectV2(source, 'source');
+  const reader = await V2MemorySource.open(source, new V2Columns(shape, 'UTC'), {
+    layout: shape.layout,
+    ownerOf: () => owner,
+    tagsField: 'tags',
+    untitled: 'Untitled memory',
+    defaultMemoryType: 'semantic',
+    embeddingModel: 'text-embedding-ada-002',
+  });
+  const writer = new V3MemoryTarget(target, owner);
+  let cursor: string | null = null;
+  let memories = 0;
+  do {
+    const page = await reader.readPage(cursor, Number(batch));
+    await writer.upsert(page.points);
+    memories += page.points.length;
+    cursor = page.next;
+  } while (cursor !== null);
+  await target.query(vectorIndexDdl(ivfflatLists(memories)));
+  await source.end();
+  await target.end();
+  process.stdout.write(`${JSON.stringify({ memories, seconds: (Date.now() - started) / 1000 })}\n`);
+}
+
+void main().catch((err) => {
+  process.stderr.write(`${(err as Error).stack}\n`);
+  process.exit(1);
+});
