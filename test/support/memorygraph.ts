@@ -46,10 +46,11 @@ async function runFixture<T>(backend: MemorygraphBackend, args: string[]): Promi
 /** Memories (several types, unicode, back-dated created_at) and relationships (all 35 types, cycles, back-dated valid_from) written by memorygraph. */
 export function populateWithMemorygraph(
   backend: MemorygraphBackend,
-  options: { memories: number; relationships: number; seed?: string; offset?: number },
+  options: { memories: number; relationships: number; seed?: string; offset?: number; oneTransaction?: boolean },
 ): Promise<{ memories: string[]; relationships: string[] }> {
-  const { memories, relationships, seed = 's', offset = 0 } = options;
-  return runFixture(backend, ['populate', '--memories', String(memories), '--relationships', String(relationships), '--seed', seed, '--offset', String(offset)]);
+  const { memories, relationships, seed = 's', offset = 0, oneTransaction = false } = options;
+  const args = ['populate', '--memories', String(memories), '--relationships', String(relationships), '--seed', seed, '--offset', String(offset)];
+  return runFixture(backend, oneTransaction ? [...args, '--one-transaction'] : args);
 }
 
 /** What memorygraph's own code reads from a store: every memory it can parse, every relationship with id and valid_from. */

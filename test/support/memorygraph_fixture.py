@@ -72,6 +72,10 @@ async def open_store():
 
 async def populate(args: argparse.Namespace) -> dict:
     backend, name, db = await open_store()
+    commit = getattr(backend, "commit", None)
+    if args.one_transaction and commit:
+        # memorygraph's own writes, committed once at the end instead of per memory (benchmark-sized stores).
+        backend.commit = lambda: None
     try:
         if hasattr(db, "initialize_schema"):
             await db.initialize_schema()
@@ -108,6 +112,8 @@ async def populate(args: argparse.Namespace) -> dict:
                     properties=props,
                 )
             )
+        if args.one_transaction and commit:
+            commit()
         return {"backend": name, "memories": ids, "relationships": rel_ids}
     finally:
         await backend.disconnect()
@@ -175,6 +181,7 @@ def main() -> None:
     p.add_argument("--relationships", type=int, default=157)
     p.add_argument("--seed", default="s")
     p.add_argument("--offset", type=int, default=0)
+    p.add_argument("--one-transaction", action="store_true")
     d = sub.add_parser("dump")
     d.add_argument("--ids", nargs="*")
     args = parser.parse_args()
