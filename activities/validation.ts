@@ -152,13 +152,15 @@ export async function compareEveryPoint(
   const started = Date.now();
   const result = { compared: 0, equal: 0, missing: 0, extra: 0, different: 0, writtenSince: 0, missingIds: [] as string[], extraIds: [] as string[], differentIds: [] as string[], problems: [] as string[] };
   const name = (ids: string[], id: string) => ids.length < MAX_NAMED_IDS && ids.push(id);
-  const fromSource = pointsOf(source, onPage, () => result.compared);
-  const fromTarget = pointsOf(target, () => {}, () => result.compared);
-  let [s, t] = await Promise.all([fromSource.next(), fromTarget.next()]);
-  while (!s.done || !t.done) {
-    const order = s.done ? 1 : t.done ? -1 : compareIds(s.value.id, t.value.id);
-    const expected = order <= 0 ? (s.value as MemoryPoint) : undefined;
-    const actual = order >= 0 ? (t.value as MemoryPoint) : undefined;
+  const fromSource = new PageCursor(source, () => onPage(result.compared));
+  const fromTarget = new PageCursor(target, () => {});
+  for (;;) {
+    await Promise.all([fromSource.ready(), fromTarget.ready()]);
+    const [s, t] = [fromSource.current(), fromTarget.current()];
+    if (!s && !t) break;
+    const order = !s ? 1 : !t ? -1 : compareIds(s.id, t.id);
+    const expected = order <= 0 ? s : undefined;
+    const actual = order >= 0 ? t : undefined;
     const id = (expected ?? actual)!.id;
     result.compared++;
     const problem = !actual ? 'missing from target' : !expected ? 'in target but not in source' : pointDifference(expected, actual, rules);
@@ -170,16 +172,48 @@ export async function compareEveryPoint(
       name(result[`${kind}Ids`], id);
       if (result.problems.length < MAX_NAMED_IDS) result.problems.push(`${id}: ${problem}`);
     }
-    if (expected) s = await fromSource.next();
-    if (actual) t = await fromTarget.next();
+    if (expected) fromSource.advance();
+    if (actual) fromTarget.advance();
   }
   return { ...result, seconds: (Date.now() - started) / 1000, ranges: 1 };
 }
 
-async function* pointsOf(pages: AsyncIterable<MemoryPoint[]>, onPage: (compared: number) => void, compared: () => number): AsyncGenerator<MemoryPoint> {
-  for await (const page of pages) {
-    onPage(compared());
-    yield* page;
+/**
+ * One side of the merge: the page being compared, and the next one already
+ * requested, so a store's round trip overlaps the comparing. Waits only at
+ * page ends.
+ */
+class PageCursor {
+  private page: MemoryPoint[] = [];
+  private at = 0;
+  private next: Promise<IteratorResult<MemoryPoint[]>>;
+  private done = false;
+  private readonly pages: AsyncIterator<MemoryPoint[]>;
+
+  constructor(pages: AsyncIterable<MemoryPoint[]>, private readonly fetched: () => void) {
+    this.pages = pages[Symbol.asyncIterator]();
+    this.next = this.pages.next();
+  }
+
+  async ready(): Promise<void> {
+    while (!this.done && this.at >= this.page.length) {
+      const result = await this.next;
+      if (result.done) {
+        this.done = true;
+        return;
+      }
+      [this.page, this.at] = [result.value, 0];
+      this.next = this.pages.next();
+      this.fetched();
+    }
+  }
+
+  current(): MemoryPoint | undefined {
+    return this.page[this.at];
+  }
+
+  advance(): void {
+    this.at++;
   }
 }
 
