@@ -31,7 +31,11 @@ export interface CopyJob {
   source: PointSource;
   target: PointTarget;
   channel: CopyChannel;
-  /** Reshapes a page before it is written (re-embedding, sparse vectors); must keep ids and payloads. */
+  /**
+   * Reshapes a page before it is written (re-embedding, sparse vectors). A retry
+   * recognises pages already written by the source's ids and payloads, so a
+   * transform that rewrites payloads only forgoes that (the pages are written again).
+   */
   transform?: (points: MemoryPoint[]) => Promise<MemoryPoint[]>;
   /** Whether `transform` replaces dense vectors (re-embedding): then a retry recognises written pages by payload alone. */
   transformsVectors?: boolean;
