@@ -241,7 +241,9 @@ export function memoryGraphActivities({ client }: { client: Client }) {
       }
       const target = await probeTarget(plan.target);
       if (!target) {
-        await writeRecord(plan, records.before, { created: true, memories: [], relationships: [] } satisfies TargetBefore);
+        // An empty file someone made is not this run's to remove.
+        const created = plan.target.kind !== 'sqlite' || !(await fs.stat(plan.target.path).then(() => true, () => false));
+        await writeRecord(plan, records.before, { created, memories: [], relationships: [] } satisfies TargetBefore);
         return { backup: null, memories: 0, relationships: 0 };
       }
       try {

@@ -1,0 +1,142 @@
+/**
+ * The memorygraph store adapters on real stores, without a workflow: the pairs
+ * the end-to-end tests do not run (Neo4j ⇄ FalkorDB), memorygraph's value
+ * types kept in both graph stores, SQLite's FTS index kept in step, idempotent
+ * writes, and memorygraph's older SQLite layout read but never written.
+ */
+import Database from 'better-sqlite3';
+import neo4j from 'neo4j-driver';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { memoryPoint, relationshipPoint, type GraphStore } from '../activities/memorygraph/graph-store';
+import { bringInLine, printsOf } from '../activities/memorygraph/sync';
+import { openFalkorStore } from '../activities/stores/falkordb';
+import { openNeo4jDriver } from '../activities/stores/neo4j';
+import { openNeo4jGraphStore } from '../activities/stores/memorygraph-neo4j';
+import { MemorygraphSqliteStore, inspectSqliteLayout } from '../activities/stores/memorygraph-sqlite';
+import { startTestFalkorDB, type TestFalkorDB } from './support/falkordb';
+import { tempDir } from './support/harness';
+import { dumpWithMemorygraph, populateWithMemorygraph } from './support/memorygraph';
+import { startTestNeo4j, type TestNeo4j } from './support/neo4j';
+
+let falkor: TestFalkorDB;
+let neo: TestNeo4j;
+const dir = tempDir();
+const sourcePath = path.join(dir, 'memory.db');
+const nothingKept = () => ({ memories: new Set<string>(), relationships: new Set<string>() });
+
+beforeAll(async () => {
+  [falkor, neo] = await Promise.all([startTestFalkorDB(), startTestNeo4j()]);
+  await populateWithMemorygraph({ kind: 'sqlite', path: sourcePath }, { memories: 30, relationships: 80, seed: 'stores' });
+});
+
+afterAll(async () => {
+  await falkor?.stop();
+  await neo?.stop();
+});
+
+async function using<T>(stores: GraphStore[], use: () => Promise<T>): Promise<T> {
+  try {
+    return await use();
+  } finally {
+    for (const store of stores) await store.close();
+  }
+}
+
+describe('SQLite → Neo4j → FalkorDB → SQLite', () => {
+  it('arrives equal, and memorygraph reads the last SQLite file exactly as the first', async () => {
+    const source = MemorygraphSqliteStore.openReadOnly(sourcePath);
+    const graph = await openNeo4jGraphStore({ uri: neo.uri }, true);
+    const falkorStore = await openFalkorStore({ url: falkor.url, graph: 'chain' }, true);
+    const last = path.join(dir, 'last.db');
+    const back = MemorygraphSqliteStore.openWritable(last);
+    await using([source, graph, falkorStore, back], async () => {
+      await graph.prepareSchema();
+      await falkorStore.prepareSchema();
+      expect((await bringInLine(source, graph, nothingKept())).written).toBe(110);
+      expect((await bringInLine(graph, falkorStore, nothingKept())).written).toBe(110);
+      expect((await bringInLine(falkorStore, back, nothingKept())).written).toBe(110);
+      // A second pass finds nothing to do: every write was idempotent and exact.
+      expect(await bringInLine(source, graph, nothingKept())).toEqual({ written: 0, removed: 0, keptNewer: 0 });
+      expect(await bringInLine(graph, falkorStore, nothingKept())).toEqual({ written: 0, removed: 0, keptNewer: 0 });
+      const [a, b] = [await printsOf(source), await printsOf(back)];
+      expect(b.memories).toEqual(a.memories);
+      expect(b.relationships).toEqual(a.relationships);
+    });
+    expect(await dumpWithMemorygraph({ kind: 'sqlite', path: last })).toEqual(await dumpWithMemorygraph({ kind: 'sqlite', path: sourcePath }));
+  });
+});
+
+describe("memorygraph's value types", () => {
+  const memory = memoryPoint({ id: 'typed', type: 'general', title: 't', content: 'c', importance: 1.0, confidence: 0, usage_count: 3, tags: ['a'], created_at: '2024-01-01T00:00:00+00:00' });
+  const other = memoryPoint({ id: 'other', type: 'general', title: 'o', content: 'c' });
+  const edge = relationshipPoint('typed-edge', 'SOLVES', 'typed', 'other', { strength: 1.0, evidence_count: 2, valid_from: '2024-01-01T00:00:00+00:00' });
+
+  it('Neo4j stores integer fields as integers and the others as floats, even 1.0', async () => {
+    const store = await openNeo4jGraphStore({ uri: neo.uri }, true);
+    await using([store], async () => {
+      await store.upsert('memories', [memory, other]);
+      await store.upsert('relationships', [edge]);
+      await store.upsert('relationships', [edge]);
+    });
+    const driver = openNeo4jDriver(neo.uri);
+    const { records } = await driver.executeQuery(
+      "MATCH (m:Memory {id: 'typed'})-[r]->() RETURN m.usage_count AS usage, m.importance AS importance, m.confidence AS confidence, r.evidence_count AS evidence, r.strength AS strength, count(r) AS edges",
+    );
+    await driver.close();
+    const row = records[0];
+    expect(neo4j.isInt(row.get('usage'))).toBe(true);
+    expect(neo4j.isInt(row.get('evidence'))).toBe(true);
+    for (const field of ['importance', 'confidence', 'strength']) expect(neo4j.isInt(row.get(field))).toBe(false);
+    expect(neo4j.integer.toNumber(row.get('edges'))).toBe(1);
+  });
+
+  it('FalkorDB does the same', async () => {
+    const store = await openFalkorStore({ url: falkor.url, graph: 'typed' }, true);
+    await using([store], async () => {
+      await store.upsert('memories', [memory, other]);
+      await store.upsert('relationships', [edge]);
+      await store.upsert('relationships', [edge]);
+    });
+    const { FalkorDB } = await import('falkordb');
+    const db = await FalkorDB.connect({ socket: { host: '127.0.0.1', port: falkor.port } });
+    const reply = await db
+      .selectGraph('typed')
+      .roQuery<Record<string, unknown>>("MATCH (m:Memory {id: 'typed'})-[r]->() RETURN typeOf(m.usage_count) AS usage, typeOf(m.importance) AS importance, typeOf(r.evidence_count) AS evidence, typeOf(r.strength) AS strength, count(r) AS edges");
+    await db.close();
+    expect(reply.data?.[0]).toEqual({ usage: 'Integer', importance: 'Float', evidence: 'Integer', strength: 'Float', edges: 1 });
+  });
+});
+
+describe('SQLite', () => {
+  it('keeps nodes_fts in step with every memory it writes, rewrites and removes', async () => {
+    const file = path.join(dir, 'fts.db');
+    const store = MemorygraphSqliteStore.openWritable(file);
+    const fts = new Database(file, { readonly: true });
+    const matches = (word: string) => (fts.prepare('SELECT rowid FROM nodes_fts WHERE nodes_fts MATCH ?').all(word) as unknown[]).length;
+    await using([store], async () => {
+      await store.upsert('memories', [memoryPoint({ id: 'm1', title: 'alpha mémoire', content: 'first' }), memoryPoint({ id: 'm2', title: 'beta', content: 'second' })]);
+      expect([matches('alpha'), matches('mémoire'), matches('second')]).toEqual([1, 1, 1]);
+      await store.upsert('memories', [memoryPoint({ id: 'm1', title: 'gamma', content: 'first' })]);
+      await store.upsert('memories', [memoryPoint({ id: 'm1', title: 'gamma', content: 'first' })]);
+      expect([matches('alpha'), matches('gamma'), matches('first')]).toEqual([0, 1, 1]);
+      await store.remove('memories', ['m2']);
+      expect(matches('second')).toBe(0);
+    });
+    fts.close();
+  });
+
+  it("reads memorygraph's pre-bitemporal layout and refuses to write it", async () => {
+    const file = path.join(dir, 'old.db');
+    const db = new Database(file);
+    db.exec(`CREATE TABLE nodes (id TEXT PRIMARY KEY, label TEXT NOT NULL, properties TEXT NOT NULL, created_at TIMESTAMP, updated_at TIMESTAMP);
+             CREATE TABLE relationships (id TEXT PRIMARY KEY, from_id TEXT NOT NULL, to_id TEXT NOT NULL, rel_type TEXT NOT NULL, properties TEXT NOT NULL, created_at TIMESTAMP);
+             INSERT INTO nodes VALUES ('a', 'Memory', '{"id":"a","title":"t"}', '2024-01-01 00:00:00', '2024-01-01 00:00:00');`);
+    expect(inspectSqliteLayout(db)).toEqual({ layout: 'memorygraph-pre-bitemporal', missing: [], fts: false });
+    db.close();
+    const store = MemorygraphSqliteStore.openReadOnly(file);
+    expect((await store.counts()).memories).toBe(1);
+    await store.close();
+    expect(() => MemorygraphSqliteStore.openWritable(file)).toThrow(/older SQLite layout/);
+  });
+});
