@@ -6,10 +6,11 @@
  * v2.8's own columns come back from where the copy kept them. A v2 row the
  * service changed after `unchangedUntil` is left as it is and reported.
  */
+import { ApplicationFailure } from '@temporalio/common';
 import type pg from 'pg';
 import type { MemoryPoint } from '../stores/contract';
 import type { V2Columns, V2Watermark, V3Mapping } from './v2-source';
-import { isObject, memoryTypeOf, tagsOf, titleOf, V2_EXTRAS_KEY, type V3Memory } from './v3-memory';
+import { isObject, memoryTypeOf, sameFloat32Vector, tagsOf, titleOf, V2_EXTRAS_KEY, type V3Memory } from './v3-memory';
 
 const V28_MEMORY_TYPES = ['semantic', 'episodic', 'procedural'];
 
@@ -73,6 +74,7 @@ export async function writeBackV2Rows(
       else if (rows[0].inserted) result.inserted++;
       else result.updated++;
     }
+    await assertReadBack(client, points.filter((p) => !result.skipped.includes(p.id)));
     await client.query('COMMIT');
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);
@@ -92,4 +94,29 @@ function v2MetadataOf(memory: V3Memory, mapping: V3Mapping): { metadata: Record<
   const typeKept = mapping.layout === 'v2.8' ? V28_MEMORY_TYPES.includes(memory.memory_type) : memoryTypeOf(null, metadata, mapping.defaultMemoryType) === memory.memory_type;
   if (!typeKept) metadata.memory_type = memory.memory_type;
   return { metadata, extras: isObject(kept) ? kept : {} };
+}
+
+/**
+ * Reads the carried rows back inside the write's transaction: content and
+ * embedding must be what v3 holds, or nothing is committed and the rollback
+ * stops before switching back (names ids only).
+ */
+async function assertReadBack(client: pg.PoolClient, points: MemoryPoint[]): Promise<void> {
+  if (points.length === 0) return;
+  const { rows } = await client.query<{ id: string; content: string; embedding: string | null }>(
+    'SELECT id::text AS id, content, embedding::text AS embedding FROM memories WHERE id = ANY($1::uuid[])',
+    [points.map((p) => p.id)],
+  );
+  const stored = new Map(rows.map((r) => [r.id, r]));
+  const wrong = points.filter((p) => {
+    const row = stored.get(p.id);
+    const vector = row?.embedding ? (JSON.parse(row.embedding) as number[]) : null;
+    return !row || row.content !== (p.payload as unknown as V3Memory).content || !sameFloat32Vector(vector, p.vector.length ? p.vector : null);
+  });
+  if (wrong.length) {
+    throw ApplicationFailure.nonRetryable(
+      `Carrying v3 writes back into v2 did not read back equal for ${wrong.length} memories (${wrong.slice(0, 20).map((p) => p.id).join(', ')}); nothing of this batch was committed (v3 keeps them). Signal rollback again after checking those rows in v2.`,
+      'CarryBackMismatch',
+    );
+  }
 }
