@@ -224,7 +224,7 @@ describe('validation', () => {
   });
 });
 
-describe('v2.0', () => {
+describe('v2.0, and rollback into either layout', () => {
   it('owners mapped by a metadata field; memories without embeddings copied without; the v3 schema is alembic 001 + 002', async () => {
     const plan = planFor(v20.url, {
       owner: { metadataField: 'owner', users: { alice: { email: 'alice@example.com', username: 'alice' }, bob: { email: 'bob@example.com', username: 'bob' } } },
@@ -273,9 +273,9 @@ describe('v2.0', () => {
     expect(fk).toEqual([{ def: 'FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE' }]);
   });
 
-  it('rollback after cutover: memories written in v3 afterwards are carried back into v2 as v2 rows', async () => {
-    const sourceUrl = await createDatabase(postgres.url, uniqueName('sb_v20_rb'));
-    const fixture = await createV2Store(sourceUrl, { layout: 'v2.0', count: 60 });
+  it.each(['v2.0', 'v2.8'] as const)('rollback after cutover into %s: memories written in v3 afterwards are carried back as v2 rows', async (layout) => {
+    const sourceUrl = await createDatabase(postgres.url, uniqueName('sb_rb'));
+    const fixture = await createV2Store(sourceUrl, { layout, count: 60 });
     const plan = planFor(sourceUrl, { rollbackWindow: '10m' });
     writeFileSync(plan.cutover.file, '{"kind":"postgres","url":"postgres://old/secondbrain"}\n');
     const handle = await start(plan);
@@ -296,6 +296,8 @@ describe('v2.0', () => {
     );
     await query(target, `INSERT INTO tags (id, name, user_id, usage_count, created_at, updated_at) SELECT $1, 'v3-only', id, 1, now(), now() FROM users LIMIT 1`, [uuidv4()]);
     await query(target, `INSERT INTO memory_tags (memory_id, tag_id) SELECT $1, id FROM tags WHERE name = 'v3-only'`, [added]);
+    const V28_COLUMNS = 'SELECT memory_type::text, importance_score::text, access_count, semantic_metadata, decay_applied FROM memories WHERE id = ANY($1::uuid[])';
+    const editedColumnsBefore = layout === 'v2.8' ? await query(sourceUrl, V28_COLUMNS, [[edited]]) : [];
     const v2Before = await query<{ id: string; content: string }>(sourceUrl, 'SELECT id::text, content FROM memories WHERE id <> $1 ORDER BY id', [edited]);
 
     await handle.signal(rollbackSignal, { by: 'bob', reason: 'bad latency' });
@@ -305,13 +307,18 @@ describe('v2.0', () => {
     expect(readFileSync(plan.cutover.file, 'utf8')).toBe('{"kind":"postgres","url":"postgres://old/secondbrain"}\n');
     const rows = await query<{ id: string; content: string; metadata: Record<string, unknown>; updated: string }>(
       sourceUrl,
-      `SELECT id::text, content, metadata, to_char(updated_at, 'YYYY-MM-DD HH24:MI:SS.US') AS updated FROM memories WHERE id = ANY($1::uuid[]) ORDER BY content`,
+      `SELECT id::text, content, metadata, extract(epoch FROM updated_at)::text AS updated FROM memories WHERE id = ANY($1::uuid[]) ORDER BY content`,
       [[edited, added]],
     );
     expect(rows).toEqual([
-      expect.objectContaining({ id: edited, content: 'edited in v3', updated: '2030-01-01 00:00:00.123456' }),
-      expect.objectContaining({ id: added, content: 'written in v3 after cutover', metadata: { tags: ['v3-only'], title: 'New in v3', memory_type: 'factual' }, updated: '2030-01-02 00:00:00.000000' }),
+      expect.objectContaining({ id: edited, content: 'edited in v3', updated: '1893456000.123456' }),
+      expect.objectContaining({ id: added, content: 'written in v3 after cutover', metadata: { tags: ['v3-only'], title: 'New in v3', memory_type: 'factual' }, updated: '1893542400.000000' }),
     ]);
+    if (layout === 'v2.8') {
+      // v2.8's own columns come back from where the copy kept them; a type its enum lacks stays in metadata (above).
+      expect(await query(sourceUrl, V28_COLUMNS, [[edited]])).toEqual(editedColumnsBefore);
+      expect(await query(sourceUrl, V28_COLUMNS, [[added]])).toEqual([{ memory_type: 'semantic', importance_score: '0.7000', access_count: 0, semantic_metadata: {}, decay_applied: false }]);
+    }
     // Every other v2 row is as it was.
     expect(await query(sourceUrl, 'SELECT id::text, content FROM memories WHERE id <> ALL($1::uuid[]) ORDER BY id', [[edited, added]])).toEqual(v2Before);
     expect(await databaseExists(target)).toBe(true); // kept for inspection
