@@ -5,12 +5,13 @@
  * through memorygraph's own backends, ids and timestamps kept.
  */
 import type { Client } from '@temporalio/client';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openNeo4jDriver } from '../activities/stores/neo4j';
 import { approveUpdate } from '../workflows/messages';
 import { memoryGraphMigration, type MemoryGraphPlanInput } from '../workflows/memory-graph-migration';
-import { connectClient, startWorker, tempDir, uniqueQueue, waitForPhase } from './support/harness';
+import { activityAttempts, connectClient, failureType, startWorker, tempDir, uniqueQueue, waitForPhase } from './support/harness';
 import { dumpWithMemorygraph, populateWithMemorygraph, type MemorygraphDump } from './support/memorygraph';
 import { startTestNeo4j, type TestNeo4j } from './support/neo4j';
 
@@ -92,5 +93,19 @@ describe('Neo4j ⇄ SQLite', () => {
     expect([result.outcome, result.memories, result.relationships]).toEqual(['cut-over', 50, 120]);
     const after = await dumpWithMemorygraph({ kind: 'neo4j', uri: neo.uri });
     expect(normalised(after)).toEqual(normalised(before));
+  });
+});
+
+describe('an unreachable Neo4j', () => {
+  it('fails preflight once, naming the problem, and writes nothing', async () => {
+    const target = path.join(dir, 'never.db');
+    const handle = await client.workflow.start(memoryGraphMigration, {
+      taskQueue,
+      workflowId: unique('mg-neo4j-down'),
+      args: [{ source: { kind: 'neo4j', uri: 'bolt://127.0.0.1:1' }, target: { kind: 'sqlite', path: target }, workDir: path.join(dir, 'runs'), cutover: { file: path.join(dir, 'live-down.json') } }],
+    });
+    expect(await failureType(handle)).toBe('Neo4jUnreachable');
+    expect(await activityAttempts(handle, 'preflightMemoryGraph')).toBe(1);
+    expect(existsSync(target)).toBe(false);
   });
 });

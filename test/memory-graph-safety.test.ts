@@ -161,6 +161,9 @@ describe('re-runs', () => {
     await approved(await start(plan({ target })));
     const second = await approved(await start(plan({ target, existingTarget: 'resume' })));
     expect(second.outcome).toBe('cut-over');
+    // The target held data, so it was backed up (JSONL + manifest) before the second run wrote anything.
+    expect(second.backup).toMatch(/target-backup\.jsonl$/);
+    expect(JSON.parse(readFileSync(`${second.backup}.manifest.json`, 'utf8'))).toMatchObject({ memories: MEMORIES, relationships: RELATIONSHIPS });
     const counts = await falkorCounts(target.graph);
     expect([counts.memories, counts.relationships]).toEqual([MEMORIES, RELATIONSHIPS]);
   });
@@ -171,6 +174,16 @@ describe('re-runs', () => {
     const refused = await start(plan({ target }));
     expect(await failureType(refused)).toBe('TargetNotEmpty');
     expect(await activityAttempts(refused, 'preflightMemoryGraph')).toBe(1);
+  });
+});
+
+describe('dry run', () => {
+  it('reads and counts everything, estimates, and writes nothing', async () => {
+    const target = path.join(dir, `${unique('dry')}.db`);
+    const result = await (await start(plan({ target: { kind: 'sqlite', path: target }, dryRun: true }))).result();
+    expect(result.outcome).toBe('dry-run');
+    expect(result.notes.join('\n')).toMatch(new RegExp(`read ${MEMORIES} memories and ${RELATIONSHIPS} relationships`));
+    expect(existsSync(target)).toBe(false);
   });
 });
 
