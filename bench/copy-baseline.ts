@@ -49,6 +49,7 @@ async function main() {
   // The table PgvectorTable.create makes: the primary key index is maintained during the load, as in the copy.
   await client.query(`CREATE TABLE "${table}" (id uuid PRIMARY KEY, embedding vector(${inspectMcpStore(db).dimensions}) NOT NULL, payload jsonb NOT NULL)`);
   const started = Date.now();
+  const cpuAtStart = process.cpuUsage();
   const copy = client.query(copyFrom(`COPY "${table}" (id, embedding, payload) FROM STDIN (FORMAT binary)`));
   const done = new Promise((resolve, reject) => copy.once('finish', resolve).once('error', reject));
   copy.write(Buffer.concat([SIGNATURE, Buffer.alloc(8)])); // flags and header extension length: 0
@@ -63,9 +64,10 @@ async function main() {
   copy.end(Buffer.from([0xff, 0xff])); // trailer
   await done;
   const seconds = (Date.now() - started) / 1000;
+  const cpu = process.cpuUsage(cpuAtStart);
   await client.end();
   db.close();
-  console.log(JSON.stringify({ points, seconds }));
+  console.log(JSON.stringify({ points, seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6 }));
 }
 
 main().catch((err) => {

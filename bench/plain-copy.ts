@@ -15,6 +15,7 @@ async function main() {
   const target = new PgvectorTable({ url, schema: 'public', table });
   await target.create(inspectMcpStore(db).dimensions!);
   const started = Date.now();
+  const cpuAtStart = process.cpuUsage();
   let cursor: string | null = null;
   let points = 0;
   do {
@@ -24,9 +25,10 @@ async function main() {
     cursor = page.next;
   } while (cursor !== null);
   const seconds = (Date.now() - started) / 1000;
+  const cpu = process.cpuUsage(cpuAtStart);
   await target.close();
   db.close();
-  console.log(JSON.stringify({ points, seconds }));
+  console.log(JSON.stringify({ points, seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6 }));
 }
 
 main().catch((err) => {

@@ -53,8 +53,10 @@ interface Run {
   /** One entry per copying process (each worker of a memshift run), at the end of the copy and of the run. */
   copyPeakRssMb: number[];
   peakRssMb: number[];
-  /** memshift: seconds per phase, as the status query saw them (1 s resolution). */
+  /** memshift: seconds per phase, as the status query saw them. */
   phases?: string;
+  /** CPU seconds of the copy: the copying process(es) and PostgreSQL (null on a DATABASE_URL server). */
+  cpuSeconds: { client: number; postgres: number | null };
 }
 
 /** Runs a node script with peak-RSS reporting; resolves with its stdout and peak RSS. */
@@ -106,12 +108,17 @@ async function startTemporal(): Promise<{ address: string; stop(): void }> {
 }
 
 /** A one-process copy script (plain or COPY baseline) that prints {points, seconds} when done. */
-async function scriptCopy(tool: string, script: string, size: number, source: string, pgUrl: string, table: string, batch: number): Promise<Run> {
+async function scriptCopy(tool: string, script: string, size: number, source: string, postgres: BenchPostgres, table: string, batch: number): Promise<Run> {
   const started = Date.now();
-  const { exited } = runNode([script, source, pgUrl, table, String(batch)], {}, tool.replace(/\W+/g, '-'));
+  const postgresCpuAtStart = postgres.cpuSeconds();
+  const { exited } = runNode([script, source, postgres.url, table, String(batch)], {}, tool.replace(/\W+/g, '-'));
   const { stdout, peakRssMb } = await exited;
-  const { points, seconds } = JSON.parse(stdout.trim().split('\n').pop()!);
-  return { size, tool, points, copySeconds: seconds, totalSeconds: (Date.now() - started) / 1000, copyPeakRssMb: [peakRssMb], peakRssMb: [peakRssMb] };
+  const { points, seconds, cpuSeconds } = JSON.parse(stdout.trim().split('\n').pop()!);
+  const postgresCpu = postgres.cpuSeconds();
+  return {
+    size, tool, points, copySeconds: seconds, totalSeconds: (Date.now() - started) / 1000, copyPeakRssMb: [peakRssMb], peakRssMb: [peakRssMb],
+    cpuSeconds: { client: cpuSeconds, postgres: postgresCpu === null ? null : postgresCpu - postgresCpuAtStart! },
+  };
 }
 
 interface MemshiftSettings {
@@ -123,7 +130,8 @@ interface MemshiftSettings {
   copyOnly: boolean;
 }
 
-async function memshiftCopy(size: number, source: string, pgUrl: string, table: string, address: string, settings: MemshiftSettings): Promise<Run> {
+async function memshiftCopy(size: number, source: string, postgres: BenchPostgres, table: string, address: string, settings: MemshiftSettings): Promise<Run> {
+  const pgUrl = postgres.url;
   const { batch, concurrency, workers: workerCount, partitions, copyOnly } = settings;
   const taskQueue = `bench-${size}-${workerCount}w-${Date.now()}`;
   // Prebundled workflows, as a production deploy would ship them: the worker's RSS is the copy's, not webpack's.
@@ -152,12 +160,18 @@ async function memshiftCopy(size: number, source: string, pgUrl: string, table: 
     phaseStarted = Date.now();
   };
   let copied: RegExpExecArray | null = null;
+  const cpuNow = () => ({ client: workers.reduce((sum, w) => sum + cpuSecondsOf(w.child.pid!), 0), postgres: postgres.cpuSeconds() });
+  let cpuAtCopyStart = cpuNow();
+  let cpuSeconds = cpuAtCopyStart;
   for (let phase = 'preflight'; phase !== 'await-approval'; ) {
-    await new Promise((r) => setTimeout(r, 1000));
+    await new Promise((r) => setTimeout(r, 250));
     const status = await handle.query(statusQuery);
     if (status.error) throw new Error(status.error);
     if (status.phase === phase) continue;
+    if (status.phase === 'copy') cpuAtCopyStart = cpuNow();
     if (phase === 'copy') {
+      const atEnd = cpuNow();
+      cpuSeconds = { client: atEnd.client - cpuAtCopyStart.client, postgres: atEnd.postgres === null ? null : atEnd.postgres - cpuAtCopyStart.postgres! };
       copyPeakRssMb = workers.map((w) => peakRssMbOf(w.child.pid!));
       // The workflow's own measure of the copy phase (its note), in either mode.
       copied = status.notes.map((note) => /^Copied (\d+) memories in ([\d.]+)s/.exec(note)).find(Boolean) ?? null;
@@ -181,7 +195,41 @@ async function memshiftCopy(size: number, source: string, pgUrl: string, table: 
   for (const file of readdirSync(workDir).filter((f) => f.startsWith(taskQueue))) rmSync(path.join(workDir, file), { force: true });
   const tool = `memshift, ${workerCount} worker${workerCount > 1 ? 's' : ''}${partitions > 1 ? `, ${partitions} partitions` : ''}`;
   const phases = [...phaseSeconds].map(([phase, seconds]) => `${phase} ${seconds.toFixed(0)}`).join(', ');
-  return { size, tool, points: Number(copied[1]), copySeconds: Number(copied[2]), totalSeconds: copyOnly ? NaN : totalSeconds, copyPeakRssMb, peakRssMb, phases };
+  return { size, tool, points: Number(copied[1]), copySeconds: Number(copied[2]), totalSeconds: copyOnly ? NaN : totalSeconds, copyPeakRssMb, peakRssMb, phases, cpuSeconds };
+}
+
+/** utime + stime of a process, and with `reaped` also of its exited children it waited for (Linux /proc). */
+function cpuSecondsOf(pid: number, reaped = false): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  const [utime, stime, cutime, cstime] = [11, 12, 13, 14].map((i) => Number(fields[i]));
+  return (utime + stime + (reaped ? cutime + cstime : 0)) / CLOCK_TICKS;
+}
+const CLOCK_TICKS = 100;
+
+interface BenchPostgres {
+  url: string;
+  label: string;
+  /** All CPU the cluster used so far: postmaster, live processes and exited backends; null when not ours to see. */
+  cpuSeconds(): number | null;
+  stop(): Promise<void>;
+}
+
+/** A cluster's CPU: the postmaster's own and its reaped backends', plus every live child's. */
+function clusterCpuSeconds(dataDir: string): number {
+  const postmaster = Number(readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+  let total = cpuSecondsOf(postmaster, true);
+  for (const pid of readdirSync('/proc').filter((e) => /^\d+$/.test(e)).map(Number)) {
+    if (parentOf(pid) === postmaster) total += cpuSecondsOf(pid);
+  }
+  return total;
+}
+
+function parentOf(pid: number): number | null {
+  try {
+    return Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')[1]);
+  } catch {
+    return null; // exited meanwhile
+  }
 }
 
 /** VmHWM of a running process (Linux). */
@@ -191,14 +239,14 @@ function peakRssMbOf(pid: number): number {
 }
 
 /** DATABASE_URL, else a native cluster with durable settings: the benchmark measures a server that keeps its data. */
-async function startPostgres(): Promise<{ url: string; label: string; stop(): Promise<void> }> {
-  if (process.env.DATABASE_URL) return { ...(await startTestPostgres()), label: 'DATABASE_URL' };
+async function startPostgres(): Promise<BenchPostgres> {
+  if (process.env.DATABASE_URL) return { ...(await startTestPostgres()), label: 'DATABASE_URL', cpuSeconds: () => null };
   const server = await startNativePostgres({ settings: {} });
   const client = new pg.Client({ connectionString: server.url });
   await client.connect();
   const { rows } = await client.query<{ version: string }>(`SELECT current_setting('server_version') || ', pgvector ' || extversion AS version FROM pg_extension WHERE extname = 'vector'`);
   await client.end();
-  return { ...server, label: `native PostgreSQL ${rows[0].version}, durable (fsync on)` };
+  return { ...server, label: `native PostgreSQL ${rows[0].version}, durable (fsync on)`, cpuSeconds: () => clusterCpuSeconds(server.dataDir) };
 }
 
 /** Each run's table is dropped after it: the next run starts on an equally empty server. */
@@ -237,12 +285,12 @@ async function main() {
       };
       const table = (tool: string) => `bench_${tool}_${size}_${Date.now()}`;
       let t = table('copy');
-      await measure(t, () => scriptCopy('COPY baseline (binary, 1 connection)', 'bench/copy-baseline.ts', size, source, postgres.url, t, batch));
+      await measure(t, () => scriptCopy('COPY baseline (binary, 1 connection)', 'bench/copy-baseline.ts', size, source, postgres, t, batch));
       t = table('plain');
-      await measure(t, () => scriptCopy('plain script', 'bench/plain-copy.ts', size, source, postgres.url, t, batch));
+      await measure(t, () => scriptCopy('plain script', 'bench/plain-copy.ts', size, source, postgres, t, batch));
       for (const workers of workerCounts) {
         t = table(`memshift${workers}`);
-        await measure(t, () => memshiftCopy(size, source, postgres.url, t, temporal.address, { batch, concurrency, workers, partitions: workers > 1 ? partitions : 1, copyOnly: size > fullRunMax }));
+        await measure(t, () => memshiftCopy(size, source, postgres, t, temporal.address, { batch, concurrency, workers, partitions: workers > 1 ? partitions : 1, copyOnly: size > fullRunMax }));
       }
     }
   } finally {
@@ -251,13 +299,16 @@ async function main() {
   }
   const heap = option('heap-mb', '');
   console.log(`\nSQLite-vec → pgvector, 384-dim, batch ${batch}, memshift concurrency ${concurrency} per copy; ${postgres.label}; ${os.cpus().length} cores, load average before each run: ${load.join(', ')}${heap ? `; V8 heap capped at ${heap} MB` : ''}; ${new Date().toISOString().slice(0, 16)}Z`);
-  console.log('| memories | tool | copy points/s | × COPY | copy s | end-to-end s | peak RSS MB, copy | peak RSS MB, whole run |');
-  console.log('|---:|---|---:|---:|---:|---:|---:|---:|');
+  console.log('| memories | tool | copy points/s | × COPY | copy s | CPU s (client + PostgreSQL) | CPU × COPY | end-to-end s | peak RSS MB, copy | peak RSS MB, whole run |');
+  console.log('|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const r of runs) {
     const baseline = runs.find((b) => b.size === r.size && b.tool.startsWith('COPY'))!;
     const rate = r.points / r.copySeconds;
     const ratio = rate / (baseline.points / baseline.copySeconds);
-    console.log(`| ${r.size} | ${r.tool} | ${Math.round(rate)} | ${ratio.toFixed(2)} | ${r.copySeconds.toFixed(1)} | ${Number.isNaN(r.totalSeconds) ? 'stopped after copy' : r.totalSeconds.toFixed(1)} | ${r.copyPeakRssMb.join(' + ')} | ${r.peakRssMb.join(' + ')} |`);
+    const cpu = (run: Run) => run.cpuSeconds.client + (run.cpuSeconds.postgres ?? 0);
+    const cpuText = `${r.cpuSeconds.client.toFixed(1)} + ${r.cpuSeconds.postgres?.toFixed(1) ?? '?'}`;
+    // CPU × COPY: the baseline's CPU over this tool's, so 1.00 is as cheap as COPY (what the ratio of rates is on an idle machine).
+    console.log(`| ${r.size} | ${r.tool} | ${Math.round(rate)} | ${ratio.toFixed(2)} | ${r.copySeconds.toFixed(1)} | ${cpuText} | ${(cpu(baseline) / cpu(r)).toFixed(2)} | ${Number.isNaN(r.totalSeconds) ? 'stopped after copy' : r.totalSeconds.toFixed(1)} | ${r.copyPeakRssMb.join(' + ')} | ${r.peakRssMb.join(' + ')} |`);
   }
   for (const r of runs.filter((run) => run.phases)) console.log(`${r.size}, ${r.tool}: ${r.phases} s`);
 }
