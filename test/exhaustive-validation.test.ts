@@ -12,6 +12,7 @@ import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { sqliteVecActivities } from '../activities/sqlite-vec';
+import { statusLines, takeSnapshot } from '../client/status-view';
 import type { MemoryPoint } from '../activities/stores/contract';
 import { openReadOnly, watermarkOf } from '../activities/stores/sqlite';
 import { openTarget } from '../activities/targets';
@@ -100,6 +101,10 @@ it('a partitioned run validates every point and names the altered and the missin
   expect(report.errors).toContain(`${altered}: payload memory_type differ`);
   expect(report.errors).toContain(`${missing}: missing from target`);
   expect(status.copy.ranges).toMatchObject({ count: PARTITIONS, done: PARTITIONS });
+  const shown = statusLines(handle.workflowId, await takeSnapshot(handle)).join('\n'); // what `memshift status` prints
+  expect(shown).toContain(`Missing ids: ${missing}`);
+  expect(shown).toContain(`Different ids: ${altered}`);
+  expect(shown).toMatch(/✗ every point: 100000 ids compared/);
 
   copySeconds = Number(status.notes.join('\n').match(/Copied \d+ memories in ([\d.]+)s/)![1]);
   console.log(`copy of ${MEMORIES}: ${copySeconds}s; exhaustive validation: ${exhaustive.seconds}s over ${exhaustive.ranges} ranges`);
