@@ -40,7 +40,7 @@ export const SqliteVecPlan = z
     validation: z
       .object({
         sampleSize: z.number().int().min(1).max(10_000).default(200),
-        /** After the sample pre-check passes, compare every point (in `copy.partitions` ranges, in parallel). */
+        /** After the sample pre-check, compare every point (in `copy.partitions` id ranges, in parallel). */
         exhaustive: z.boolean().default(true),
       })
       .strict()
