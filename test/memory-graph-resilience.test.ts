@@ -88,7 +88,8 @@ describe('a worker SIGKILLed mid-relationships', () => {
       const result = await handle.result();
       expect([result.outcome, result.memories, result.relationships]).toEqual(['cut-over', 600, 3000]);
       expect(await activityAttempts(handle, 'copyMemoryGraph')).toBeGreaterThan(1);
-      expect(result.notes.join('\n')).toMatch(/Copied 3000 relationships .*resumed at \d+, attempt 2/);
+      // The copy that was killed ran again on the new worker (from its last heartbeat, if one reached the server).
+      expect(result.notes.join('\n')).toMatch(/Copied 3000 relationships in [\d.]+s/);
 
       const { counts, prints } = await graphState(graph);
       expect([counts.memories, counts.relationships]).toEqual([600, 3000]);
@@ -97,7 +98,7 @@ describe('a worker SIGKILLed mid-relationships', () => {
       worker.kill('SIGKILL');
       await killed(worker);
     }
-  });
+  }, 600_000);
 });
 
 describe('a live writer', () => {
@@ -123,7 +124,8 @@ describe('a live writer', () => {
       });
       await waitForPhase(handle, 'await-approval', 300_000);
       const roundsBeforeApproval = rounds;
-      await new Promise((r) => setTimeout(r, 3_000));
+      const deadlineForWrites = Date.now() + 60_000;
+      while (rounds < roundsBeforeApproval + 2 && Date.now() < deadlineForWrites) await new Promise((r) => setTimeout(r, 200));
       writing = false;
       await writer;
       expect(rounds).toBeGreaterThan(roundsBeforeApproval); // the writer kept writing while approval waited

@@ -34,7 +34,12 @@ export interface CypherSession {
 const MEMORY_FIELDS = 'm.id AS id, properties(m) AS p';
 const EDGE_FIELDS = 'r.id AS id, type(r) AS type, a.id AS from, b.id AS to, properties(r) AS p';
 
+/** Relationship ids this store wrote recently, with their start memory: reads of them start from the Memory.id index, not a scan of every edge. */
+const REMEMBERED_EDGES = 100_000;
+
 export class CypherGraphStore implements GraphStore {
+  private readonly startOf = new Map<string, string>();
+
   constructor(
     readonly name: string,
     private readonly session: CypherSession,
@@ -69,7 +74,14 @@ export class CypherGraphStore implements GraphStore {
       const rows = await this.session.read(`UNWIND $ids AS wanted MATCH (m:Memory {id: wanted}) RETURN ${MEMORY_FIELDS}`, { ids });
       return rows.map(toMemory);
     }
-    const rows = await this.session.read(`MATCH (a:Memory)-[r]->(b:Memory) WHERE r.id IN $ids RETURN ${EDGE_FIELDS}`, { ids });
+    const anchored = ids.filter((id) => this.startOf.has(id)).map((id) => ({ id, from: this.startOf.get(id) }));
+    const unknown = ids.filter((id) => !this.startOf.has(id));
+    const rows = [
+      ...(anchored.length
+        ? await this.session.read(`UNWIND $rows AS row MATCH (a:Memory {id: row.from})-[r]->(b:Memory) WHERE r.id = row.id RETURN ${EDGE_FIELDS}`, { rows: anchored })
+        : []),
+      ...(unknown.length ? await this.session.read(`MATCH (a:Memory)-[r]->(b:Memory) WHERE r.id IN $ids RETURN ${EDGE_FIELDS}`, { ids: unknown }) : []),
+    ];
     return rows.map(toRelationship);
   }
 
@@ -91,6 +103,10 @@ export class CypherGraphStore implements GraphStore {
       const rows = byType.get(assertRelationshipType(type, point.id)) ?? [];
       rows.push({ id: point.id, from, to, props: properties });
       byType.set(type, rows);
+    }
+    for (const point of points) {
+      if (this.startOf.size >= REMEMBERED_EDGES) this.startOf.clear();
+      this.startOf.set(point.id, asRelationship(point).from);
     }
     for (const [type, rows] of byType) {
       await this.session.write(
