@@ -4,6 +4,7 @@
  * events. Live progress travels in the copy's heartbeat, which `memshift
  * status` and the Web UI read without writing history.
  */
+import { defaultPayloadConverter } from '@temporalio/common';
 import type { Client } from '@temporalio/client';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -104,4 +105,12 @@ it(`a copy in ${PARTITIONS} ranges of tiny batches, paused for ${PAUSE_MS / 1000
   expect(events.length).toBeLessThan(150 + PARTITIONS * 2 * 6);
   expect(events.length).toBeLessThan(RUN_EVENT_BUDGET);
   console.log(`partitioned run: ${events.length} events for ${MEMORIES / BATCH} pages in ${PARTITIONS} ranges`);
+
+  // Every activity carries a summary for the Web UI: phase, step and range.
+  const summaries = events
+    .filter((e) => e.activityTaskScheduledEventAttributes)
+    .map((e) => defaultPayloadConverter.fromPayload<string>(e.userMetadata!.summary!));
+  expect(summaries).toContain('copy: copy sqlite vec range (range 3)');
+  expect(summaries).toContain('preflight: preflight sqlite vec');
+  expect(summaries.filter((s) => /^validate: validate sqlite vec range \(range \d+\)$/.test(s))).toHaveLength(PARTITIONS);
 });

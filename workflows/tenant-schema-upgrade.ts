@@ -10,9 +10,9 @@
  * written since. Putting the backup back (discarding those writes) happens
  * only on a rollback request with mode "restore-backup" and acceptLoss.
  */
-import { ApplicationFailure, condition, proxyActivities, setHandler, sleep, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, condition, setHandler, sleep, workflowInfo } from '@temporalio/workflow';
+import { proxySummarisedActivities } from './activity-options';
 import { z } from 'zod';
-import type { createActivities } from '../activities';
 import type {
   AppliedVersion,
   ApplyRetry,
@@ -100,10 +100,10 @@ export interface TenantSchemaResult {
 // Not activity-options.ts' quickActivities: a lock held by a running OpenMemory ('DatabaseLocked') is retried
 // for minutes (10 attempts backing off to 1m), not 5 quick ones; refusals are non-retryable ApplicationFailures.
 const retry = { initialInterval: '2s', maximumInterval: '1m', maximumAttempts: 10 };
-const quick = proxyActivities<ReturnType<typeof createActivities>>({ startToCloseTimeout: '30m', retry });
+const quick = proxySummarisedActivities({ startToCloseTimeout: '30m', retry });
 // Backup, apply, verify, restore hold or write the database and heartbeat while they run (activities/openmemory):
 // a dead worker is noticed within heartbeatTimeout and the attempt retried on another, not after 30 minutes.
-const held = proxyActivities<ReturnType<typeof createActivities>>({ startToCloseTimeout: '30m', heartbeatTimeout: '10s', retry });
+const held = proxySummarisedActivities({ startToCloseTimeout: '30m', heartbeatTimeout: '10s', retry });
 
 export async function tenantSchemaUpgrade(input: TenantSchemaPlanInput): Promise<TenantSchemaResult> {
   const plan = parsePlan(TenantSchemaPlan, input);
