@@ -63,7 +63,7 @@ function comparable(dump: MemorygraphDump) {
 }
 
 describe('SQLite → FalkorDB', () => {
-  it('copies everything memorygraph wrote, validates every item, cuts over on approval, and memorygraph reads the result as it read the source', async () => {
+  it("copies everything memorygraph wrote, validates every item, and on approval points the live-backend file at FalkorDB with memorygraph's env", async () => {
     const sourceSha = sha256(sourcePath);
     const graph = unique('memorygraph');
     const input = plan({ target: { kind: 'falkordb', url: falkor.url, graph } });

@@ -13,6 +13,7 @@ import { approveUpdate } from '../workflows/messages';
 import { memoryGraphMigration, type MemoryGraphPlanInput } from '../workflows/memory-graph-migration';
 import { activityAttempts, connectClient, failureType, startWorker, tempDir, uniqueQueue, waitForPhase } from './support/harness';
 import { dumpWithMemorygraph, populateWithMemorygraph, type MemorygraphDump } from './support/memorygraph';
+import { startTestFalkorDB } from './support/falkordb';
 import { startTestNeo4j, type TestNeo4j } from './support/neo4j';
 
 let client: Client;
@@ -93,6 +94,25 @@ describe('Neo4j ⇄ SQLite', () => {
     expect([result.outcome, result.memories, result.relationships]).toEqual(['cut-over', 50, 120]);
     const after = await dumpWithMemorygraph({ kind: 'neo4j', uri: neo.uri });
     expect(normalised(after)).toEqual(normalised(before));
+  });
+});
+
+describe('Neo4j → FalkorDB', () => {
+  it('moves the Neo4j store to FalkorDB with every memory and relationship (validated by fingerprint)', async () => {
+    await clearNeo4j();
+    const file = path.join(dir, 'for-falkordb.db');
+    await populateWithMemorygraph({ kind: 'sqlite', path: file }, { memories: 30, relationships: 70, seed: 'nf' });
+    await migrate({ kind: 'sqlite', path: file }, { kind: 'neo4j', uri: neo.uri });
+    const falkor = await startTestFalkorDB();
+    try {
+      const result = await migrate({ kind: 'neo4j', uri: neo.uri }, { kind: 'falkordb', url: falkor.url, graph: 'memorygraph' });
+      expect([result.outcome, result.memories, result.relationships]).toEqual(['cut-over', 30, 70]);
+      const after = await dumpWithMemorygraph({ kind: 'falkordb', port: falkor.port });
+      const before = await dumpWithMemorygraph({ kind: 'sqlite', path: file });
+      expect(normalised(after)).toEqual(normalised(before));
+    } finally {
+      await falkor.stop();
+    }
   });
 });
 

@@ -213,6 +213,24 @@ describe('bad input fails fast, writing nothing', () => {
     expect(await activityAttempts(handle, 'preflightMemoryGraph')).toBe(1);
   });
 
+  it("a FalkorDB that refuses the worker's password, which no message repeats", async () => {
+    const guarded = await startTestFalkorDB({ password: 'right-secret' });
+    const saved = process.env.FALKORDB_PASSWORD;
+    process.env.FALKORDB_PASSWORD = 'wrong-secret';
+    try {
+      const handle = await start(plan({ target: { kind: 'falkordb', url: guarded.url, graph: 'memorygraph' } }));
+      expect(await failureType(handle)).toBe('FalkorDBUnreachable');
+      expect(await activityAttempts(handle, 'preflightMemoryGraph')).toBe(1);
+      const history = JSON.stringify(await handle.fetchHistory());
+      expect(history).not.toContain('wrong-secret');
+      expect(await failureMessage(handle)).not.toContain('wrong-secret');
+    } finally {
+      if (saved === undefined) delete process.env.FALKORDB_PASSWORD;
+      else process.env.FALKORDB_PASSWORD = saved;
+      await guarded.stop();
+    }
+  });
+
   it('a malformed export file', async () => {
     const file = path.join(dir, 'malformed.json');
     writeFileSync(file, JSON.stringify({ format_version: '2.0', memories: [{ id: 'a' }], relationships: [] }));

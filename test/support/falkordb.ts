@@ -22,14 +22,19 @@ export interface TestFalkorDB {
   stop(): Promise<void>;
 }
 
-export async function startTestFalkorDB(): Promise<TestFalkorDB> {
+/** `password`: the server requires it (requirepass), for tests of wrong credentials. */
+export async function startTestFalkorDB(options: { password?: string } = {}): Promise<TestFalkorDB> {
   const server = path.join(BIN_DIR, 'redis-server');
   if (!existsSync(server)) throw new Error('FalkorDB is not installed: run scripts/install-memorygraph.sh');
   const port = await freePort();
   const dir = await mkdtemp(path.join(tmpdir(), 'memshift-falkordb-'));
   const child = spawn(
     server,
-    ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--loadmodule', path.join(BIN_DIR, 'falkordb.so')],
+    [
+      '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no',
+      ...(options.password ? ['--requirepass', options.password] : []),
+      '--loadmodule', path.join(BIN_DIR, 'falkordb.so'),
+    ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   let stderr = '';
@@ -59,7 +64,8 @@ function answersPing(port: number): Promise<boolean> {
     socket.once('error', () => resolve(false));
     socket.once('connect', () => socket.write('PING\r\n'));
     socket.once('data', (data) => {
-      resolve(data.toString().startsWith('+PONG'));
+      // A server that wants a password answers NOAUTH: it is up.
+      resolve(/^(\+PONG|-NOAUTH)/.test(data.toString()));
       socket.destroy();
     });
   });
