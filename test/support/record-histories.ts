@@ -1,9 +1,10 @@
 /**
  * `npm run record-histories`: after a full test run, keeps one history of
- * each way a runbook can end (workflow type × outcome × whether an activity
- * was retried, e.g. after a worker crash) in a new folder under
- * test/histories/ named for the day and commit, for the replay test. Earlier
- * folders stay: runs started on those versions must keep replaying.
+ * each way a runbook can end (workflow type × outcome × whether the copy ran
+ * in key ranges × whether an activity was retried, e.g. after a worker crash)
+ * in a new folder under test/histories/ named for the day and commit, for the
+ * replay test. Earlier folders stay: runs started on those versions must keep
+ * replaying.
  */
 import type { Client } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
@@ -23,9 +24,11 @@ export async function recordHistories(client: Client): Promise<string[]> {
   for await (const info of client.workflow.list({ query })) {
     const handle = client.workflow.getHandle(info.workflowId, info.runId);
     const history = await handle.fetchHistory();
-    const retried = (history.events ?? []).some((e) => (e.activityTaskStartedEventAttributes?.attempt ?? 1) > 1);
+    const events = history.events ?? [];
+    const retried = events.some((e) => (e.activityTaskStartedEventAttributes?.attempt ?? 1) > 1);
+    const ranged = events.some((e) => /^copy\w*Range$/.test(e.activityTaskScheduledEventAttributes?.activityType?.name ?? ''));
     const outcome = info.typedSearchAttributes.get(MigrationOutcome) ?? info.status.name.toLowerCase();
-    const name = `${info.type}-${outcome}${retried ? '-resumed' : ''}`;
+    const name = `${info.type}-${outcome}${ranged ? '-in-ranges' : ''}${retried ? '-resumed' : ''}`;
     if (!kept.has(name)) kept.set(name, temporal.api.history.v1.History.encode(history).finish());
   }
   const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
