@@ -108,6 +108,19 @@ describe("memorygraph's value types", () => {
   });
 });
 
+describe('FalkorDB errors', () => {
+  it('never quote the query, which carries memory contents', async () => {
+    const store = await openFalkorStore({ url: falkor.url, graph: 'refusing' }, true);
+    await using([store], async () => {
+      // A map is no property value FalkorDB can store: the server refuses the whole query.
+      const refused = await store.upsert('memories', [memoryPoint({ id: 'm', content: 'TOP-SECRET-CONTENT', nested: { deeper: 'TOP-SECRET-CONTENT' } })]).catch((e: Error) => e);
+      expect(refused).toBeInstanceOf(Error);
+      expect((refused as Error & { type?: string }).type).toBe('FalkorDBQueryFailed');
+      expect((refused as Error).message).not.toContain('TOP-SECRET');
+    });
+  });
+});
+
 describe('SQLite', () => {
   it('keeps nodes_fts in step with every memory it writes, rewrites and removes', async () => {
     const file = path.join(dir, 'fts.db');

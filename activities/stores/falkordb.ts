@@ -59,8 +59,8 @@ export class FalkorStore extends CypherGraphStore {
         const message = (err as Error).message;
         // A graph that does not exist yet reads as empty.
         if (readOnly && /empty key/i.test(message)) return [];
-        // The server answered and refused the query: the same query will be refused again.
-        if (/^ERR|errMsg/.test(message)) throw ApplicationFailure.nonRetryable(`FalkorDB ${describeFalkor(location)} refused a query: ${message.slice(0, 300)}`, 'FalkorDBQueryFailed');
+        // The server answered and refused the query (a RESP error reply): the same query will be refused again.
+        if (refusal(err as Error)) throw ApplicationFailure.nonRetryable(`FalkorDB ${describeFalkor(location)} refused a query: ${withoutQueryText(message)}`, 'FalkorDBQueryFailed');
         throw err;
       }
     };
@@ -90,6 +90,20 @@ export class FalkorStore extends CypherGraphStore {
   async dropGraph(): Promise<void> {
     if (await this.exists()) await this.db.selectGraph(this.location.graph).delete();
   }
+}
+
+/** An error reply from the server, other than the transient ones (loading, busy). */
+function refusal(err: Error): boolean {
+  const replied = err.constructor.name === 'SimpleError' || /^ERR|errMsg/.test(err.message);
+  return replied && !/^(LOADING|BUSY|TRYAGAIN|MASTERDOWN)/.test(err.message);
+}
+
+/**
+ * FalkorDB's errors quote the query around the fault (`errCtx: …`), and the
+ * query carries the parameters, memory contents included: only the error itself is kept.
+ */
+function withoutQueryText(message: string): string {
+  return message.replace(/\s*errCtx:[\s\S]*$/, '').replace(/CYPHER [\s\S]*$/, '(query)').slice(0, 300);
 }
 
 function ignoreExisting(err: Error): void {

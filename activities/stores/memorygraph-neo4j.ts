@@ -46,11 +46,20 @@ export class Neo4jGraphStore extends CypherGraphStore {
     private readonly driver: Driver,
   ) {
     const run = async (query: string, params: Row, mode: 'READ' | 'WRITE') => {
-      const result = await driver.executeQuery(query, toNeo4j(params) as Row, {
-        database: location.database,
-        routing: mode === 'READ' ? neo4j.routing.READ : neo4j.routing.WRITE,
-      });
-      return result.records.map((r) => fromNeo4j(r.toObject()) as Row);
+      try {
+        const result = await driver.executeQuery(query, toNeo4j(params) as Row, {
+          database: location.database,
+          routing: mode === 'READ' ? neo4j.routing.READ : neo4j.routing.WRITE,
+        });
+        return result.records.map((r) => fromNeo4j(r.toObject()) as Row);
+      } catch (err) {
+        // A client error (a value Neo4j cannot store, a constraint) is refused again on every retry; transient ones are retried.
+        const code = (err as { code?: string }).code ?? '';
+        if (code.startsWith('Neo.ClientError.') && !code.startsWith('Neo.ClientError.Cluster.')) {
+          throw ApplicationFailure.nonRetryable(`Neo4j ${describeNeo4j(location)} refused a query (${code}): ${(err as Error).message.slice(0, 300)}`, 'Neo4jQueryFailed');
+        }
+        throw err;
+      }
     };
     const session: CypherSession = {
       read: (q, p) => run(q, p, 'READ'),
