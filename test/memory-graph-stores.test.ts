@@ -121,6 +121,18 @@ describe('FalkorDB errors', () => {
   });
 });
 
+describe('Neo4j errors', () => {
+  it('are classified by code and never quote the value', async () => {
+    const store = await openNeo4jGraphStore({ uri: neo.uri }, true);
+    await using([store], async () => {
+      const refused = await store.upsert('memories', [memoryPoint({ id: 'm', content: 'TOP-SECRET-CONTENT', nested: { deeper: 'TOP-SECRET-CONTENT' } })]).catch((e: Error) => e);
+      expect((refused as Error & { type?: string }).type).toBe('Neo4jQueryFailed');
+      expect((refused as Error).message).toMatch(/Neo\.ClientError\./);
+      expect((refused as Error).message).not.toContain('TOP-SECRET');
+    });
+  });
+});
+
 describe('SQLite', () => {
   it('keeps nodes_fts in step with every memory it writes, rewrites and removes', async () => {
     const file = path.join(dir, 'fts.db');

@@ -56,7 +56,8 @@ export class Neo4jGraphStore extends CypherGraphStore {
         // A client error (a value Neo4j cannot store, a constraint) is refused again on every retry; transient ones are retried.
         const code = (err as { code?: string }).code ?? '';
         if (code.startsWith('Neo.ClientError.') && !code.startsWith('Neo.ClientError.Cluster.')) {
-          throw ApplicationFailure.nonRetryable(`Neo4j ${describeNeo4j(location)} refused a query (${code}): ${(err as Error).message.slice(0, 300)}`, 'Neo4jQueryFailed');
+          // The code only: Neo4j's messages quote the offending value, which may be memory content.
+          throw ApplicationFailure.nonRetryable(`Neo4j ${describeNeo4j(location)} refused a query with ${code}.`, 'Neo4jQueryFailed');
         }
         throw err;
       }
