@@ -8,7 +8,7 @@
  *
  *   npm run bench                                   # 100k memories
  *   npm run bench -- --sizes 100000,1000000         # and 1M (~2 GB of SQLite in .memshift/bench)
- *   [--batch 500] [--concurrency 2] [--partitions 2] [--workers 1,2] [--heap-mb 256]
+ *   [--batch 500] [--concurrency 2] [--partitions 2] [--workers 1,2] [--heap-mb 256] [--tools copy,plain,memshift]
  * --partitions is the plan's copy.partitions for runs with more than one
  * worker (a second worker gets work only from a partitioned copy).
  * Sizes above --full-run-max (default 100000) stop memshift's workflow once
@@ -151,8 +151,8 @@ async function memshiftCopy(size: number, source: string, postgres: BenchPostgre
       cutover: { file: path.join(workDir, `${taskQueue}.live.json`) },
     }],
   });
-  // Peak RSS when the copy phase ends: the copy's own footprint, before validation and catch-up read the whole source.
-  let copyPeakRssMb: number[] = [];
+  // Highest RSS sampled while the copy phase runs: the copy's own footprint, not preflight's, backup's or validation's.
+  const copyPeakRssMb = workers.map(() => 0);
   const phaseSeconds = new Map<string, number>();
   let phaseStarted = started;
   const phaseEnded = (phase: string) => {
@@ -165,14 +165,16 @@ async function memshiftCopy(size: number, source: string, postgres: BenchPostgre
   let cpuSeconds = cpuAtCopyStart;
   for (let phase = 'preflight'; phase !== 'await-approval'; ) {
     await new Promise((r) => setTimeout(r, 250));
-    const status = await handle.query(statusQuery);
+    // A query times out while a synchronous SQLite step (preflight's integrity check of a 2 GB file) holds the worker.
+    const status = await handle.query(statusQuery).catch(() => null);
+    if (phase === 'copy') workers.forEach((w, i) => (copyPeakRssMb[i] = Math.max(copyPeakRssMb[i], rssMbOf(w.child.pid!))));
+    if (!status) continue;
     if (status.error) throw new Error(status.error);
     if (status.phase === phase) continue;
     if (status.phase === 'copy') cpuAtCopyStart = cpuNow();
     if (phase === 'copy') {
       const atEnd = cpuNow();
       cpuSeconds = { client: atEnd.client - cpuAtCopyStart.client, postgres: atEnd.postgres === null ? null : atEnd.postgres - cpuAtCopyStart.postgres! };
-      copyPeakRssMb = workers.map((w) => peakRssMbOf(w.child.pid!));
       // The workflow's own measure of the copy phase (its note), in either mode.
       copied = status.notes.map((note) => /^Copied (\d+) memories in ([\d.]+)s/.exec(note)).find(Boolean) ?? null;
     }
@@ -232,9 +234,9 @@ function parentOf(pid: number): number | null {
   }
 }
 
-/** VmHWM of a running process (Linux). */
-function peakRssMbOf(pid: number): number {
-  const match = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+/** Resident set of a running process now (Linux). */
+function rssMbOf(pid: number): number {
+  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return match ? Math.round(Number(match[1]) / 1024) : NaN;
 }
 
@@ -265,6 +267,7 @@ async function main() {
   const partitions = Number(option('partitions', '2'));
   const workerCounts = option('workers', '1,2').split(',').map(Number);
   const fullRunMax = Number(option('full-run-max', '100000'));
+  const tools = option('tools', 'copy,plain,memshift').split(',');
   mkdirSync(workDir, { recursive: true });
   const { code } = await bundleWorkflowCode({ workflowsPath: path.join(root, 'workflows/index.ts'), logger: new DefaultLogger('WARN') });
   writeFileSync(bundlePath, code);
@@ -285,10 +288,10 @@ async function main() {
       };
       const table = (tool: string) => `bench_${tool}_${size}_${Date.now()}`;
       let t = table('copy');
-      await measure(t, () => scriptCopy('COPY baseline (binary, 1 connection)', 'bench/copy-baseline.ts', size, source, postgres, t, batch));
+      if (tools.includes('copy')) await measure(t, () => scriptCopy('COPY baseline (binary, 1 connection)', 'bench/copy-baseline.ts', size, source, postgres, t, batch));
       t = table('plain');
-      await measure(t, () => scriptCopy('plain script', 'bench/plain-copy.ts', size, source, postgres, t, batch));
-      for (const workers of workerCounts) {
+      if (tools.includes('plain')) await measure(t, () => scriptCopy('plain script', 'bench/plain-copy.ts', size, source, postgres, t, batch));
+      for (const workers of tools.includes('memshift') ? workerCounts : []) {
         t = table(`memshift${workers}`);
         await measure(t, () => memshiftCopy(size, source, postgres, t, temporal.address, { batch, concurrency, workers, partitions: workers > 1 ? partitions : 1, copyOnly: size > fullRunMax }));
       }
@@ -299,10 +302,10 @@ async function main() {
   }
   const heap = option('heap-mb', '');
   console.log(`\nSQLite-vec → pgvector, 384-dim, batch ${batch}, memshift concurrency ${concurrency} per copy; ${postgres.label}; ${os.cpus().length} cores, load average before each run: ${load.join(', ')}${heap ? `; V8 heap capped at ${heap} MB` : ''}; ${new Date().toISOString().slice(0, 16)}Z`);
-  console.log('| memories | tool | copy points/s | × COPY | copy s | CPU s (client + PostgreSQL) | CPU × COPY | end-to-end s | peak RSS MB, copy | peak RSS MB, whole run |');
+  console.log('| memories | tool | copy points/s | × COPY | copy s | CPU s (client + PostgreSQL) | CPU × COPY | end-to-end s | peak RSS MB during copy | peak RSS MB, whole run |');
   console.log('|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const r of runs) {
-    const baseline = runs.find((b) => b.size === r.size && b.tool.startsWith('COPY'))!;
+    const baseline = runs.find((b) => b.size === r.size && b.tool.startsWith('COPY')) ?? r;
     const rate = r.points / r.copySeconds;
     const ratio = rate / (baseline.points / baseline.copySeconds);
     const cpu = (run: Run) => run.cpuSeconds.client + (run.cpuSeconds.postgres ?? 0);
