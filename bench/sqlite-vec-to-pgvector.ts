@@ -85,7 +85,8 @@ function runNode(args: string[], env: NodeJS.ProcessEnv, name: string) {
   const exited = new Promise<{ stdout: string; peakRssMb: number }>((resolve, reject) =>
     child.once('exit', (code, signal) => {
       if (code !== 0 && signal === null) return reject(new Error(`${name} exited with ${code}`));
-      resolve({ stdout, peakRssMb: Math.round(Number(readFileSync(rssFile, 'utf8')) / 1024) });
+      // No file when V8 aborted (out of memory): the process never reached its exit handler.
+      resolve({ stdout, peakRssMb: existsSync(rssFile) ? Math.round(Number(readFileSync(rssFile, 'utf8')) / 1024) : NaN });
     }),
   );
   return { child, exited, printed };
@@ -137,67 +138,71 @@ async function memshiftCopy(size: number, source: string, postgres: BenchPostgre
   // Prebundled workflows, as a production deploy would ship them: the worker's RSS is the copy's, not webpack's.
   const env = { TEMPORAL_ADDRESS: address, MEMSHIFT_TASK_QUEUE: taskQueue, MEMSHIFT_WORKFLOW_BUNDLE: bundlePath, MEMSHIFT_LOG_LEVEL: 'WARN' };
   const workers = Array.from({ length: workerCount }, (_, i) => runNode(['workers/main.ts'], env, `worker-${i + 1}`));
-  await Promise.all(workers.map((w) => w.printed('memshift worker on')));
-  const client = new Client({ connection: await Connection.connect({ address }) });
-  const started = Date.now();
-  const handle = await client.workflow.start(sqliteVecMigration, {
-    taskQueue,
-    workflowId: taskQueue,
-    args: [{
-      source: { path: source },
-      target: { kind: 'pgvector', url: pgUrl, table },
-      copy: { batchSize: batch, concurrency, ...(partitions > 1 ? { partitions } : {}) },
-      backupPath: path.join(workDir, `${taskQueue}.bak`),
-      cutover: { file: path.join(workDir, `${taskQueue}.live.json`) },
-    }],
-  });
-  // Highest RSS sampled while the copy phase runs: the copy's own footprint, not preflight's, backup's or validation's.
-  const copyPeakRssMb = workers.map(() => 0);
-  const phaseSeconds = new Map<string, number>();
-  let phaseStarted = started;
-  const phaseEnded = (phase: string) => {
-    phaseSeconds.set(phase, (phaseSeconds.get(phase) ?? 0) + (Date.now() - phaseStarted) / 1000);
-    phaseStarted = Date.now();
-  };
-  let copied: RegExpExecArray | null = null;
-  const cpuNow = () => ({ client: workers.reduce((sum, w) => sum + cpuSecondsOf(w.child.pid!), 0), postgres: postgres.cpuSeconds() });
-  let cpuAtCopyStart = cpuNow();
-  let cpuSeconds = cpuAtCopyStart;
-  for (let phase = 'preflight'; phase !== 'await-approval'; ) {
-    await new Promise((r) => setTimeout(r, 250));
-    // A query times out while a synchronous SQLite step (preflight's integrity check of a 2 GB file) holds the worker.
-    const status = await handle.query(statusQuery).catch(() => null);
-    if (phase === 'copy') workers.forEach((w, i) => (copyPeakRssMb[i] = Math.max(copyPeakRssMb[i], rssMbOf(w.child.pid!))));
-    if (!status) continue;
-    if (status.error) throw new Error(status.error);
-    if (status.phase === phase) continue;
-    if (status.phase === 'copy') cpuAtCopyStart = cpuNow();
-    if (phase === 'copy') {
-      const atEnd = cpuNow();
-      cpuSeconds = { client: atEnd.client - cpuAtCopyStart.client, postgres: atEnd.postgres === null ? null : atEnd.postgres - cpuAtCopyStart.postgres! };
-      // The workflow's own measure of the copy phase (its note), in either mode.
-      copied = status.notes.map((note) => /^Copied (\d+) memories in ([\d.]+)s/.exec(note)).find(Boolean) ?? null;
+  try {
+    await Promise.all(workers.map((w) => w.printed('memshift worker on')));
+    const client = new Client({ connection: await Connection.connect({ address }) });
+    const started = Date.now();
+    const handle = await client.workflow.start(sqliteVecMigration, {
+      taskQueue,
+      workflowId: taskQueue,
+      args: [{
+        source: { path: source },
+        target: { kind: 'pgvector', url: pgUrl, table },
+        copy: { batchSize: batch, concurrency, ...(partitions > 1 ? { partitions } : {}) },
+        backupPath: path.join(workDir, `${taskQueue}.bak`),
+        cutover: { file: path.join(workDir, `${taskQueue}.live.json`) },
+      }],
+    });
+    // Highest RSS sampled while the copy phase runs: the copy's own footprint, not preflight's, backup's or validation's.
+    const copyPeakRssMb = workers.map(() => 0);
+    const phaseSeconds = new Map<string, number>();
+    let phaseStarted = started;
+    const phaseEnded = (phase: string) => {
+      phaseSeconds.set(phase, (phaseSeconds.get(phase) ?? 0) + (Date.now() - phaseStarted) / 1000);
+      phaseStarted = Date.now();
+    };
+    let copied: RegExpExecArray | null = null;
+    const cpuNow = () => ({ client: workers.reduce((sum, w) => sum + cpuSecondsOf(w.child.pid!), 0), postgres: postgres.cpuSeconds() });
+    let cpuAtCopyStart = cpuNow();
+    let cpuSeconds = cpuAtCopyStart;
+    for (let phase = 'preflight'; phase !== 'await-approval'; ) {
+      await new Promise((r) => setTimeout(r, 250));
+      // A query times out while a synchronous SQLite step (preflight's integrity check of a 2 GB file) holds the worker.
+      const status = await handle.query(statusQuery).catch(() => null);
+      if (phase === 'copy') workers.forEach((w, i) => (copyPeakRssMb[i] = Math.max(copyPeakRssMb[i], rssMbOf(w.child.pid!))));
+      if (!status) continue;
+      if (status.error) throw new Error(status.error);
+      if (status.phase === phase) continue;
+      if (status.phase === 'copy') cpuAtCopyStart = cpuNow();
+      if (phase === 'copy') {
+        const atEnd = cpuNow();
+        cpuSeconds = { client: atEnd.client - cpuAtCopyStart.client, postgres: atEnd.postgres === null ? null : atEnd.postgres - cpuAtCopyStart.postgres! };
+        // The workflow's own measure of the copy phase (its note), in either mode.
+        copied = status.notes.map((note) => /^Copied (\d+) memories in ([\d.]+)s/.exec(note)).find(Boolean) ?? null;
+      }
+      phaseEnded(phase);
+      phase = status.phase;
+      if (copyOnly && copied) break;
     }
-    phaseEnded(phase);
-    phase = status.phase;
-    if (copyOnly && copied) break;
+    if (!copied) throw new Error('the workflow left the copy phase without its "Copied …" note');
+    if (copyOnly) {
+      await handle.terminate('bench: copy measured');
+    } else {
+      await handle.executeUpdate(approveUpdate, { args: [{ by: 'bench' }] });
+      await handle.result();
+      phaseEnded('approval to end');
+    }
+    const totalSeconds = (Date.now() - started) / 1000;
+    await client.connection.close();
+    for (const w of workers) w.child.kill('SIGTERM');
+    const peakRssMb = (await Promise.all(workers.map((w) => w.exited))).map((w) => w.peakRssMb);
+    for (const file of readdirSync(workDir).filter((f) => f.startsWith(taskQueue))) rmSync(path.join(workDir, file), { force: true });
+    const tool = `memshift, ${workerCount} worker${workerCount > 1 ? 's' : ''}${partitions > 1 ? `, ${partitions} partitions` : ''}`;
+    const phases = [...phaseSeconds].map(([phase, seconds]) => `${phase} ${seconds.toFixed(0)}`).join(', ');
+    return { size, tool, points: Number(copied[1]), copySeconds: Number(copied[2]), totalSeconds: copyOnly ? NaN : totalSeconds, copyPeakRssMb, peakRssMb, phases, cpuSeconds };
+  } finally {
+    for (const w of workers) w.child.kill('SIGTERM'); // also when the run failed: no worker outlives the bench
   }
-  if (!copied) throw new Error('the workflow left the copy phase without its "Copied …" note');
-  if (copyOnly) {
-    await handle.terminate('bench: copy measured');
-  } else {
-    await handle.executeUpdate(approveUpdate, { args: [{ by: 'bench' }] });
-    await handle.result();
-    phaseEnded('approval to end');
-  }
-  const totalSeconds = (Date.now() - started) / 1000;
-  await client.connection.close();
-  for (const w of workers) w.child.kill('SIGTERM');
-  const peakRssMb = (await Promise.all(workers.map((w) => w.exited))).map((w) => w.peakRssMb);
-  for (const file of readdirSync(workDir).filter((f) => f.startsWith(taskQueue))) rmSync(path.join(workDir, file), { force: true });
-  const tool = `memshift, ${workerCount} worker${workerCount > 1 ? 's' : ''}${partitions > 1 ? `, ${partitions} partitions` : ''}`;
-  const phases = [...phaseSeconds].map(([phase, seconds]) => `${phase} ${seconds.toFixed(0)}`).join(', ');
-  return { size, tool, points: Number(copied[1]), copySeconds: Number(copied[2]), totalSeconds: copyOnly ? NaN : totalSeconds, copyPeakRssMb, peakRssMb, phases, cpuSeconds };
 }
 
 /** utime + stime of a process, and with `reaped` also of its exited children it waited for (Linux /proc). */
