@@ -94,9 +94,25 @@ async function keptIds(plan: MemoryGraphPlan): Promise<Record<Entity, Set<string
   return { memories: new Set(before?.memories ?? []), relationships: new Set(before?.relationships ?? []) };
 }
 
-/** Reads the source at one instant when it can (a SQLite source, in WAL mode, while memorygraph keeps writing). */
-function inSnapshot<T>(source: GraphStore, read: () => Promise<T>): Promise<T> {
-  return source instanceof MemorygraphSqliteStore ? source.snapshot(read) : read();
+/**
+ * Runs `use` on the source as it is at one instant when it can: a SQLite
+ * source is copied (VACUUM INTO, one short read transaction) to a snapshot in
+ * this run's folder, and read there. Holding a read transaction on the live
+ * file instead would make memorygraph's writes wait for the whole comparison
+ * (its SQLite store runs in rollback-journal mode, where readers block writers).
+ */
+async function atOneInstant<T>(plan: MemoryGraphPlan, source: GraphStore, use: (view: GraphStore) => Promise<T>): Promise<T> {
+  if (!(source instanceof MemorygraphSqliteStore)) return use(source);
+  const { dir } = recordsOf(plan);
+  const file = path.join(dir, `source-snapshot-${Date.now()}.db`);
+  await fs.mkdir(dir, { recursive: true });
+  await assertWritableFile(file, 'workDir', protectedFiles(plan));
+  try {
+    source.backupTo(file);
+    return await withStore(Promise.resolve(MemorygraphSqliteStore.openReadOnly(file)), use);
+  } finally {
+    await fs.rm(file, { force: true });
+  }
 }
 
 async function untilQuiet(round: () => Promise<number>): Promise<number> {
@@ -188,6 +204,8 @@ export function memoryGraphActivities({ client }: { client: Client }) {
         await assertWritableFile(plan.target.path, 'target.path', protectedFiles(plan).filter((f) => f.what === 'the source'));
       }
       return withStore(openSource(plan.source, true), async (source) => {
+        const problems = source instanceof MemorygraphSqliteStore ? source.integrityProblems() : [];
+        if (problems.length) fail(`The source fails SQLite's integrity check: ${problems.slice(0, 3).join('; ')}. Nothing was written.`, 'SourceCorrupt');
         const counts = await source.counts();
         const dangling = await source.dangling(MAX_IDS + 1);
         if (dangling.length) {
@@ -304,9 +322,9 @@ export function memoryGraphActivities({ client }: { client: Client }) {
       const keep = await keptIds(plan);
       return withStore(openSource(plan.source), (source) =>
         withStore(openTarget(plan.target), (target) =>
-          inSnapshot(source, async () => {
-            const caughtUp = await bringInLine(source, target, keep);
-            const report = await reportOf(source, target, keep);
+          atOneInstant(plan, source, async (view) => {
+            const caughtUp = await bringInLine(view, target, keep);
+            const report = await reportOf(view, target, keep);
             report.checks.push({ name: 'live writes', ok: true, detail: `a catch-up just before the comparison wrote ${caughtUp.written} and removed ${caughtUp.removed}; later writes are copied while waiting and at cutover` });
             return { report, caughtUp };
           }),
@@ -317,7 +335,7 @@ export function memoryGraphActivities({ client }: { client: Client }) {
     /** Copies what the service wrote to the source since, and removes what it deleted (only what this run wrote). */
     async catchUpMemoryGraph(plan: MemoryGraphPlan): Promise<SyncCounts> {
       const keep = await keptIds(plan);
-      return withStore(openSource(plan.source), (source) => withStore(openTarget(plan.target), (target) => inSnapshot(source, () => bringInLine(source, target, keep))));
+      return withStore(openSource(plan.source), (source) => withStore(openTarget(plan.target), (target) => atOneInstant(plan, source, (view) => bringInLine(view, target, keep))));
     },
 
     /**
@@ -336,13 +354,13 @@ export function memoryGraphActivities({ client }: { client: Client }) {
           let caughtUp = 0;
           const { target: endpoint } = plan;
           if (endpoint.kind === 'export-file') {
-            const synced = await inSnapshot(source, () => bringInLine(source, target, keep));
+            const synced = await atOneInstant(plan, source, (view) => bringInLine(view, target, keep));
             const sealed = await writeExportFile(target, endpoint.path, endpoint.format, describeEndpoint(plan.source), beat);
             return { memories: sealed.memories, relationships: sealed.relationships, caughtUp: synced.written + synced.removed, file: sealed.file };
           }
           const switched = (await readLiveBackend(plan.cutover!.file))?.workflowId === workflowId;
           if (!switched || !record) {
-            const synced = await inSnapshot(source, () => bringInLine(source, target, keep));
+            const synced = await atOneInstant(plan, source, (view) => bringInLine(view, target, keep));
             caughtUp += synced.written + synced.removed;
             record = { prints: printsToRecord(await printsOf(target)) };
             await writeRecord(plan, records.cutover, record);
@@ -354,7 +372,7 @@ export function memoryGraphActivities({ client }: { client: Client }) {
           }
           const guard = record.prints;
           caughtUp += await untilQuiet(async () => {
-            const gap = await inSnapshot(source, () => bringInLine(source, target, keep, guard));
+            const gap = await atOneInstant(plan, source, (view) => bringInLine(view, target, keep, guard));
             await writeRecord(plan, records.cutover, record);
             return gap.written + gap.removed;
           });

@@ -311,17 +311,7 @@ export class MemorygraphSqliteStore implements GraphStore {
     return rows.map((r) => r.id);
   }
 
-  /** Runs `read` in one read transaction: one consistent view while the memory server keeps writing (WAL). */
-  async snapshot<T>(read: () => Promise<T>): Promise<T> {
-    this.db.exec('BEGIN');
-    try {
-      return await read();
-    } finally {
-      this.db.exec('COMMIT');
-    }
-  }
-
-  /** A consistent copy of the whole file (VACUUM INTO), for backups. */
+  /** A consistent copy of the whole file (VACUUM INTO: one read transaction, as long as copying the file takes). */
   backupTo(file: string): void {
     this.db.prepare('VACUUM INTO ?').run(file);
   }
