@@ -207,13 +207,14 @@ describe('validation', () => {
     const plan = planFor(v28.url, { copy: { batchSize: 2, concurrency: 1 } }); // a copy slow enough to pause in
     const handle = await start(plan);
     await waitForPhase(handle, 'copy');
-    await handle.signal(pauseSignal, { by: 'alice' }); // validation does not start while paused
     const first = v28.fixture.ids[0]; // in the first batch: the copy never writes it again
-    for (let i = 0; i < 300; i++) {
-      const rows = await query<{ id: string }>(plan.target.url, 'SELECT id::text FROM memories WHERE id = $1', [first]).catch(() => []);
-      if (rows.length) break;
-      await new Promise((r) => setTimeout(r, 100));
+    for (let written = false; !written; await new Promise((r) => setTimeout(r, 50))) {
+      written = (await query(plan.target.url, 'SELECT 1 FROM memories WHERE id = $1', [first]).catch(() => [])).length === 1;
     }
+    await handle.signal(pauseSignal, { by: 'alice' }); // validation does not start while paused
+    // Paused for real once the count stands still: no batch in flight re-checks (and rewrites) the first one.
+    const count = async () => (await query<{ n: string }>(plan.target.url, 'SELECT count(*) AS n FROM memories'))[0].n;
+    for (let before = '', now = await count(); before !== now; before = now, await new Promise((r) => setTimeout(r, 2_500)), now = await count());
     await query(plan.target.url, `UPDATE memories SET title = 'tampered', retrieval_count = retrieval_count + 1 WHERE id = $1`, [first]);
     await handle.signal(resumeSignal, { by: 'alice' });
     expect(await failureType(handle)).toBe('ValidationFailed');

@@ -31,8 +31,8 @@ import { QdrantCollection } from '../stores/qdrant';
 import { DATABASE_MISSING, databaseOf, inSnapshot, quoteIdent, sameDatabase, withPool } from './databases';
 import { V2Columns, V2MemorySource, inspectV2, v2Ids, watermarkNow, type Db, type FillVectors, type V2Shape, type V2Watermark, type V3Mapping } from './v2-source';
 import { writeBackV2Rows } from './v2-write-back';
-import { correlationIdFor, isObject, sameFloat32Vector, userIdFor } from './v3-memory';
-import { ALEMBIC_HEAD, V3_TABLES, VECTOR_INDEX, ivfflatLists, v3SchemaDdl, vectorIndexDdl } from './v3-schema';
+import { correlationIdFor, cut, isObject, sameFloat32Vector, userIdFor } from './v3-memory';
+import { ALEMBIC_HEAD, EMBEDDING_MODEL_MAX_LENGTH, V3_TABLES, VECTOR_INDEX, ivfflatLists, v3SchemaDdl, vectorIndexDdl } from './v3-schema';
 import { V3MemoryTarget } from './v3-target';
 
 /** Ids named in results and errors are capped: history stays small. */
@@ -110,7 +110,7 @@ function qdrantFill(plan: SecondBrainPlan): FillVectors | undefined {
       const memoryId = byPoint.get(point.id);
       if (!memoryId || String(point.payload.id) !== memoryId || point.vector.length !== plan.dimensions) continue;
       const meta = point.payload.meta;
-      const model = isObject(meta) && typeof meta.embedding_model === 'string' ? meta.embedding_model.slice(0, 100) : null;
+      const model = isObject(meta) && typeof meta.embedding_model === 'string' ? cut(meta.embedding_model, EMBEDDING_MODEL_MAX_LENGTH) : null;
       found.set(memoryId, { vector: point.vector, model });
     }
     return found;
@@ -193,21 +193,19 @@ const fingerprint = (point: MemoryPoint) => payloadFingerprint({ payload: point.
 type TargetState = { kind: 'missing' } | { kind: 'empty' } | { kind: 'v3'; memories: number; alembic: string | null } | { kind: 'other'; tables: string[] };
 
 async function inspectTarget(plan: SecondBrainPlan): Promise<TargetState> {
-  try {
-    return await withPool(plan.target.url, async (pool) => {
-      const { rows } = await pool.query<{ name: string }>(`SELECT tablename AS name FROM pg_tables WHERE schemaname = 'public' ORDER BY 1`);
-      const tables = rows.map((r) => r.name);
-      if (tables.length === 0) return { kind: 'empty' as const };
-      if (!tables.includes('memories') || !tables.includes('alembic_version')) return { kind: 'other' as const, tables };
-      const alembic = await pool.query<{ v: string }>('SELECT version_num AS v FROM alembic_version');
-      const memories = await pool.query<{ n: string }>('SELECT count(*) AS n FROM memories');
-      return { kind: 'v3' as const, memories: Number(memories.rows[0].n), alembic: alembic.rows[0]?.v ?? null };
-    }, 1);
-  } catch (err) {
-    const cause = (err as { cause?: { code?: string } }).cause;
-    if ((err as { code?: string }).code === DATABASE_MISSING || cause?.code === DATABASE_MISSING || /SQLSTATE 3D000/.test((err as Error).message)) return { kind: 'missing' };
-    throw err;
-  }
+  return withPool(plan.target.url, async (pool) => {
+    const listed = await pool.query<{ name: string }>(`SELECT tablename AS name FROM pg_tables WHERE schemaname = 'public' ORDER BY 1`).catch((err: { code?: string }) => {
+      if (err.code === DATABASE_MISSING) return null;
+      throw err;
+    });
+    if (listed === null) return { kind: 'missing' as const };
+    const tables = listed.rows.map((r) => r.name);
+    if (tables.length === 0) return { kind: 'empty' as const };
+    if (!tables.includes('memories') || !tables.includes('alembic_version')) return { kind: 'other' as const, tables };
+    const alembic = await pool.query<{ v: string }>('SELECT version_num AS v FROM alembic_version');
+    const memories = await pool.query<{ n: string }>('SELECT count(*) AS n FROM memories');
+    return { kind: 'v3' as const, memories: Number(memories.rows[0].n), alembic: alembic.rows[0]?.v ?? null };
+  }, 1);
 }
 
 // --- catch-up -------------------------------------------------------------------------------
