@@ -115,6 +115,13 @@ async function atOneInstant<T>(plan: MemoryGraphPlan, source: GraphStore, use: (
   }
 }
 
+/** `dir`, or its nearest ancestor that exists (workDir is created on first write). */
+async function nearestExisting(dir: string): Promise<string> {
+  let current = path.resolve(dir);
+  while (!(await fs.stat(current).then(() => true, () => false))) current = path.dirname(current);
+  return current;
+}
+
 async function untilQuiet(round: () => Promise<number>): Promise<number> {
   let total = 0;
   for (let i = 0; i < MAX_SETTLE_ROUNDS; i++) {
@@ -206,6 +213,13 @@ export function memoryGraphActivities({ client }: { client: Client }) {
       return withStore(openSource(plan.source, true), async (source) => {
         const problems = source instanceof MemorygraphSqliteStore ? source.integrityProblems() : [];
         if (problems.length) fail(`The source fails SQLite's integrity check: ${problems.slice(0, 3).join('; ')}. Nothing was written.`, 'SourceCorrupt');
+        if (plan.source.kind === 'sqlite') {
+          // Catch-ups and validation read a snapshot copy of the source in workDir.
+          const needed = 2 * (await fs.stat(plan.source.path)).size;
+          const existing = await nearestExisting(plan.workDir);
+          const free = await fs.statfs(existing).then((f) => f.bavail * f.bsize);
+          if (free < needed) fail(`Only ${free} bytes free under workDir (${existing}); snapshots of the source need at least ${needed}. Nothing was written.`, 'DiskSpace');
+        }
         const counts = await source.counts();
         const dangling = await source.dangling(MAX_IDS + 1);
         if (dangling.length) {
