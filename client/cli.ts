@@ -41,7 +41,9 @@ import {
 } from '../workflows/messages';
 import { MigrationKind, MigrationOutcome, MigrationPhase, MigrationSource, MigrationTarget } from '../workflows/search-attributes';
 import { ensureSearchAttributes } from './search-attributes-setup';
+import { MemoryGraphPlan } from '../workflows/memory-graph-plan';
 import { QdrantRebuildPlan } from '../workflows/qdrant-collection-rebuild';
+import { SecondBrainPlan } from '../workflows/second-brain-plan';
 import { SqliteVecPlan } from '../workflows/sqlite-vec-migration';
 import { TenantSchemaPlan } from '../workflows/tenant-schema-upgrade';
 import { statusLines, table, takeSnapshot, watch, webUiLink } from './status-view';
@@ -52,6 +54,8 @@ const RUNBOOKS: Record<string, { plan: z.ZodType; idPrefix: string }> = {
   sqliteVecMigration: { plan: SqliteVecPlan, idPrefix: 'sqlite-vec' },
   tenantSchemaUpgrade: { plan: TenantSchemaPlan, idPrefix: 'tenant-schema' },
   qdrantCollectionRebuild: { plan: QdrantRebuildPlan, idPrefix: 'qdrant-rebuild' },
+  secondBrainV3Migration: { plan: SecondBrainPlan, idPrefix: 'second-brain-v3' },
+  memoryGraphMigration: { plan: MemoryGraphPlan, idPrefix: 'memorygraph' },
 };
 
 const EXIT = { ok: 0, refused: 1, usage: 2 } as const;
