@@ -10,6 +10,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { v4 as uuidv4 } from 'uuid';
 import { eventIdFor, userIdFor } from '../activities/second-brain/v3-memory';
+import { v3SchemaDdl } from '../activities/second-brain/v3-schema';
 import { POSTGRES_BIN_DIR } from '../scripts/native-postgres';
 import { approveUpdate, pauseSignal, rejectSignal, resumeSignal, rollbackSignal } from '../workflows/messages';
 import { secondBrainV3Migration, type SecondBrainPlanInput } from '../workflows/second-brain-v3-migration';
@@ -349,6 +350,12 @@ describe('bad input fails fast and writes nothing', () => {
   it('not a Second Brain database', async () => {
     const empty = await createDatabase(postgres.url, uniqueName('not_sb'));
     await expectRefused(planFor(empty), /is not a Second Brain database: it has no table public\.memories/, 'NotSecondBrainDatabase');
+  });
+
+  it('a v3 database named as the source', async () => {
+    const v3 = await createDatabase(postgres.url, uniqueName('already_v3'));
+    await query(v3, v3SchemaDdl(DIMENSIONS));
+    await expectRefused(planFor(v3), /already has the Second Brain v3 layout \(memories\.user_id, title, embedding_vector\)/, 'NotSecondBrainV2');
   });
 
   it('an unknown version (part of the v2.8 columns)', async () => {
