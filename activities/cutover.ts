@@ -85,3 +85,23 @@ export async function restoreLiveBackend(file: string, workflowId: string, prote
   }
   await fs.rm(saved);
 }
+
+/**
+ * After a switch, writes the service already had in flight to the old backend
+ * keep landing for a moment: the switch repeats its catch-up (or carry-back)
+ * until one round, a pause after the last, moves nothing. Returns how many
+ * items all rounds moved.
+ */
+export async function untilQuiet(round: () => Promise<number>): Promise<number> {
+  let total = 0;
+  for (let i = 0; i < MAX_SETTLE_ROUNDS; i++) {
+    await new Promise((r) => setTimeout(r, SETTLE_MS));
+    const moved = await round();
+    total += moved;
+    if (moved === 0) break;
+  }
+  return total;
+}
+
+const SETTLE_MS = 1_000;
+const MAX_SETTLE_ROUNDS = 5;

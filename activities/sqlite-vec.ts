@@ -20,7 +20,7 @@ import { payloadFingerprint, sameJson } from './compare';
 import { currentWorkflow } from './context';
 import { rangeCopyChannel, workflowCopyChannel } from './copy-channel';
 import { copyPointsResumably, copyRangeResumably, cosine, type CopyChannel, type CopyResult } from './copy-engine';
-import { assertLiveBackendFile, readLiveBackend, recordLiveBackend, restoreLiveBackend, type ProtectedFiles } from './cutover';
+import { assertLiveBackendFile, readLiveBackend, recordLiveBackend, restoreLiveBackend, untilQuiet, type ProtectedFiles } from './cutover';
 import { reembedPoints } from './embeddings';
 import { assertWritableFile, realPathOf, writeFileAtomically } from './files';
 import type { MemoryPoint } from './stores/contract';
@@ -45,24 +45,6 @@ const MAX_IDS = 20;
 const SCAN_PAGE = 500;
 /** Points per page on each side of an exhaustive comparison. */
 const COMPARE_PAGE = 1_000;
-/**
- * After a switch, writes the service already had in flight to the old
- * backend keep landing for a moment: the switch repeats its catch-up (or
- * carry-back) until one round, a pause after the last, finds nothing.
- */
-const SETTLE_MS = 1_000;
-const MAX_SETTLE_ROUNDS = 5;
-
-async function untilQuiet(round: () => Promise<number>): Promise<number> {
-  let total = 0;
-  for (let i = 0; i < MAX_SETTLE_ROUNDS; i++) {
-    await new Promise((r) => setTimeout(r, SETTLE_MS));
-    const moved = await round();
-    total += moved;
-    if (moved === 0) break;
-  }
-  return total;
-}
 
 export interface SqliteVecPreflight {
   memories: number;

@@ -18,7 +18,7 @@ import { describeEndpoint, type MemoryGraphEndpoint, type MemoryGraphPlan } from
 import { currentWorkflow } from '../context';
 import { workflowCopyChannel } from '../copy-channel';
 import { copyPointsResumably, type CopyResult } from '../copy-engine';
-import { assertLiveBackendFile, readLiveBackend, recordLiveBackend, restoreLiveBackend, type ProtectedFiles } from '../cutover';
+import { assertLiveBackendFile, readLiveBackend, recordLiveBackend, restoreLiveBackend, untilQuiet, type ProtectedFiles } from '../cutover';
 import { assertWritableFile, writeFileAtomically } from '../files';
 import { FalkorStore } from '../stores/falkordb';
 import { readExportFile, stagingOf, writeExportFile } from '../stores/memorygraph-files';
@@ -30,9 +30,6 @@ import { ENTITIES, PAGE, beat, bringInLine, carryBack, diffEntity, printsOf, pri
 
 /** Ids named in results and errors are capped: history stays small. */
 const MAX_IDS = 20;
-/** After a switch, writes already in flight to the old side keep landing for a moment: rounds repeat until one finds nothing. */
-const SETTLE_MS = 1_000;
-const MAX_SETTLE_ROUNDS = 5;
 
 export interface MemoryGraphPreflight {
   source: GraphCounts & { layout: string };
@@ -120,17 +117,6 @@ async function nearestExisting(dir: string): Promise<string> {
   let current = path.resolve(dir);
   while (!(await fs.stat(current).then(() => true, () => false))) current = path.dirname(current);
   return current;
-}
-
-async function untilQuiet(round: () => Promise<number>): Promise<number> {
-  let total = 0;
-  for (let i = 0; i < MAX_SETTLE_ROUNDS; i++) {
-    await new Promise((r) => setTimeout(r, SETTLE_MS));
-    const moved = await round();
-    total += moved;
-    if (moved === 0) break;
-  }
-  return total;
 }
 
 /** What the memory service's deployment sets to use `target` (memorygraph reads its backend from these variables). */

@@ -24,7 +24,7 @@ import { differingFields, payloadFingerprint } from '../compare';
 import { currentWorkflow } from '../context';
 import { workflowCopyChannel } from '../copy-channel';
 import { copyPointsResumably, type CopyChannel, type CopyResult } from '../copy-engine';
-import { assertLiveBackendFile, readLiveBackend, recordLiveBackend, restoreLiveBackend, type ProtectedFiles } from '../cutover';
+import { assertLiveBackendFile, readLiveBackend, recordLiveBackend, restoreLiveBackend, untilQuiet, type ProtectedFiles } from '../cutover';
 import { assertWritableFile, writeFileAtomically } from '../files';
 import type { MemoryPoint } from '../stores/contract';
 import { QdrantCollection } from '../stores/qdrant';
@@ -38,9 +38,6 @@ import { V3MemoryTarget } from './v3-target';
 /** Ids named in results and errors are capped: history stays small. */
 const MAX_IDS = 20;
 const SCAN_PAGE = 500;
-/** After a switch, writes already in flight to the old database keep landing for a moment: repeat until a round finds nothing. */
-const SETTLE_MS = 1_000;
-const MAX_SETTLE_ROUNDS = 5;
 /** Well inside the long activities' 10 s heartbeat timeout. */
 const HEARTBEAT_EVERY_MS = 3_000;
 
@@ -64,17 +61,6 @@ async function heartbeatWhile<T>(work: () => Promise<T>): Promise<T> {
   } finally {
     clearInterval(timer);
   }
-}
-
-async function untilQuiet(round: () => Promise<number>): Promise<number> {
-  let total = 0;
-  for (let i = 0; i < MAX_SETTLE_ROUNDS; i++) {
-    await new Promise((r) => setTimeout(r, SETTLE_MS));
-    const moved = await round();
-    total += moved;
-    if (moved === 0) break;
-  }
-  return total;
 }
 
 // --- the plan's choices ----------------------------------------------------------
