@@ -62,6 +62,8 @@ export interface FixtureOptions {
   withoutEmbeddingEvery?: number;
   /** Put each memory's owner in metadata.owner (for owner mapping by metadata field). */
   ownerField?: boolean;
+  /** false: leave Fixture.vectors empty (a benchmark's 100k vectors would hold over a GB). */
+  keepVectors?: boolean;
 }
 
 export interface Fixture {
@@ -132,7 +134,7 @@ export async function createV2Store(url: string, options: FixtureOptions): Promi
         const id = uuidv4({ random: Uint8Array.from({ length: 16 }, () => Math.floor(random() * 256)) });
         const vector = randomVector(random);
         fixture.ids.push(id);
-        fixture.vectors.set(id, vector);
+        if (options.keepVectors !== false) fixture.vectors.set(id, vector);
         const lacks = options.withoutEmbeddingEvery !== undefined && i % options.withoutEmbeddingEvery === 0;
         if (lacks) fixture.withoutEmbedding.push(id);
         // Microseconds on purpose: v3 must keep them.

@@ -4,7 +4,7 @@
  * adapters), one batch after another, no Temporal, no heartbeats, no checks.
  *
  *   node --import tsx test/support/second-brain-plain-copy.ts SOURCE_URL TARGET_URL BATCH
- * Prints {"memories":N,"seconds":S}.
+ * Prints {"memories":N,"copySeconds":C,"seconds":S}: the copy alone, and schema + copy + index.
  */
 import pg from 'pg';
 import { V2Columns, V2MemorySource, inspectV2 } from '../../activities/second-brain/v2-source';
@@ -34,6 +34,7 @@ async function main(): Promise<void> {
     embeddingModel: 'text-embedding-ada-002',
   });
   const writer = new V3MemoryTarget(target, owner);
+  const copyStarted = Date.now();
   let cursor: string | null = null;
   let memories = 0;
   do {
@@ -42,10 +43,11 @@ async function main(): Promise<void> {
     memories += page.points.length;
     cursor = page.next;
   } while (cursor !== null);
+  const copySeconds = (Date.now() - copyStarted) / 1000;
   await target.query(vectorIndexDdl(ivfflatLists(memories)));
   await source.end();
   await target.end();
-  process.stdout.write(`${JSON.stringify({ memories, seconds: (Date.now() - started) / 1000 })}\n`);
+  process.stdout.write(`${JSON.stringify({ memories, copySeconds, seconds: (Date.now() - started) / 1000 })}\n`);
 }
 
 void main().catch((err) => {
