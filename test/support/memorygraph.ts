@@ -13,12 +13,12 @@ import { promisify } from 'node:util';
 const PYTHON = path.resolve(__dirname, '../../.tools/memorygraph-venv/bin/python');
 const SCRIPT = path.resolve(__dirname, 'memorygraph_fixture.py');
 
-export type MemorygraphBackend = { kind: 'sqlite'; path: string } | { kind: 'falkordb'; port: number } | { kind: 'neo4j'; uri: string };
+export type MemorygraphBackend = { kind: 'sqlite'; path: string } | { kind: 'falkordb'; port: number; graph?: string } | { kind: 'neo4j'; uri: string };
 
 export interface MemorygraphDump {
   backend: string;
   memories: Record<string, { type: string; title: string; created_at: string; updated_at: string; tags: string[]; project_path: string | null } | null>;
-  relationships: { id: string; from: string; to: string; type: string; valid_from: string; created_at: string }[];
+  relationships: { id: string; from: string; to: string; type: string; valid_from: string; invalidated_by: string | null; created_at: string }[];
   related: Record<string, number>;
 }
 
@@ -27,7 +27,7 @@ function envFor(backend: MemorygraphBackend): Record<string, string> {
     case 'sqlite':
       return { MEMORY_BACKEND: 'sqlite', MEMORY_SQLITE_PATH: backend.path };
     case 'falkordb':
-      return { MEMORY_BACKEND: 'falkordb', FALKORDB_HOST: '127.0.0.1', FALKORDB_PORT: String(backend.port) };
+      return { MEMORY_BACKEND: 'falkordb', FALKORDB_HOST: '127.0.0.1', FALKORDB_PORT: String(backend.port), ...(backend.graph ? { MEMSHIFT_FALKORDB_GRAPH: backend.graph } : {}) };
     case 'neo4j':
       // The test Neo4j runs without auth; memorygraph insists on a password anyway.
       return { MEMORY_BACKEND: 'neo4j', MEMORY_NEO4J_URI: backend.uri, MEMORY_NEO4J_PASSWORD: 'unused' };

@@ -4,7 +4,8 @@ for memshift's tests: `populate` writes memories and relationships into a store
 the way the memory server does; `dump` reads a store back through memorygraph's
 own backends and prints what it sees as JSON (ids, timestamps, types: what the
 tests compare). The backend is chosen the way the server chooses it, from env
-(MEMORY_BACKEND, MEMORY_SQLITE_PATH, FALKORDB_HOST/PORT, MEMORY_NEO4J_URI/USER/PASSWORD).
+(MEMORY_BACKEND, MEMORY_SQLITE_PATH, FALKORDB_HOST/PORT, MEMORY_NEO4J_URI/USER/PASSWORD;
+MEMSHIFT_FALKORDB_GRAPH picks a FalkorDB graph other than memorygraph's fixed one).
 
 usage: python memorygraph_fixture.py populate --memories N --relationships M --seed S
        python memorygraph_fixture.py dump
@@ -67,6 +68,11 @@ def make_memory(seed: str, i: int) -> Memory:
 async def open_store():
     """The server's backend; on FalkorDB its own methods (memorygraph's Cypher wrapper cannot create relationships there)."""
     backend, name, db = await _create_backend_and_db()
+    graph = os.environ.get("MEMSHIFT_FALKORDB_GRAPH")
+    if graph and isinstance(backend, BaseFalkorDBBackend):
+        # memorygraph always opens graph 'memorygraph'; tests keep several graphs in one server.
+        backend.graph_name = graph
+        backend.graph = backend.client.select_graph(graph)
     return backend, name, backend if isinstance(backend, BaseFalkorDBBackend) else db
 
 
@@ -103,7 +109,10 @@ async def populate(args: argparse.Namespace) -> dict:
             if k % 5 == 0:
                 props.valid_from = EPOCH - timedelta(days=k)
             if k % 10 == 3:
+                # A superseded fact: closed validity, recorded late, pointing at its successor.
                 props.valid_until = EPOCH + timedelta(days=1)
+                props.recorded_at = EPOCH + timedelta(hours=k)
+                props.invalidated_by = str(uuid.uuid5(NAMESPACE, f"{args.seed}/superseded-by/{k}"))
             rel_ids.append(
                 await db.create_relationship(
                     from_memory_id=source,
@@ -123,22 +132,22 @@ async def relationships_of(backend, db) -> list:
     """Every relationship with its id and bi-temporal fields, read through memorygraph's own connection."""
     if hasattr(backend, "execute_sync"):
         rows = backend.execute_sync(
-            "SELECT id, from_id, to_id, rel_type, valid_from, properties FROM relationships ORDER BY id"
+            "SELECT id, from_id, to_id, rel_type, valid_from, invalidated_by, properties FROM relationships ORDER BY id"
         )
         return [
             {"id": r["id"], "from": r["from_id"], "to": r["to_id"], "type": r["rel_type"], "valid_from": r["valid_from"],
-             "created_at": json.loads(r["properties"]).get("created_at")}
+             "invalidated_by": r["invalidated_by"], "created_at": json.loads(r["properties"]).get("created_at")}
             for r in rows
         ]
     query = (
         "MATCH (a:Memory)-[r]->(b:Memory) RETURN r.id AS id, a.id AS from_id, b.id AS to_id, "
-        "type(r) AS rel_type, r.valid_from AS valid_from, r.created_at AS created_at ORDER BY r.id"
+        "type(r) AS rel_type, r.valid_from AS valid_from, r.invalidated_by AS invalidated_by, r.created_at AS created_at ORDER BY r.id"
     )
     run = db.execute_read_query if hasattr(db, "execute_read_query") else backend.execute_query
     rows = await run(query, {})
     return [
         {"id": r["id"], "from": r["from_id"], "to": r["to_id"], "type": r["rel_type"], "valid_from": str(r["valid_from"]),
-         "created_at": r["created_at"]}
+         "invalidated_by": r["invalidated_by"], "created_at": r["created_at"]}
         for r in rows
     ]
 
