@@ -75,17 +75,8 @@ export async function memoryGraphMigration(input: MemoryGraphPlanInput): Promise
     );
   }
 
-  const decision = await run.awaitCutoverApproval(plan.approval.timeout, {
-    every: plan.catchUp.every,
-    maxRounds: plan.catchUp.maxRoundsWhileWaiting,
-    run: async () => {
-      try {
-        await longActivities.catchUpMemoryGraph(plan);
-      } catch (err) {
-        // Not fatal: cutover catches up too.
-        run.note(`Catch-up while waiting for approval failed: ${errorMessage(err)}`);
-      }
-    },
+  const decision = await run.awaitApprovalCatchingUp(plan, async () => {
+    await longActivities.catchUpMemoryGraph(plan);
   });
   if (decision !== 'approved') {
     if (plan.onReject === 'remove-run-writes') {

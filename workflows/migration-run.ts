@@ -324,6 +324,30 @@ export class MigrationRun {
   }
 
   /**
+   * The approval gate, catching up with live writes every `catchUp.every`
+   * while it waits, so the cutover's own catch-up stays short however long
+   * the approver takes. A failed round is noted, not fatal: the runbook's
+   * watermark stays where the last good round left it, and cutover catches
+   * up from there.
+   */
+  awaitApprovalCatchingUp(
+    plan: { approval: { timeout?: Duration }; catchUp: { every: Duration; maxRoundsWhileWaiting: number } },
+    catchUp: () => Promise<void>,
+  ): Promise<ApprovalResult> {
+    return this.awaitCutoverApproval(plan.approval.timeout, {
+      every: plan.catchUp.every,
+      maxRounds: plan.catchUp.maxRoundsWhileWaiting,
+      run: async () => {
+        try {
+          await catchUp();
+        } catch (err) {
+          this.note(`Catch-up while waiting for approval failed: ${errorMessage(err)}`);
+        }
+      },
+    });
+  }
+
+  /**
    * After a verified cutover, keeps the way back open for `window`: from now
    * on, rollback requests from allowed approvers queue up (see nextRollbackRequest).
    */

@@ -7,7 +7,6 @@
  * or on failed verification.
  */
 import { ApplicationFailure } from '@temporalio/workflow';
-import type { V2Watermark } from '../activities/second-brain/v2-source';
 import { longActivities, quickActivities } from './activity-options';
 import type { Outcome, RollbackRequest, ValidationReport } from './messages';
 import { MigrationRun, errorMessage, parsePlan } from './migration-run';
@@ -79,7 +78,10 @@ export async function secondBrainV3Migration(input: SecondBrainPlanInput): Promi
     );
   }
 
-  const { decision, watermark } = await awaitApprovalCatchingUp(run, plan, validated.watermark);
+  let watermark = validated.watermark;
+  const decision = await run.awaitApprovalCatchingUp(plan, async () => {
+    watermark = (await longActivities.catchUpSecondBrain(plan, watermark)).watermark;
+  });
   if (decision !== 'approved') {
     if (plan.onReject === 'drop-target') {
       const removed = await run.phase('rollback', () => quickActivities.removeSecondBrainRunWrites(plan));
@@ -106,22 +108,4 @@ export async function secondBrainV3Migration(input: SecondBrainPlanInput): Promi
     if (request) return rollback(`requested by ${request.by}${request.reason ? `: ${request.reason}` : ''}`, request);
   }
   return result('cut-over', copy.copied, backup.path, copy.seconds);
-}
-
-/** The approval gate, catching up with v2 while it waits, so the cutover's own catch-up stays short. */
-async function awaitApprovalCatchingUp(run: MigrationRun, plan: SecondBrainPlan, from: V2Watermark) {
-  let watermark = from;
-  const decision = await run.awaitCutoverApproval(plan.approval.timeout, {
-    every: plan.catchUp.every,
-    maxRounds: plan.catchUp.maxRoundsWhileWaiting,
-    run: async () => {
-      try {
-        watermark = (await longActivities.catchUpSecondBrain(plan, watermark)).watermark;
-      } catch (err) {
-        // Not fatal: the watermark stays where it was, and cutover catches up from it.
-        run.note(`Catch-up while waiting for approval failed: ${errorMessage(err)}`);
-      }
-    },
-  });
-  return { decision, watermark };
 }

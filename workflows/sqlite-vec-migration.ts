@@ -6,7 +6,6 @@
  */
 import { ApplicationFailure, patched } from '@temporalio/workflow';
 import { z } from 'zod';
-import type { Watermark } from '../activities/stores/sqlite';
 import { longActivities, quickActivities } from './activity-options';
 import type { IdRange, Outcome, RollbackRequest, ValidationReport } from './messages';
 import { MigrationRun, errorMessage, parsePlan } from './migration-run';
@@ -137,7 +136,10 @@ export async function sqliteVecMigration(input: SqliteVecPlanInput): Promise<Sql
     );
   }
 
-  const { decision, watermark } = await awaitApprovalCatchingUp(run, plan, validated.watermark);
+  let watermark = validated.watermark;
+  const decision = await run.awaitApprovalCatchingUp(plan, async () => {
+    watermark = (await longActivities.catchUpSqliteVec(plan, watermark)).watermark;
+  });
   if (decision !== 'approved') {
     if (plan.onReject === 'drop-target') {
       const removed = await run.phase('rollback', () => quickActivities.removeSqliteVecRunWrites(plan));
@@ -164,26 +166,4 @@ export async function sqliteVecMigration(input: SqliteVecPlanInput): Promise<Sql
     if (request) return rollback(`requested by ${request.by}${request.reason ? `: ${request.reason}` : ''}`, request);
   }
   return result('cut-over', copy.copied, backup.path, copy.seconds);
-}
-
-/**
- * The approval gate, catching up while it waits (see plan.catchUp), so the
- * cutover's own catch-up stays short however long the approver takes.
- * Returns the decision and the watermark the last catch-up reached.
- */
-async function awaitApprovalCatchingUp(run: MigrationRun, plan: SqliteVecPlan, from: Watermark) {
-  let watermark = from;
-  const decision = await run.awaitCutoverApproval(plan.approval.timeout, {
-    every: plan.catchUp.every,
-    maxRounds: plan.catchUp.maxRoundsWhileWaiting,
-    run: async () => {
-      try {
-        watermark = (await longActivities.catchUpSqliteVec(plan, watermark)).watermark;
-      } catch (err) {
-        // Not fatal: the watermark stays where it was, and cutover catches up from it.
-        run.note(`Catch-up while waiting for approval failed: ${errorMessage(err)}`);
-      }
-    },
-  });
-  return { decision, watermark };
 }
