@@ -58,6 +58,8 @@ async function migrate(source: Endpoint, target: Endpoint) {
   });
   const waiting = await waitForPhase(handle, 'await-approval');
   expect(waiting.report?.ok).toBe(true);
+  // Preflight names the relationship count of every type.
+  expect(waiting.notes).toContainEqual(expect.stringMatching(/105 relationships of 35 types: .*\bSOLVES 3\b/));
   await handle.executeUpdate(approveUpdate, { args: [{ by: 'alice' }] });
   const result = await handle.result();
   expect([result.outcome, result.memories, result.relationships]).toEqual(['cut-over', MEMORIES, RELATIONSHIPS]);

@@ -44,7 +44,8 @@ export async function memoryGraphMigration(input: MemoryGraphPlanInput): Promise
   const preflight = await run.phase('preflight', () => quickActivities.preflightMemoryGraph(plan));
   const { source, target } = preflight;
   run.setCopyTotal(source.memories + source.relationships);
-  run.note(`Source (${source.layout}) holds ${source.memories} memories and ${source.relationships} relationships of ${Object.keys(source.relationshipsByType).length} types.`);
+  const byType = Object.entries(source.relationshipsByType).map(([type, n]) => `${type} ${n}`).join(', ');
+  run.note(`Source (${source.layout}) holds ${source.memories} memories and ${source.relationships} relationships of ${Object.keys(source.relationshipsByType).length} types${byType ? `: ${byType}` : ''}.`);
   if (target.exists) run.note(`Target holds ${target.memories} memories and ${target.relationships} relationships before this run; they are kept whatever happens.`);
 
   if (plan.dryRun) {
