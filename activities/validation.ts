@@ -134,6 +134,8 @@ export interface ExhaustiveRules {
   writtenSince(source: MemoryPoint | undefined, target: MemoryPoint | undefined): boolean | Promise<boolean>;
   /** A runbook's own per-point check (e.g. the bm25 vector computed from the text); null when fine. */
   extraProblem?(source: MemoryPoint, target: MemoryPoint): string | null;
+  /** Words after the differing payload fields' names (e.g. which verdict a computed field gave); names and ids only. */
+  payloadDetail?(fields: string[], target: MemoryPoint): string;
 }
 
 /**
@@ -224,7 +226,7 @@ class PageCursor {
  */
 function pointDifference(expected: MemoryPoint, actual: MemoryPoint, rules: ExhaustiveRules): string | null {
   const fields = differingFields(expected.payload, actual.payload);
-  if (fields.length) return `payload ${fields.join(', ')} differ`;
+  if (fields.length) return `payload ${fields.join(', ')} differ${rules.payloadDetail?.(fields, actual) ?? ''}`;
   if (rules.vectorsCopied && !sameVector(expected.vector, actual.vector)) return 'vector differs';
   return rules.extraProblem?.(expected, actual) ?? null;
 }

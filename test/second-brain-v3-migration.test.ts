@@ -232,7 +232,7 @@ describe.skipIf(postgresIsPglite)('secondBrainV3Migration', () => {
       expect(await failureType(handle)).toBe('ValidationFailed');
       expect(await failureMessage(handle)).toMatch(/420 compared field by field \(vector to float32, event data\), 1 differ/);
       const status = await handle.query('status');
-      expect((status as { report: { errors: string[] } }).report.errors).toEqual([`${first}: title, retrieval_count, event differ (event: event data differs)`]);
+      expect((status as { report: { errors: string[] } }).report.errors).toEqual([`${first}: payload title, retrieval_count, event differ (event: event data differs)`]);
       expect(existsSync(plan.cutover.file)).toBe(false);
     });
   });

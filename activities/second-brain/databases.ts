@@ -7,19 +7,22 @@
 import { ApplicationFailure } from '@temporalio/common';
 import pg from 'pg';
 import { describeDatabase } from '../../workflows/second-brain-plan';
+import { classifyPostgresError } from '../stores/postgres';
 
 /** pg's own error codes for a missing database (SQLSTATE 3D000). */
 export const DATABASE_MISSING = '3D000';
 
+/**
+ * The shared classifier (activities/stores/postgres.ts), plus integrity
+ * violations (SQLSTATE class 23): a row v2's CHECK constraints or v3's keys
+ * refuse is refused again on every retry. Their messages name constraints, not values.
+ */
 export function classifyPg(err: unknown, url: string): unknown {
   const code = (err as { code?: unknown }).code;
-  if (typeof code !== 'string' || !/^[0-9A-Z]{5}$/.test(code)) return err;
-  const where = describeDatabase(url);
-  if (code.startsWith('22')) return ApplicationFailure.nonRetryable(`PostgreSQL at ${where} refused the content (SQLSTATE ${code}, data exception)`, 'ContentRejected');
-  if (['28', '3D', '42'].includes(code.slice(0, 2)) || code.startsWith('23')) {
-    return ApplicationFailure.nonRetryable(`PostgreSQL at ${where} refused: ${(err as Error).message} (SQLSTATE ${code})`, 'PostgresRefused');
+  if (typeof code === 'string' && /^23[0-9A-Z]{3}$/.test(code)) {
+    return ApplicationFailure.nonRetryable(`PostgreSQL at ${describeDatabase(url)} refused: ${(err as Error).message} (SQLSTATE ${code})`, 'PostgresRefused');
   }
-  return err;
+  return classifyPostgresError(err, describeDatabase(url));
 }
 
 /** A pool on `url` for the length of `use`; PGUSER/PGPASSWORD come from the worker's environment. */

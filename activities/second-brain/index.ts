@@ -27,7 +27,9 @@ import { copyPointsResumably, type CopyChannel, type CopyResult } from '../copy-
 import { assertLiveBackendFile, readLiveBackend, recordLiveBackend, restoreLiveBackend, untilQuiet, type ProtectedFiles } from '../cutover';
 import { assertWritableFile, writeFileAtomically } from '../files';
 import type { MemoryPoint } from '../stores/contract';
+import { compareIds } from '../stores/key-order';
 import { QdrantCollection } from '../stores/qdrant';
+import { compareEveryPoint } from '../validation';
 import { DATABASE_MISSING, databaseOf, inSnapshot, quoteIdent, sameDatabase, withPool } from './databases';
 import { V2Columns, V2MemorySource, inspectV2, v2Ids, watermarkNow, type Db, type FillVectors, type V2Shape, type V2Watermark, type V3Mapping } from './v2-source';
 import { writeBackV2Rows } from './v2-write-back';
@@ -307,35 +309,67 @@ interface Exhaustive {
   withoutVector: number;
 }
 
-/** Every v2 memory (in `db`'s snapshot) against its v3 row: id, every field, vector to float32, its one event. */
+/**
+ * Every v2 memory (in `db`'s snapshot) against its v3 row through the shared
+ * merge (activities/validation.ts): id, every field (the event and the JSON
+ * embedding as the verdicts V3MemoryTarget computes), vector to float32. The
+ * v3 side is read by the ids of each v2 page: memories a resumed target held
+ * before this run are not v2's to judge.
+ */
 async function compareEveryMemory(plan: SecondBrainPlan, source: SourceContext, db: Db, target: V3MemoryTarget): Promise<Exhaustive> {
   const reader = await openSource(source, plan, db);
-  const result: Exhaustive = { compared: 0, perOwner: new Map(), differing: 0, errors: [], withoutVector: 0 };
-  let cursor: string | null = null;
-  do {
-    const page = await reader.readPage(cursor, SCAN_PAGE);
-    cursor = page.next;
-    const stored = new Map((await target.retrieve(page.points.map((p) => p.id))).map((p) => [p.id, p]));
-    for (const expected of page.points) {
-      result.compared++;
-      const owner = String(expected.payload.user_id);
-      result.perOwner.set(owner, (result.perOwner.get(owner) ?? 0) + 1);
-      if (expected.vector.length === 0) result.withoutVector++;
-      const actual = stored.get(expected.id);
-      let problem: string | null = null;
-      if (!actual) problem = 'missing from v3';
-      else if (!sameFloat32Vector(expected.vector, actual.vector)) problem = 'embedding_vector differs';
-      else {
-        const fields = differingFields(expected.payload, actual.payload);
-        if (fields.length) problem = `${fields.join(', ')} differ${fields.includes('event') ? ` (event: ${actual.payload.event})` : ''}`;
+  const perOwner = new Map<string, number>();
+  let withoutVector = 0;
+  const pages = pagedBySourceIds(async function* () {
+    let cursor: string | null = null;
+    do {
+      const page = await reader.readPage(cursor, SCAN_PAGE);
+      cursor = page.next;
+      for (const p of page.points) {
+        perOwner.set(String(p.payload.user_id), (perOwner.get(String(p.payload.user_id)) ?? 0) + 1);
+        if (p.vector.length === 0) withoutVector++;
       }
-      if (!problem) continue;
-      result.differing++;
-      if (result.errors.length < MAX_IDS) result.errors.push(`${expected.id}: ${problem}`);
-    }
-    Context.current().heartbeat();
-  } while (cursor !== null);
-  return result;
+      yield page.points;
+    } while (cursor !== null);
+  }(), (ids) => target.retrieve(ids));
+  const every = await compareEveryPoint(pages.source, pages.target, {
+    vectorsCopied: false, // compared float32-exact below, not within the shared bound
+    writtenSince: () => false, // one snapshot, after the catch-up: any difference is the copy's
+    extraProblem: (expected, actual) => (sameFloat32Vector(expected.vector, actual.vector) ? null : 'embedding_vector differs'),
+    payloadDetail: (fields, actual) => (fields.includes('event') ? ` (event: ${actual.payload.event})` : ''),
+  }, () => Context.current().heartbeat());
+  return { compared: every.compared, perOwner, differing: every.missing + every.extra + every.different, errors: every.problems, withoutVector };
+}
+
+/**
+ * One stream of source pages and, page for page, the target's points with the
+ * same ids (in id order), for compareEveryPoint: each target page waits for
+ * its source page's ids.
+ */
+function pagedBySourceIds(source: AsyncIterable<MemoryPoint[]>, retrieve: (ids: string[]) => Promise<MemoryPoint[]>) {
+  const idsOfPage: Promise<string[] | null>[] = [];
+  const handOver: ((ids: string[] | null) => void)[] = [];
+  const slot = (n: number) => {
+    while (idsOfPage.length <= n) idsOfPage.push(new Promise((resolve) => handOver.push(resolve)));
+    return n;
+  };
+  return {
+    source: (async function* () {
+      let n = 0;
+      for await (const page of source) {
+        handOver[slot(n++)](page.map((p) => p.id));
+        yield page;
+      }
+      handOver[slot(n)](null);
+    })(),
+    target: (async function* () {
+      for (let n = 0; ; n++) {
+        const ids = await idsOfPage[slot(n)];
+        if (ids === null) return;
+        yield (await retrieve(ids)).sort((a, b) => compareIds(a.id, b.id));
+      }
+    })(),
+  };
 }
 
 /** Vector search on a sample: each memory's own vector finds itself first (or a memory at distance 0). */

@@ -323,12 +323,12 @@ const MAX_NAMED_POINTS = 10;
  * cannot store (SQLSTATE class 22; its message may quote the content, so only
  * the code is kept), bad credentials (28), a missing database (3D), and
  * missing or forbidden objects (42). Everything else (connections, locks,
- * shutdowns) stays retryable.
+ * shutdowns) stays retryable. `at` names where: a table, or a description.
  */
-function classifyPostgresError(err: unknown, spec: PgvectorTableSpec): unknown {
+export function classifyPostgresError(err: unknown, at: PgvectorTableSpec | string): unknown {
   const code = (err as { code?: unknown }).code;
   if (typeof code !== 'string' || !/^[0-9A-Z]{5}$/.test(code)) return err;
-  const where = `${new URL(spec.url).host} ${spec.schema}.${spec.table}`;
+  const where = typeof at === 'string' ? at : `${new URL(at.url).host} ${at.schema}.${at.table}`;
   if (code.startsWith('22')) {
     return ApplicationFailure.nonRetryable(`PostgreSQL at ${where} refused the content (SQLSTATE ${code}, data exception)`, CONTENT_REJECTED);
   }
