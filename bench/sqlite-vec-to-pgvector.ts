@@ -168,9 +168,10 @@ async function memshiftCopy(size: number, source: string, postgres: BenchPostgre
     for (let phase = 'preflight'; phase !== 'await-approval'; ) {
       await new Promise((r) => setTimeout(r, 250));
       // A query times out while a synchronous SQLite step (preflight's integrity check of a 2 GB file) holds the worker.
-      const status = await handle.query(statusQuery).catch(() => null);
-      if (phase === 'copy') workers.forEach((w, i) => (copyPeakRssMb[i] = Math.max(copyPeakRssMb[i], rssMbOf(w.child.pid!))));
+        const status = await handle.query(statusQuery).catch(() => null);
       if (!status) continue;
+      // Sampled only on a fresh answer that the copy still runs: a stalled query must not count validation's memory.
+      if (status.phase === 'copy') workers.forEach((w, i) => (copyPeakRssMb[i] = Math.max(copyPeakRssMb[i], rssMbOf(w.child.pid!))));
       if (status.error) throw new Error(status.error);
       if (status.phase === phase) continue;
       if (status.phase === 'copy') cpuAtCopyStart = cpuNow();
@@ -288,7 +289,7 @@ async function main() {
         load.push(os.loadavg()[0].toFixed(1));
         const run = await copy();
         runs.push(run);
-        console.error(`${size}: ${run.tool} ${Math.round(run.points / run.copySeconds)} points/s`);
+        console.error(`${size}: ${run.tool} ${Math.round(run.points / run.copySeconds)} points/s in ${run.copySeconds}s, CPU ${JSON.stringify(run.cpuSeconds)}, peak RSS MB during copy ${run.copyPeakRssMb.join(' + ')}, whole run ${run.peakRssMb.join(' + ')}${run.phases ? `; phases: ${run.phases}` : ''}`);
         await dropTable(postgres.url, table);
       };
       const table = (tool: string) => `bench_${tool}_${size}_${Date.now()}`;
