@@ -226,7 +226,9 @@ async function main() {
   const runs: Run[] = [];
   const record = (run: Run) => {
     runs.push(run);
-    console.error(`${run.size} → ${run.target}: ${run.tool} ${run.memories} memories, ${run.relationships} relationships in ${run.seconds.toFixed(1)} s (${run.outcome})`);
+    // Each row as it is measured: an interrupted bench still leaves what it measured.
+    console.error(rowOf(run));
+    if (run.phases) console.error(phasesOf(run));
   };
   try {
     for (const size of sizes) {
@@ -254,14 +256,17 @@ async function main() {
   console.log(`\nmemorygraph SQLite → FalkorDB / Neo4j (stores written by memorygraph 0.12.4, ~3 relationships per memory); memshift batch ${option('batch', '1000')}, concurrency ${option('concurrency', '2')}, 1 worker; ${os.cpus().length} cores, load ${os.loadavg()[0].toFixed(1)}; ${new Date().toISOString().slice(0, 16)}Z`);
   console.log('| memories | target | tool | memories/s | relationships/s | memories + relationships in target | seconds | peak RSS MB | how it ended |');
   console.log('|---:|---|---|---:|---:|---:|---:|---:|---|');
-  for (const r of runs) {
-    // memshift: each entity over its own copy time; memorygraph: what its target holds over its whole run.
-    const [mSeconds, rSeconds] = r.phases ? [r.phases.memories, r.phases.relationships] : [r.seconds, r.seconds];
-    console.log(`| ${r.size} | ${r.target} | ${r.tool} | ${Math.round(r.memories / mSeconds)} | ${Math.round(r.relationships / rSeconds)} | ${r.memories} + ${r.relationships} | ${r.seconds.toFixed(1)} | ${r.peakRssMb} | ${r.outcome} |`);
-  }
-  for (const r of runs.filter((run) => run.phases)) {
-    console.log(`${r.size} → ${r.target}, memshift: copy memories ${r.phases!.memories.toFixed(1)} s, copy relationships ${r.phases!.relationships.toFixed(1)} s, validate ${r.phases!.validate.toFixed(1)} s, start → validated ${r.seconds.toFixed(1)} s`);
-  }
+  for (const r of runs) console.log(rowOf(r));
+  for (const r of runs.filter((run) => run.phases)) console.log(phasesOf(r));
+}
+
+const phasesOf = (r: Run) =>
+  `${r.size} → ${r.target}, memshift: copy memories ${r.phases!.memories.toFixed(1)} s, copy relationships ${r.phases!.relationships.toFixed(1)} s, validate ${r.phases!.validate.toFixed(1)} s, start → validated ${r.seconds.toFixed(1)} s`;
+
+function rowOf(r: Run): string {
+  // memshift: each entity over its own copy time; memorygraph: what its target holds over its whole run.
+  const [mSeconds, rSeconds] = r.phases ? [r.phases.memories, r.phases.relationships] : [r.seconds, r.seconds];
+  return `| ${r.size} | ${r.target} | ${r.tool} | ${Math.round(r.memories / mSeconds)} | ${Math.round(r.relationships / rSeconds)} | ${r.memories} + ${r.relationships} | ${r.seconds.toFixed(1)} | ${r.peakRssMb} | ${r.outcome} |`;
 }
 
 main().catch((err) => {
