@@ -7,7 +7,7 @@
  * `runuser`; as anyone else it runs as that user.
  */
 import { execFile } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { appendFileSync, chownSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -47,6 +47,21 @@ async function asServerUser(binary: string, args: string[]): Promise<void> {
   await run(asRoot ? 'runuser' : file, asRoot ? ['-u', SERVER_USER, '--', file, ...args] : args, { timeout: 60_000 });
 }
 
+/**
+ * A file listing every cluster started (one data directory a line), when the
+ * caller sets it (the test suite does): a test process that dies without its
+ * cleanup leaves a server running, and stopListedClusters ends them.
+ */
+const CLUSTER_LIST = process.env.MEMSHIFT_PG_CLUSTER_LIST;
+
+/** Stops every cluster listed in `listFile` that is still running (immediate shutdown; data is throwaway). */
+export async function stopListedClusters(listFile: string): Promise<void> {
+  const dataDirs = existsSync(listFile) ? readFileSync(listFile, 'utf8').split('\n').filter(Boolean) : [];
+  for (const dataDir of dataDirs.filter((dir) => existsSync(path.join(dir, 'postmaster.pid')))) {
+    await asServerUser('pg_ctl', ['-D', dataDir, '-m', 'immediate', '-w', 'stop']).catch(() => {});
+  }
+}
+
 export async function startNativePostgres(
   options: { port?: number; dataDir?: string; settings?: Record<string, string> } = {},
 ): Promise<NativePostgres> {
@@ -63,6 +78,7 @@ export async function startNativePostgres(
   if (!existsSync(path.join(dataDir, 'PG_VERSION'))) {
     await asServerUser('initdb', ['-D', dataDir, '-U', 'postgres', '--auth=trust', '--encoding=UTF8', '--locale=C', '--no-sync']);
   }
+  if (CLUSTER_LIST) appendFileSync(CLUSTER_LIST, `${dataDir}\n`);
   const port = options.port ?? (await freePort());
   const settings = { listen_addresses: '127.0.0.1', port: String(port), unix_socket_directories: '', ...(options.settings ?? THROWAWAY_SETTINGS) };
   const serverOptions = Object.entries(settings).map(([name, value]) => `-c ${name}=${value === '' ? "''" : value}`).join(' ');

@@ -8,6 +8,7 @@ import { bundleWorkflowCode } from '@temporalio/worker';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { stopListedClusters } from '../../scripts/native-postgres';
 import { MEMSHIFT_SEARCH_ATTRIBUTES } from '../../workflows/search-attributes';
 import { recordHistories } from './record-histories';
 import { TEMPORAL_CLI } from './temporal';
@@ -25,7 +26,11 @@ export default async function setup() {
   const bundlePath = path.join(mkdtempSync(path.join(os.tmpdir(), 'memshift-bundle-')), 'workflows.js');
   writeFileSync(bundlePath, code);
   process.env.MEMSHIFT_WORKFLOW_BUNDLE = bundlePath;
+  // Every native PostgreSQL cluster a test starts is listed, so none outlives the suite.
+  const clusterList = path.join(path.dirname(bundlePath), 'postgres-clusters');
+  process.env.MEMSHIFT_PG_CLUSTER_LIST = clusterList;
   return async () => {
+    await stopListedClusters(clusterList);
     if (process.env.MEMSHIFT_RECORD_HISTORIES) console.log(`Recorded histories: ${(await recordHistories(env.client)).join(', ')}`);
     await env.teardown();
   };
