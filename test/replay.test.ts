@@ -10,14 +10,14 @@ import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
 import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { expect, it } from 'vitest';
-import { HISTORIES_DIR, HISTORY_SUFFIX } from './support/record-histories';
+import { HISTORIES_DIR, HISTORY_SUFFIX, RUNBOOKS } from './support/record-histories';
 
 Runtime.install({ logger: new DefaultLogger('WARN') });
 
 const files = (readdirSync(HISTORIES_DIR, { recursive: true }) as string[]).filter((f) => f.endsWith(HISTORY_SUFFIX)).sort();
 
 it('there are recorded histories of every runbook, including crash-resumed and rolled-back runs', () => {
-  for (const runbook of ['sqliteVecMigration', 'qdrantCollectionRebuild', 'tenantSchemaUpgrade']) {
+  for (const runbook of RUNBOOKS) {
     expect(files.filter((f) => path.basename(f).startsWith(`${runbook}-`)).length, runbook).toBeGreaterThanOrEqual(3);
   }
   expect(files.some((f) => f.endsWith(`-resumed${HISTORY_SUFFIX}`))).toBe(true);
