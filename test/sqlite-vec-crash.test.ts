@@ -46,17 +46,19 @@ function sourceIds(): Set<string> {
   }
 }
 
-const planFor = (target: TargetSpec, batchSize: number): SqliteVecPlanInput & { target: TargetSpec } => ({
+const planFor = (target: TargetSpec, batchSize: number, concurrency = 2): SqliteVecPlanInput & { target: TargetSpec } => ({
   source: { path: sourcePath },
   target,
-  copy: { batchSize, concurrency: 2 },
+  copy: { batchSize, concurrency },
   cutover: { file: path.join(dir, `${uniqueName('live')}.json`) },
 });
 
 it('worker SIGKILLed mid-copy and restarted: exact result, only batches since the last heartbeat redone', async () => {
   const taskQueue = uniqueQueue('crash');
   const table = uniqueName('memories');
-  const plan = planFor({ kind: 'pgvector', url: postgres.url, schema: 'public', table }, 250);
+  // Small pages, one at a time: native PostgreSQL copies 30k memories in about 2 s at the default
+  // sizes, faster than the status poll can catch the copy in flight before the kill lands.
+  const plan = planFor({ kind: 'pgvector', url: postgres.url, schema: 'public', table }, 50, 1);
   let worker = spawnWorkerProcess(taskQueue);
   const handle = await client.workflow.start(sqliteVecMigration, { taskQueue, workflowId: uniqueName('crash'), args: [plan] });
   const atKill = await waitForStatus(handle, (s) => s.phase === 'copy' && s.copy.copied >= MEMORIES * 0.2, 180_000);
