@@ -26,11 +26,11 @@ import { promisify } from 'node:util';
 import { openFalkorStore } from '../activities/stores/falkordb';
 import { openNeo4jDriver } from '../activities/stores/neo4j';
 import { openNeo4jGraphStore } from '../activities/stores/memorygraph-neo4j';
-import { freePort } from '../scripts/embedded-postgres';
 import { startTestFalkorDB, type TestFalkorDB } from '../test/support/falkordb';
 import { startTestNeo4j, type TestNeo4j } from '../test/support/neo4j';
 import { statusQuery } from '../workflows/messages';
 import { memoryGraphMigration, type MemoryGraphPlanInput } from '../workflows/memory-graph-migration';
+import { startTemporal } from './temporal';
 
 const root = path.resolve(__dirname, '..');
 const workDir = path.join(root, '.memshift', 'bench-memorygraph');
@@ -80,21 +80,6 @@ function runNode(args: string[], env: NodeJS.ProcessEnv, name: string) {
   return { child, exited, printed };
 }
 
-async function startTemporal(): Promise<{ address: string; stop(): void }> {
-  const [port, uiPort] = [await freePort(), await freePort()];
-  const server = spawn(path.join(root, 'scripts/temporal-dev-server.sh'), ['--headless'], {
-    env: { ...process.env, TEMPORAL_PORT: String(port), TEMPORAL_UI_PORT: String(uiPort) },
-    stdio: 'ignore',
-    detached: true,
-  });
-  const address = `127.0.0.1:${port}`;
-  for (let i = 0; i < 120; i++) {
-    const ok = await Connection.connect({ address, connectTimeout: 1000 }).then((c) => c.close().then(() => true), () => false);
-    if (ok) return { address, stop: () => process.kill(-server.pid!, 'SIGTERM') };
-    await new Promise((r) => setTimeout(r, 500));
-  }
-  throw new Error('Temporal dev server did not start');
-}
 
 /** memorygraph's own code writes the source (kept for later runs). */
 async function sourceOf(size: number): Promise<string> {

@@ -18,12 +18,12 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { freePort } from '../scripts/embedded-postgres';
 import { POSTGRES_BIN_DIR, startNativePostgres } from '../scripts/native-postgres';
 import { startTestPostgres, uniqueName } from '../test/support/postgres';
 import { createDatabase, createV2Store } from '../test/support/second-brain-fixtures';
 import { approveUpdate, statusQuery } from '../workflows/messages';
 import { secondBrainV3Migration } from '../workflows/second-brain-v3-migration';
+import { startTemporal } from './temporal';
 
 const root = path.resolve(__dirname, '..');
 const workDir = path.join(root, '.memshift', 'bench', `second-brain-${Date.now()}`);
@@ -58,21 +58,6 @@ function rssMbOf(pid: number): number {
   return match ? Math.round(Number(match[1]) / 1024) : NaN;
 }
 
-async function startTemporal(): Promise<{ address: string; stop(): void }> {
-  const [port, uiPort] = [await freePort(), await freePort()];
-  const server = spawn(path.join(root, 'scripts/temporal-dev-server.sh'), ['--headless'], {
-    env: { ...process.env, TEMPORAL_PORT: String(port), TEMPORAL_UI_PORT: String(uiPort) },
-    stdio: 'ignore',
-    detached: true,
-  });
-  const address = `127.0.0.1:${port}`;
-  for (let i = 0; i < 120; i++) {
-    const ok = await Connection.connect({ address, connectTimeout: 1000 }).then((c) => c.close().then(() => true), () => false);
-    if (ok) return { address, stop: () => process.kill(-server.pid!, 'SIGTERM') };
-    await new Promise((r) => setTimeout(r, 500));
-  }
-  throw new Error('Temporal dev server did not start');
-}
 
 /** DATABASE_URL, else a native cluster with durable settings: the benchmark measures a server that keeps its data. */
 async function startPostgres(): Promise<{ url: string; label: string; stop(): Promise<void> }> {

@@ -28,12 +28,12 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { freePort } from '../scripts/embedded-postgres';
 import { generateMcpStore } from '../scripts/generate-mcp-store';
 import { startNativePostgres } from '../scripts/native-postgres';
 import { startTestPostgres } from '../test/support/postgres';
 import { approveUpdate, statusQuery } from '../workflows/messages';
 import { sqliteVecMigration } from '../workflows/sqlite-vec-migration';
+import { startTemporal } from './temporal';
 
 const root = path.resolve(__dirname, '..');
 const workDir = path.join(root, '.memshift', 'bench');
@@ -92,21 +92,6 @@ function runNode(args: string[], env: NodeJS.ProcessEnv, name: string) {
   return { child, exited, printed };
 }
 
-async function startTemporal(): Promise<{ address: string; stop(): void }> {
-  const [port, uiPort] = [await freePort(), await freePort()];
-  const server = spawn(path.join(root, 'scripts/temporal-dev-server.sh'), ['--headless'], {
-    env: { ...process.env, TEMPORAL_PORT: String(port), TEMPORAL_UI_PORT: String(uiPort) },
-    stdio: 'ignore',
-    detached: true,
-  });
-  const address = `127.0.0.1:${port}`;
-  for (let i = 0; i < 120; i++) {
-    const ok = await Connection.connect({ address, connectTimeout: 1000 }).then((c) => c.close().then(() => true), () => false);
-    if (ok) return { address, stop: () => process.kill(-server.pid!, 'SIGTERM') };
-    await new Promise((r) => setTimeout(r, 500));
-  }
-  throw new Error('Temporal dev server did not start');
-}
 
 /** A one-process copy script (plain or COPY baseline) that prints {points, seconds} when done. */
 async function scriptCopy(tool: string, script: string, size: number, source: string, postgres: BenchPostgres, table: string, batch: number): Promise<Run> {
