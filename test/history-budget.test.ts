@@ -84,8 +84,9 @@ it(`a copy in ${PARTITIONS} ranges of tiny batches, paused for ${PAUSE_MS / 1000
     copy: { batchSize: BATCH, concurrency: 1, partitions: PARTITIONS },
     cutover: { file: path.join(dir, 'live-ranges.json') },
   };
+  // Eight ranges share the 400 pages: slow each write down before the run starts, so every range is still copying when the test pauses it.
+  qdrant.double?.faults.set({ latencyMs: 40, onlyPaths: /\/points/ });
   const handle = await client.workflow.start(sqliteVecMigration, { taskQueue, workflowId: uniqueName('budget-ranges'), args: [plan] });
-  qdrant.double?.faults.set({ latencyMs: 10, onlyPaths: /\/points/ });
   const early = await waitForStatus(handle, (s) => s.phase === 'copy' && s.copy.copied >= 50);
   expect(early.copy.copied).toBeLessThan(MEMORIES);
   await handle.signal(pauseSignal);
