@@ -558,3 +558,13 @@ export function errorMessage(err: unknown): string {
   }
   return String(err);
 }
+
+/**
+ * A cutover that failed may have switched the service already, to a target
+ * missing the writes of its last moments: the runbook rolls back (keeping
+ * every write) instead of ending half-switched. Runs started before this
+ * behaviour replay as they ran: the failure ends them.
+ */
+export function rollsBackFailedCutover(): boolean {
+  return patched('rollback-after-failed-cutover');
+}

@@ -9,7 +9,7 @@
 import { ApplicationFailure } from '@temporalio/workflow';
 import { longActivities, quickActivities } from './activity-options';
 import type { Outcome, RollbackRequest, ValidationReport } from './messages';
-import { MigrationRun, errorMessage, parsePlan } from './migration-run';
+import { MigrationRun, errorMessage, parsePlan, rollsBackFailedCutover } from './migration-run';
 import { isZeroDuration } from './plan-schemas';
 import { SecondBrainPlan, describeDatabase, type SecondBrainPlanInput } from './second-brain-plan';
 
@@ -96,7 +96,13 @@ export async function secondBrainV3Migration(input: SecondBrainPlanInput): Promi
     return result('rolled-back', copy.copied, backup.path, copy.seconds);
   };
 
-  const cutover = await run.phase('cutover', () => longActivities.cutOverSecondBrain(plan, watermark));
+  let cutover;
+  try {
+    cutover = await run.phase('cutover', () => longActivities.cutOverSecondBrain(plan, watermark));
+  } catch (err) {
+    if (!rollsBackFailedCutover()) throw err;
+    return rollback(`cutover failed: ${errorMessage(err)}`, null);
+  }
   run.note(`Cut over: v3 went live with ${cutover.memories} memories after a last catch-up of ${cutover.caughtUp} changed and ${cutover.removed} deleted memories.`);
   try {
     await run.phase('verify', () => quickActivities.verifySecondBrainCutover(plan));

@@ -8,7 +8,7 @@ import { ApplicationFailure, patched } from '@temporalio/workflow';
 import { z } from 'zod';
 import { longActivities, quickActivities } from './activity-options';
 import type { IdRange, Outcome, RollbackRequest, ValidationReport } from './messages';
-import { MigrationRun, errorMessage, parsePlan } from './migration-run';
+import { MigrationRun, errorMessage, parsePlan, rollsBackFailedCutover } from './migration-run';
 import { ApprovalPlan, CatchUpWhileWaiting, CopyPlan, TargetSpec, describeTarget, duration, endpointUrl, isZeroDuration } from './plan-schemas';
 
 export const SqliteVecPlan = z
@@ -154,7 +154,13 @@ export async function sqliteVecMigration(input: SqliteVecPlanInput): Promise<Sql
     return result('rolled-back', copy.copied, backup.path, copy.seconds);
   };
 
-  const cutover = await run.phase('cutover', () => longActivities.cutOverSqliteVec(plan, watermark));
+  let cutover;
+  try {
+    cutover = await run.phase('cutover', () => longActivities.cutOverSqliteVec(plan, watermark));
+  } catch (err) {
+    if (!rollsBackFailedCutover()) throw err;
+    return rollback(`cutover failed: ${errorMessage(err)}`, null);
+  }
   run.note(`Cut over: the target went live with ${cutover.points} points after a last catch-up of ${cutover.caughtUp} changed and ${cutover.removed} deleted memories.`);
   try {
     await run.phase('verify', () => quickActivities.verifySqliteVecCutover(plan));
