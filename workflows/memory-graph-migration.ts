@@ -106,8 +106,8 @@ export async function memoryGraphMigration(input: MemoryGraphPlanInput): Promise
     return rollback(`verification failed: ${errorMessage(err)}`, null);
   }
   if (plan.target.kind !== 'export-file' && !isZeroDuration(plan.rollbackWindow)) {
-    const request = await run.awaitRollbackRequest(plan.rollbackWindow);
-    if (request) return rollback(`requested by ${request.by}${request.reason ? `: ${request.reason}` : ''}`, request);
+    const undone = await run.rollbackWindow(plan.rollbackWindow, rollback);
+    if (undone) return undone;
   }
   return result('cut-over');
 }

@@ -365,10 +365,31 @@ export class MigrationRun {
     return this.rollbackRequests.shift() ?? null;
   }
 
-  /** openRollbackWindow and the first request: for runbooks that take any rollback request. */
-  async awaitRollbackRequest(window: Duration): Promise<RollbackRequest | null> {
+  /**
+   * The rollback window for runbooks that take any request: each one runs
+   * `rollBack`. A rollback that fails (a carry-back that did not read back
+   * equal, a target gone missing) leaves the window open, so a person can fix
+   * what it names and ask again: rollbacks resume from their records. Returns
+   * the rollback's result, or null when the window closed with none; when it
+   * closes after a failed one, the run fails with that failure.
+   */
+  async rollbackWindow<R>(window: Duration, rollBack: (why: string, request: RollbackRequest) => Promise<R>): Promise<R | null> {
     this.openRollbackWindow(window);
-    return this.nextRollbackRequest();
+    let failed: unknown = null;
+    for (;;) {
+      const request = await this.nextRollbackRequest();
+      if (!request) {
+        if (failed) throw failed;
+        return null;
+      }
+      try {
+        return await rollBack(`requested by ${request.by}${request.reason ? `: ${request.reason}` : ''}`, request);
+      } catch (err) {
+        if (!patched('rollback-window-outlives-failed-rollback')) throw err;
+        failed = err;
+        this.note(`Rollback requested by ${request.by} failed: ${errorMessage(err)}. The way back stays open until the window closes: fix what it names and send rollback again.`);
+      }
+    }
   }
 
   finish<T extends object>(outcome: Outcome, result: T): T & { outcome: Outcome; report: ValidationReport | null; notes: string[] } {

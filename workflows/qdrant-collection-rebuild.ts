@@ -288,8 +288,8 @@ export async function qdrantCollectionRebuild(input: QdrantRebuildPlanInput): Pr
     return rollback(`verification failed: ${errorMessage(err)}`);
   }
   if (!isZeroDuration(plan.retention)) {
-    const request = await run.awaitRollbackRequest(plan.retention);
-    if (request) return rollback(`requested by ${request.by}${request.reason ? `: ${request.reason}` : ''}`);
+    const undone = await run.rollbackWindow(plan.retention, rollback);
+    if (undone) return undone;
   }
   return result('cut-over');
 }

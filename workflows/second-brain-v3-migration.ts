@@ -110,8 +110,8 @@ export async function secondBrainV3Migration(input: SecondBrainPlanInput): Promi
     return rollback(`verification failed: ${errorMessage(err)}`, null);
   }
   if (!isZeroDuration(plan.rollbackWindow)) {
-    const request = await run.awaitRollbackRequest(plan.rollbackWindow);
-    if (request) return rollback(`requested by ${request.by}${request.reason ? `: ${request.reason}` : ''}`, request);
+    const undone = await run.rollbackWindow(plan.rollbackWindow, rollback);
+    if (undone) return undone;
   }
   return result('cut-over', copy.copied, backup.path, copy.seconds);
 }

@@ -1,10 +1,12 @@
 /**
- * A cutover that fails after the switch rolls back instead of ending the run
- * half-switched. The service writes to the source in the moment between the
+ * Failures after the switch never strand the service. A cutover that fails
+ * after the switch rolls back instead of ending the run half-switched. The service writes to the source in the moment between the
  * last catch-up and the switch; the target then refuses the catch-up that
  * carries that write over (a trigger raising insufficient_privilege, as a
  * revoked grant would). Without the rollback the service would stay on a
- * target that lacks the write. Real Temporal, SQLite and PostgreSQL.
+ * target that lacks the write. And a rollback that fails keeps the way back
+ * open: fixed, it is asked again and carries every write back.
+ * Real Temporal, SQLite and PostgreSQL.
  */
 import type { Client } from '@temporalio/client';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -12,12 +14,13 @@ import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openReadOnly } from '../activities/stores/sqlite';
+import { openTarget } from '../activities/targets';
 import { generateMcpStore, insertMemories, openWritableStore } from '../scripts/generate-mcp-store';
 import { POSTGRES_BIN_DIR } from '../scripts/native-postgres';
-import { approveUpdate } from '../workflows/messages';
+import { approveUpdate, rollbackSignal } from '../workflows/messages';
 import { secondBrainV3Migration } from '../workflows/second-brain-v3-migration';
 import { sqliteVecMigration } from '../workflows/sqlite-vec-migration';
-import { connectClient, startWorker, tempDir, uniqueQueue, waitForPhase } from './support/harness';
+import { connectClient, startWorker, tempDir, uniqueQueue, waitForPhase, waitForStatus } from './support/harness';
 import { postgresIsPglite, startTestPostgres, uniqueName, type TestPostgres } from './support/postgres';
 import { createDatabase, createV2Store } from './support/second-brain-fixtures';
 
@@ -44,12 +47,16 @@ afterAll(async () => {
 
 /** From now on every write to `table` fails as a revoked grant would (SQLSTATE 42501). */
 async function refuseWrites(url: string, table: string): Promise<void> {
+  await sql(url, `CREATE FUNCTION refuse_writes() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN RAISE EXCEPTION 'write refused by the test' USING ERRCODE = 'insufficient_privilege'; END $$`);
+  await sql(url, `CREATE TRIGGER refuse_writes BEFORE INSERT OR UPDATE ON ${table} FOR EACH ROW EXECUTE FUNCTION refuse_writes()`);
+}
+
+async function sql(url: string, statement: string): Promise<void> {
   const db = new pg.Client({ connectionString: url });
   await db.connect();
   try {
-    await db.query(`CREATE FUNCTION refuse_writes() RETURNS trigger LANGUAGE plpgsql AS $$
-      BEGIN RAISE EXCEPTION 'write refused by the test' USING ERRCODE = 'insufficient_privilege'; END $$`);
-    await db.query(`CREATE TRIGGER refuse_writes BEFORE INSERT OR UPDATE ON ${table} FOR EACH ROW EXECUTE FUNCTION refuse_writes()`);
+    await db.query(statement);
   } finally {
     await db.end();
   }
@@ -65,18 +72,24 @@ async function writeInTheSwitch(liveFile: string, workflowId: string, write: () 
   throw new Error(`${liveFile} never named ${workflowId}`);
 }
 
-it('sqliteVecMigration: the catch-up after the switch fails, the run rolls back, the write stays in the source and the service on it', async () => {
-  const source = path.join(dir, 'sqlite_vec.db');
+/** A sqlite-vec → pgvector run on a store of its own, with a 5-minute rollback window, waiting for approval. */
+async function startSqliteVecRun() {
+  const source = path.join(dir, `${uniqueName('sqlite_vec')}.db`);
   generateMcpStore(source, { count: MEMORIES, dimensions: DIMENSIONS, deletedEvery: 0 });
-  const table = uniqueName('memories');
-  const liveFile = path.join(dir, 'live.json');
+  const target = { kind: 'pgvector' as const, url: postgres.url, schema: 'public', table: uniqueName('memories') };
+  const liveFile = path.join(dir, `${uniqueName('live')}.json`);
   writeFileSync(liveFile, BEFORE_SWITCH);
   const handle = await client.workflow.start(sqliteVecMigration, {
     taskQueue,
-    workflowId: uniqueName('failed-cutover'),
-    args: [{ source: { path: source }, target: { kind: 'pgvector', url: postgres.url, schema: 'public', table }, cutover: { file: liveFile }, rollbackWindow: '5m' }],
+    workflowId: uniqueName('after-switch'),
+    args: [{ source: { path: source }, target, cutover: { file: liveFile }, rollbackWindow: '5m' }],
   });
   await waitForPhase(handle, 'await-approval');
+  return { handle, source, target, table: target.table, liveFile };
+}
+
+it('sqliteVecMigration: the catch-up after the switch fails, the run rolls back, the write stays in the source and the service on it', async () => {
+  const { handle, source, table, liveFile } = await startSqliteVecRun();
   await refuseWrites(postgres.url, `public.${table}`);
   await handle.executeUpdate(approveUpdate, { args: [{ by: 'alice' }] });
   await writeInTheSwitch(liveFile, handle.workflowId, () => {
@@ -91,6 +104,36 @@ it('sqliteVecMigration: the catch-up after the switch fails, the run rolls back,
   expect(readFileSync(liveFile, 'utf8')).toBe(BEFORE_SWITCH); // the service is back on the source
   const db = openReadOnly(source);
   expect(db.prepare('SELECT count(*) FROM memories').pluck().get()).toBe(MEMORIES + 1); // the write made in the switch is kept
+  db.close();
+});
+
+it('sqliteVecMigration: a rollback that fails keeps the window open; fixed and asked again, it carries the post-cutover write back', async () => {
+  const { handle, source, target, table, liveFile } = await startSqliteVecRun();
+  await handle.executeUpdate(approveUpdate, { args: [{ by: 'alice' }] });
+  await waitForPhase(handle, 'rollback-window');
+  // The service, now on the target, edits a memory.
+  const live = openTarget(target);
+  const [edited] = (await live.readPage(null, 1)).points;
+  edited.payload = { ...edited.payload, tags: ['edited-after-cutover'], updated_at: 1_800_000_000.5 };
+  await live.upsert([edited]);
+  await live.close();
+
+  // Someone moved the target table away: the rollback cannot read it, and says so.
+  await sql(postgres.url, `ALTER TABLE public.${table} RENAME TO ${table}_moved`);
+  await handle.signal(rollbackSignal, { by: 'bob', reason: 'latency' });
+  const refused = await waitForStatus(handle, (s) => s.notes.some((n) => n.startsWith('Rollback requested by bob failed')));
+  expect(refused.notes.join('\n')).toMatch(/Rollback requested by bob failed: .*SQLSTATE 42P01.*The way back stays open/);
+  expect(refused.outcome).toBeNull();
+  expect(JSON.parse(readFileSync(liveFile, 'utf8')).workflowId).toBe(handle.workflowId); // still on the target
+
+  await sql(postgres.url, `ALTER TABLE public.${table}_moved RENAME TO ${table}`);
+  await handle.signal(rollbackSignal, { by: 'bob', reason: 'table is back' });
+  const result = await handle.result();
+  expect(result.outcome).toBe('rolled-back');
+  expect(result.notes.join('\n')).toMatch(/1 post-cutover writes carried back into the source \(1 rows updated, 0 new\)/);
+  expect(readFileSync(liveFile, 'utf8')).toBe(BEFORE_SWITCH);
+  const db = openReadOnly(source);
+  expect(db.prepare('SELECT tags FROM memories WHERE content_hash = ?').pluck().get(edited.payload.content_hash)).toBe('edited-after-cutover');
   db.close();
 });
 
