@@ -9,7 +9,7 @@ import type { Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { CheckResult, CopyRange, ExhaustiveComparison, IdRange, ValidationReport } from '../workflows/messages';
+import type { CheckResult, CopyRange, ExhaustiveComparison, IdRange, RollbackRequest, ValidationReport } from '../workflows/messages';
 import type { QdrantRebuildPlan } from '../workflows/qdrant-collection-rebuild';
 import { BM25_VECTOR_NAME, bm25SparseVector } from './bm25';
 import { currentWorkflow } from './context';
@@ -466,6 +466,13 @@ function entryOf(payload: Record<string, unknown>): WatermarkEntry {
   return { print, held: print, user: typeof user === 'string' ? user : null };
 }
 
+/** Ids whose point `current` holds and `older` lacks or holds differently, and ids `older` holds that `current` deleted. */
+async function writesMissingFrom(url: string, current: string, older: string): Promise<string[]> {
+  const [now, then] = [await fingerprints(url, current), await fingerprints(url, older)];
+  const changed = [...now].filter(([id, entry]) => then.get(id)?.print !== entry.print).map(([id]) => id);
+  return [...changed, ...[...then.keys()].filter((id) => !now.has(id))];
+}
+
 /** Payload fingerprints of a whole collection: one short entry per point, never points. */
 async function fingerprints(url: string, collection: string): Promise<Watermark> {
   const prints: Watermark = new Map();
@@ -827,10 +834,21 @@ export function qdrantRebuildActivities({ client }: { client: Client }) {
       return { summary: lines.join('; ') };
     },
 
-    /** Aliases back to the legacy collections (or to snapshot copies), optionally the graph restored. */
-    async rollbackRebuild(plan: QdrantRebuildPlan, snapshots: { collection: string; name: string; checksum?: string | null }[]): Promise<{ summary: string }> {
+    /**
+     * Aliases back to the legacy collections (or to snapshot copies), optionally
+     * the graph restored. A snapshot predates every write since the backup
+     * (and the carried-back post-cutover ones): it is served only when it
+     * lacks none of them or the request accepts the loss; an automatic
+     * rollback (request null) serves the legacy collection instead.
+     */
+    async rollbackRebuild(
+      plan: QdrantRebuildPlan,
+      snapshots: { collection: string; name: string; checksum?: string | null }[],
+      request: RollbackRequest | null = null,
+    ): Promise<{ summary: string }> {
       const url = plan.qdrant.url;
       const serving = [];
+      const parts: string[] = [];
       for (const pair of plan.collections) {
         if (!plan.rollback.fromSnapshot) {
           serving.push({ alias: pair.alias, collection: pair.source });
@@ -839,10 +857,25 @@ export function qdrantRebuildActivities({ client }: { client: Client }) {
         const snapshot = snapshots.find((s) => s.collection === pair.source);
         if (!snapshot) fail(`No snapshot of '${pair.source}' was taken; cannot roll back from a snapshot.`, 'SnapshotMissing');
         const location = snapshotLocation(url, pair.source, snapshot.name);
-        await withHeartbeats(recoverSnapshot(url, rollbackCollectionOf(pair), location, snapshot.checksum ?? undefined));
-        serving.push({ alias: pair.alias, collection: rollbackCollectionOf(pair) });
+        const recovered = rollbackCollectionOf(pair);
+        await withHeartbeats(recoverSnapshot(url, recovered, location, snapshot.checksum ?? undefined));
+        const undone = await writesMissingFrom(url, pair.source, recovered);
+        if (undone.length && !request?.acceptLoss) {
+          if (request) {
+            fail(
+              `Serving the snapshot of '${pair.source}' would undo ${undone.length} writes made since it was taken (${undone.slice(0, MAX_REPORTED_ERRORS).join(', ')}); ` +
+                `no alias was moved. Send rollback again with "acceptLoss": true to accept that; '${pair.source}' holds them all.`,
+              'RollbackWouldLoseWrites',
+            );
+          }
+          parts.push(`'${pair.source}' served rather than its snapshot, which lacks ${undone.length} writes made since it was taken`);
+          serving.push({ alias: pair.alias, collection: pair.source });
+          continue;
+        }
+        if (undone.length) parts.push(`the snapshot of '${pair.source}' served as accepted, undoing ${undone.length} writes that '${pair.source}' keeps`);
+        serving.push({ alias: pair.alias, collection: recovered });
       }
-      const parts = [`aliases ${await pointAliases(url, serving)}`];
+      parts.unshift(`aliases ${await pointAliases(url, serving)}`);
       if (plan.rollback.restoreGraph && plan.graph) {
         const file = graphExportFileFor(plan, currentWorkflow().workflowId);
         const restored = await withHeartbeats(restoreGraph({ ...plan.graph, file }, (done) => heartbeat(done)));

@@ -263,6 +263,33 @@ describe('approval and rollback', () => {
   });
 });
 
+describe('rollback from the snapshot', () => {
+  it('is refused while it would undo writes made since the snapshot, naming them; with acceptLoss it serves the snapshot and the legacy collection keeps them', async () => {
+    const base = await mem0Dataset(200, 0);
+    const snapshotTime = await readAll(base);
+    const handle = await start(planFor(base, { retention: '1h', rollback: { fromSnapshot: true } }, false));
+    await waitForPhase(handle, 'await-approval');
+    await handle.executeUpdate(approveUpdate, { args: [{ by: 'alice' }] });
+    await waitForPhase(handle, 'rollback-window');
+    // The service writes through the alias after cutover: the snapshot, taken before the copy, lacks it.
+    const written = mem0Memory(90_001, { dimensions: DIMENSIONS });
+    await new QdrantCollection(qdrant.url, `${base}_v2`).upsert([written]);
+
+    await handle.signal(rollbackSignal, { by: 'alice', reason: 'hybrid search regressed' });
+    const refused = await waitForStatus(handle, (s) => s.notes.some((n) => n.startsWith('Rollback requested by alice failed')));
+    expect(refused.notes.join('\n')).toMatch(new RegExp(`Serving the snapshot of '${base}' would undo 1 writes made since it was taken \\(${written.id}\\); no alias was moved`));
+    expect(await aliasTarget(`${base}_live`)).toBe(`${base}_v2`);
+
+    await handle.signal(rollbackSignal, { by: 'alice', reason: 'accepted', acceptLoss: true });
+    const result = await handle.result();
+    expect(result.outcome).toBe('rolled-back');
+    expect(result.notes.join('\n')).toMatch(new RegExp(`the snapshot of '${base}' served as accepted, undoing 1 writes that '${base}' keeps`));
+    expect(await aliasTarget(`${base}_live`)).toBe(`${base}_rollback`);
+    expect(await readAll(`${base}_live`)).toEqual(snapshotTime);
+    expect((await readAll(base)).get(written.id)?.payload).toEqual(written.payload); // carried back: the legacy collection keeps it
+  });
+});
+
 describe('bad input: a clear error and nothing written', () => {
   /** Everything a failed start could have written: collections, aliases, snapshots of the source. */
   async function qdrantState(base: string) {

@@ -14,7 +14,7 @@ import { ApplicationFailure, condition, patched } from '@temporalio/workflow';
 import { z } from 'zod';
 import { longActivities, quickActivities } from './activity-options';
 import type { CarryBackCounts, CatchUpCounts } from '../activities/qdrant-rebuild';
-import type { IdRange, Outcome, ValidationReport } from './messages';
+import type { IdRange, Outcome, RollbackRequest, ValidationReport } from './messages';
 import { MigrationRun, errorMessage, parsePlan } from './migration-run';
 import { ApprovalPlan, CatchUpWhileWaiting, CopyPlan, collectionName, duration, endpointUrl, isZeroDuration, qdrantUrl } from './plan-schemas';
 
@@ -255,10 +255,10 @@ export async function qdrantCollectionRebuild(input: QdrantRebuildPlanInput): Pr
 
   // Carry back, move the aliases, carry back again: writes that reached the new collections while the
   // aliases moved are carried too, and after that nothing writes them.
-  const rollback = async (why: string) => {
+  const rollback = async (why: string, request: RollbackRequest | null = null) => {
     await run.phase('rollback', async () => {
       const first = await longActivities.carryBackPostCutoverWrites(plan, preflight.vectors);
-      const undone = await longActivities.rollbackRebuild(plan, snapshots);
+      const undone = await longActivities.rollbackRebuild(plan, snapshots, request);
       const last = await longActivities.carryBackPostCutoverWrites(plan, preflight.vectors);
       carriedBack = { ...addCounts(first, last), conflicts: last.conflicts, conflictIds: last.conflictIds };
       run.note(`Rolled back (${why}): ${undone.summary}`);
