@@ -9,7 +9,7 @@ import neo4j from 'neo4j-driver';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { memoryPoint, relationshipPoint, type GraphStore } from '../activities/memorygraph/graph-store';
-import { bringInLine, printsOf } from '../activities/memorygraph/sync';
+import { bringInLine, diffStreamed, printsOf } from '../activities/memorygraph/sync';
 import { openFalkorStore } from '../activities/stores/falkordb';
 import { openNeo4jDriver } from '../activities/stores/neo4j';
 import { openNeo4jGraphStore } from '../activities/stores/memorygraph-neo4j';
@@ -163,5 +163,50 @@ describe('SQLite', () => {
     expect((await store.counts()).memories).toBe(1);
     await store.close();
     expect(() => MemorygraphSqliteStore.openWritable(file)).toThrow(/older SQLite layout/);
+  });
+});
+
+describe('validation, streamed', () => {
+  // More than a page (PAGE = 1000) of everything, laid out to cross every cursor case:
+  // a memory with more relationships than a page, more than a window of memories with none, ids whose order differs from their start memories'.
+  const memories = Array.from({ length: 2600 }, (_, i) => memoryPoint({ id: `m-${String(i).padStart(5, '0')}`, type: 'general', title: `t${i}`, content: 'c' }));
+  const edges = [
+    ...Array.from({ length: 1500 }, (_, k) => relationshipPoint(`hub-${String(k).padStart(4, '0')}`, 'RELATED_TO', 'm-00000', `m-${String(1 + (k % 900)).padStart(5, '0')}`, { strength: 0.5 })),
+    ...Array.from({ length: 900 * 3 }, (_, n) => {
+      const [i, k] = [1 + Math.floor(n / 3), n % 3];
+      return relationshipPoint(`e-${String((i * 7919) % 10007).padStart(5, '0')}-${k}`, 'SOLVES', `m-${String(i).padStart(5, '0')}`, `m-${String(2300 + k).padStart(5, '0')}`, { strength: 0.9 });
+    }),
+    ...Array.from({ length: 300 }, (_, n) => relationshipPoint(`z-${n}`, 'CAUSES', `m-${String(2300 + n).padStart(5, '0')}`, 'm-00001', {})),
+  ];
+
+  /** A store whose reads are logged in order, to see how the comparison interleaves the two sides. */
+  function logged(store: GraphStore, side: string, log: string[]): GraphStore {
+    return new Proxy(store, {
+      get: (target, key) => (key === 'read' ? (entity: 'memories' | 'relationships', cursor: string | null, limit: number) => (log.push(`${side} ${entity}`), target.read(entity, cursor, limit)) : Reflect.get(target, key, target)),
+    });
+  }
+
+  it('pages both sides side by side and names each difference, on SQLite, Neo4j and FalkorDB', async () => {
+    const source = MemorygraphSqliteStore.openWritable(path.join(dir, 'streamed.db'));
+    const targets = [await openNeo4jGraphStore({ uri: neo.uri }, true), await openFalkorStore({ url: falkor.url, graph: 'streamed' }, true), MemorygraphSqliteStore.openWritable(path.join(dir, 'streamed-target.db'))];
+    await using([source, ...targets], async () => {
+      await source.upsert('memories', memories);
+      await source.upsert('relationships', edges);
+      for (const target of targets) {
+        if ('prepareSchema' in target) await (target as { prepareSchema(): Promise<void> }).prepareSchema();
+        expect((await bringInLine(source, target, nothingKept())).written).toBe(memories.length + edges.length);
+        const log: string[] = [];
+        const same = await diffStreamed(logged(source, 'source', log), logged(target, 'target', log), 'relationships', new Set());
+        expect(same).toMatchObject({ missing: [], different: [], extra: [], sourceCount: edges.length, targetCount: edges.length });
+        // Streamed: the target is read while the source still has pages to give (a whole-side read would finish the source first).
+        expect(log.indexOf('target relationships')).toBeLessThan(log.lastIndexOf('source relationships'));
+
+        await target.remove('relationships', ['hub-1200', 'e-09574-1']);
+        await target.upsert('relationships', [relationshipPoint('z-7', 'CAUSES', 'm-02307', 'm-00001', { strength: 0.1 }), relationshipPoint('kept', 'CAUSES', 'm-02599', 'm-00001', {}), relationshipPoint('added', 'CAUSES', 'm-01500', 'm-00002', {})]);
+        const diff = await diffStreamed(source, target, 'relationships', new Set(['kept']));
+        expect(diff).toMatchObject({ missing: ['hub-1200', 'e-09574-1'], different: ['z-7'], extra: ['added'], kept: 1, sourceCount: edges.length, targetCount: edges.length });
+        expect(await bringInLine(source, target, { memories: new Set(), relationships: new Set(['kept']) })).toEqual({ written: 3, removed: 1, keptNewer: 0 });
+      }
+    });
   });
 });

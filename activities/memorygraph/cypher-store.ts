@@ -2,7 +2,8 @@
  * memorygraph's graph model, shared by its Neo4j and FalkorDB backends:
  * `(:Memory {id, …})` nodes and typed relationships carrying `id`, strength,
  * counters and bi-temporal fields. One class speaks it over either driver:
- * reads by `id > $cursor ORDER BY id LIMIT n`, writes by batched
+ * reads memories by `id > $cursor ORDER BY id LIMIT n` and relationships by
+ * start memory then id (graph-store.ts' EdgeCursor), writes by batched
  * `UNWIND … MERGE` on the memory id and on the relationship id (one query per
  * relationship type), `SET = props` so the stored properties are exactly the
  * source's. Re-running a batch therefore never duplicates a node or an edge.
@@ -12,6 +13,8 @@ import {
   assertRelationshipType,
   asMemory,
   asRelationship,
+  edgeCursorOf,
+  edgePageOf,
   memoryPoint,
   pageOf,
   relationshipPoint,
@@ -34,7 +37,7 @@ export interface CypherSession {
 const MEMORY_FIELDS = 'm.id AS id, properties(m) AS p';
 const EDGE_FIELDS = 'r.id AS id, type(r) AS type, a.id AS from, b.id AS to, properties(r) AS p';
 
-/** Relationship ids this store wrote recently, with their start memory: reads of them start from the Memory.id index, not a scan of every edge. */
+/** Relationship ids this store read or wrote recently, with their start memory: retrieving them starts from the Memory.id index, not a scan of every edge. */
 const REMEMBERED_EDGES = 100_000;
 
 export class CypherGraphStore implements GraphStore {
@@ -61,11 +64,31 @@ export class CypherGraphStore implements GraphStore {
       const rows = await this.session.read(`MATCH (m:Memory) WHERE m.id > $cursor RETURN ${MEMORY_FIELDS} ORDER BY m.id LIMIT $limit`, params);
       return pageOf(rows.map(toMemory), limit);
     }
-    const rows = await this.session.read(
-      `MATCH (a:Memory)-[r]->(b:Memory) WHERE r.id > $cursor RETURN ${EDGE_FIELDS} ORDER BY r.id LIMIT $limit`,
-      params,
+    // A window of `limit` memories through the Memory.id index, then their relationships: no scan of every edge per page.
+    const after = edgeCursorOf(cursor);
+    const window = await this.session.read(
+      `MATCH (a:Memory) WHERE a.id ${after.id === null ? '>' : '>='} $from RETURN a.id AS id ORDER BY a.id LIMIT $limit`,
+      { from: after.from, limit },
     );
-    return pageOf(rows.map(toRelationship), limit);
+    const ids = window.map((w) => String(w.id));
+    const rows = ids.length
+      ? await this.session.read(
+          `UNWIND $ids AS start MATCH (a:Memory {id: start})-[r]->(b:Memory) WHERE a.id > $from OR r.id > $after
+           RETURN ${EDGE_FIELDS} ORDER BY a.id, r.id LIMIT $limit`,
+          { ids, from: after.from, after: after.id ?? '', limit },
+        )
+      : [];
+    const points = rows.map(toRelationship);
+    this.remember(points);
+    return edgePageOf(points, limit, ids.length === limit ? ids[ids.length - 1] : null);
+  }
+
+  /** Start memories of relationships read or written, so that retrieving them by id starts from the Memory.id index. */
+  private remember(points: MemoryPoint[]): void {
+    for (const point of points) {
+      if (this.startOf.size >= REMEMBERED_EDGES) this.startOf.clear();
+      this.startOf.set(point.id, asRelationship(point).from);
+    }
   }
 
   async retrieve(entity: Entity, ids: string[]): Promise<MemoryPoint[]> {
@@ -104,10 +127,7 @@ export class CypherGraphStore implements GraphStore {
       rows.push({ id: point.id, from, to, props: properties });
       byType.set(type, rows);
     }
-    for (const point of points) {
-      if (this.startOf.size >= REMEMBERED_EDGES) this.startOf.clear();
-      this.startOf.set(point.id, asRelationship(point).from);
-    }
+    this.remember(points);
     for (const [type, rows] of byType) {
       await this.session.write(
         `UNWIND $rows AS row MATCH (a:Memory {id: row.from}) MATCH (b:Memory {id: row.to})

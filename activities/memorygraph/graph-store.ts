@@ -12,6 +12,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { payloadFingerprint } from '../compare';
 import type { MemoryPoint, Page, PointSource, PointTarget } from '../stores/contract';
+import { compareIds } from '../stores/key-order';
 
 export type Properties = Record<string, unknown>;
 
@@ -132,7 +133,62 @@ export async function fingerprints(store: GraphStore, entity: Entity, pageSize: 
   return prints;
 }
 
-/** Next cursor of a page read by `id > cursor ORDER BY id LIMIT limit`. */
+/** Next cursor of a page of memories read by `id > cursor ORDER BY id LIMIT limit`. */
 export function pageOf(points: MemoryPoint[], limit: number): Page {
   return { points, next: points.length < limit ? null : points[points.length - 1].id };
+}
+
+/**
+ * Relationships are read in (start memory id, relationship id) order: graph
+ * stores then page through the Memory.id index memorygraph already has,
+ * instead of sorting every edge by its id for each page. A cursor is the
+ * last relationship read, or (`id` null) the last memory whose
+ * relationships were all read.
+ */
+export interface EdgeCursor {
+  from: string;
+  id: string | null;
+}
+
+export const edgeCursorOf = (cursor: string | null): EdgeCursor => (cursor === null ? { from: '', id: null } : (JSON.parse(cursor) as EdgeCursor));
+
+const edgeCursor = (cursor: EdgeCursor) => JSON.stringify(cursor);
+
+/**
+ * A page of relationships read in (from, id) order, at most `limit`. `windowEnd`:
+ * the last memory whose relationships the read considered, when it stopped
+ * short of the store's end (graph stores read a window of memories at a time).
+ */
+export function edgePageOf(points: MemoryPoint[], limit: number, windowEnd: string | null = null): Page {
+  const last = points[points.length - 1];
+  if (points.length === limit) return { points, next: edgeCursor({ from: asRelationship(last).from, id: last.id }) };
+  return { points, next: windowEnd === null ? null : edgeCursor({ from: windowEnd, id: null }) };
+}
+
+/** The key a point is merged by, in the order stores read: compareIds' string order for memory ids, (from, id) for relationships. */
+function mergeKey(entity: Entity, point: MemoryPoint): string {
+  return entity === 'memories' ? `\u0000${point.id}` : `${asRelationship(point).from}\u0000${point.id}`;
+}
+
+/** The id a merged point had in its store (properties carry it). */
+export const idOf = (point: MemoryPoint) => String((point.payload as { properties: Properties }).properties.id);
+
+/**
+ * Every page of one entity as activities/validation.ts' merge wants it:
+ * points keyed in read order, without SQLite row timestamps. A store whose
+ * order differs from the merge's (ids outside memorygraph's uuids, compared
+ * differently by the store) is refused rather than misreported.
+ */
+export async function* inMergeOrder(store: GraphStore, entity: Entity, pageSize: number, onPage?: () => void): AsyncGenerator<MemoryPoint[]> {
+  let previous: string | null = null;
+  for await (const page of scan(store, entity, pageSize, onPage)) {
+    const keyed = page.map((p) => ({ ...withoutRow(p), id: mergeKey(entity, p) }));
+    for (const point of keyed) {
+      if (previous !== null && compareIds(previous, point.id) >= 0) {
+        throw ApplicationFailure.nonRetryable(`${store.name} returned ${entity} ${idOf(point)} out of the order memshift compares in; its ids sort differently in the store than in memshift. Nothing was changed.`, 'UnorderedIds');
+      }
+      previous = point.id;
+    }
+    yield keyed;
+  }
 }

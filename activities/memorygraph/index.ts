@@ -24,9 +24,9 @@ import { FalkorStore } from '../stores/falkordb';
 import { readExportFile, stagingOf, writeExportFile } from '../stores/memorygraph-files';
 import { Neo4jGraphStore } from '../stores/memorygraph-neo4j';
 import { MemorygraphSqliteStore } from '../stores/memorygraph-sqlite';
-import { pointsOf, type Entity, type GraphCounts, type GraphStore } from './graph-store';
+import { pointsOf, scan, type Entity, type GraphCounts, type GraphStore } from './graph-store';
 import { openSource, openTarget, probeTarget, runDir, withStore } from './stores';
-import { ENTITIES, PAGE, beat, bringInLine, carryBack, diffEntity, printsOf, printsToRecord, type CutoverPrints, type SyncCounts } from './sync';
+import { ENTITIES, PAGE, beat, bringInLine, carryBack, diffEntity, diffStreamed, printsOf, printsToRecord, type CutoverPrints, type SyncCounts } from './sync';
 
 /** Ids named in results and errors are capped: history stays small. */
 const MAX_IDS = 20;
@@ -93,8 +93,8 @@ async function keptIds(plan: MemoryGraphPlan): Promise<Record<Entity, Set<string
 
 /**
  * Runs `use` on the source as it is at one instant when it can: a SQLite
- * source is copied (VACUUM INTO, one short read transaction) to a snapshot in
- * this run's folder, and read there. Holding a read transaction on the live
+ * source is copied (VACUUM INTO, one short read transaction, in a worker
+ * thread so heartbeats go on) to a snapshot in this run's folder, and read there. Holding a read transaction on the live
  * file instead would make memorygraph's writes wait for the whole comparison
  * (its SQLite store runs in rollback-journal mode, where readers block writers).
  */
@@ -105,7 +105,7 @@ async function atOneInstant<T>(plan: MemoryGraphPlan, source: GraphStore, use: (
   await fs.mkdir(dir, { recursive: true });
   await assertWritableFile(file, 'workDir', protectedFiles(plan));
   try {
-    source.backupTo(file);
+    await source.snapshotTo(file);
     return await withStore(Promise.resolve(MemorygraphSqliteStore.openReadOnly(file)), use);
   } finally {
     await fs.rm(file, { force: true });
@@ -145,20 +145,19 @@ function layoutOf(store: GraphStore, endpoint: MemoryGraphEndpoint): string {
 }
 
 async function reportOf(source: GraphStore, target: GraphStore, keep: Record<Entity, Set<string>>): Promise<ValidationReport> {
-  const [sourceCounts, sourcePrints] = [await source.counts(), await printsOf(source)];
-  const targetPrints = await printsOf(target);
+  const sourceCounts = await source.counts();
   const checks: ValidationReport['checks'] = [];
   const errors: string[] = [];
   let [sourceCount, targetCount] = [0, 0];
   for (const entity of ENTITIES) {
-    const diff = await diffEntity(source, target, entity, { source: sourcePrints[entity], target: targetPrints[entity] }, keep[entity]);
+    const diff = await diffStreamed(source, target, entity, keep[entity]);
     const ok = diff.missing.length + diff.different.length + diff.extra.length === 0;
     sourceCount += diff.sourceCount;
     targetCount += diff.targetCount - keep[entity].size;
     checks.push({
       name: `every ${entity.slice(0, -1)}`,
       ok,
-      detail: `${diff.sourceCount} in the source compared by fingerprint: ${diff.missing.length} missing, ${diff.different.length} different, ${diff.extra.length} extra in the target`,
+      detail: `${diff.sourceCount} in the source compared one by one: ${diff.missing.length} missing, ${diff.different.length} different, ${diff.extra.length} extra in the target`,
     });
     if (diff.missing.length) errors.push(`${entity} missing from the target: ${ids(diff.missing)}`);
     if (diff.different.length) errors.push(`${entity} different in the target: ${ids(diff.different)}`);
@@ -238,10 +237,11 @@ export function memoryGraphActivities({ client }: { client: Client }) {
     async dryRunMemoryGraph(plan: MemoryGraphPlan): Promise<{ memories: number; relationships: number; readSeconds: number; estimatedSeconds: number }> {
       return withStore(openSource(plan.source, true), async (source) => {
         const started = Date.now();
-        const prints = await printsOf(source);
+        const read = { memories: 0, relationships: 0 };
+        for (const entity of ENTITIES) for await (const page of scan(source, entity, PAGE, beat)) read[entity] += page.length;
         const readSeconds = (Date.now() - started) / 1000;
         // Writing costs about as much as reading again on the other side, twice (write, batch check).
-        return { memories: prints.memories.size, relationships: prints.relationships.size, readSeconds: Number(readSeconds.toFixed(2)), estimatedSeconds: Math.ceil(3 * readSeconds) };
+        return { memories: read.memories, relationships: read.relationships, readSeconds: Number(readSeconds.toFixed(2)), estimatedSeconds: Math.ceil(3 * readSeconds) };
       });
     },
 

@@ -9,7 +9,8 @@
 import { Context } from '@temporalio/activity';
 import { sameJson } from '../compare';
 import type { MemoryPoint } from '../stores/contract';
-import { fingerprintOf, fingerprints, withoutRow, type Entity, type GraphStore } from './graph-store';
+import { compareEveryPoint } from '../validation';
+import { fingerprintOf, fingerprints, idOf, inMergeOrder, withoutRow, type Entity, type GraphStore } from './graph-store';
 
 export const PAGE = 1000;
 export const ENTITIES: Entity[] = ['memories', 'relationships'];
@@ -97,6 +98,44 @@ export interface SyncCounts {
   keptNewer: number;
 }
 
+/** What a streamed comparison of one entity found: ids of the items to write or remove, and the totals. */
+export interface StreamedDiff {
+  missing: string[];
+  different: string[];
+  extra: string[];
+  /** Items in the target only that it held before this run (`keep`): neither extra nor removed. */
+  kept: number;
+  /** Target fingerprints of the differing items, for the cutover guard. */
+  targetPrints: Map<string, string>;
+  sourceCount: number;
+  targetCount: number;
+}
+
+/**
+ * Every item of one entity, both stores streamed in read order and merged by
+ * activities/validation.ts' compareEveryPoint: one page per side in memory,
+ * plus the ids of what differs. Its `writtenSince` hook is where each
+ * difference is sorted into missing, different or extra; none is excused.
+ */
+export async function diffStreamed(from: GraphStore, to: GraphStore, entity: Entity, keep: Set<string>): Promise<StreamedDiff> {
+  const diff: StreamedDiff = { missing: [], different: [], extra: [], kept: 0, targetPrints: new Map(), sourceCount: 0, targetCount: 0 };
+  const result = await compareEveryPoint(inMergeOrder(from, entity, PAGE), inMergeOrder(to, entity, PAGE, beat), {
+    vectorsCopied: false,
+    writtenSince: (source, target) => {
+      const id = idOf((source ?? target)!);
+      if (target) diff.targetPrints.set(id, fingerprintOf(target));
+      if (!target) diff.missing.push(id);
+      else if (source) diff.different.push(id);
+      else if (keep.has(id)) diff.kept++;
+      else diff.extra.push(id);
+      return true;
+    },
+  }, beat);
+  diff.sourceCount = result.compared - diff.extra.length - diff.kept;
+  diff.targetCount = result.compared - diff.missing.length;
+  return diff;
+}
+
 /**
  * Brings `to` in line with `from`: copies what is missing or different, and
  * removes what `from` no longer has, except ids in `keep` (what `to` held
@@ -104,13 +143,13 @@ export interface SyncCounts {
  * and its fingerprints as this run last left them), an id the service has
  * changed or created there since is never overwritten or removed; `guard` is
  * updated with what is written, so the next round sees only newer writes.
+ * Both sides are streamed (diffStreamed): memory holds the differing ids only.
  */
 export async function bringInLine(from: GraphStore, to: GraphStore, keep: Record<Entity, Set<string>>, guard?: CutoverPrints): Promise<SyncCounts> {
   const counts: SyncCounts = { written: 0, removed: 0, keptNewer: 0 };
-  const [fromPrints, toPrints] = [await printsOf(from), await printsOf(to)];
-  const diffs = {} as Record<Entity, EntityDiff>;
-  for (const entity of ENTITIES) diffs[entity] = await diffEntity(from, to, entity, { source: fromPrints[entity], target: toPrints[entity] }, keep[entity]);
-  const untouched = (entity: Entity, id: string) => !guard || toPrints[entity].get(id) === guard[entity][id];
+  const diffs = {} as Record<Entity, StreamedDiff>;
+  for (const entity of ENTITIES) diffs[entity] = await diffStreamed(from, to, entity, keep[entity]);
+  const untouched = (entity: Entity, id: string) => !guard || diffs[entity].targetPrints.get(id) === guard[entity][id];
   for (const entity of ENTITIES) {
     const wanted = [...diffs[entity].missing, ...diffs[entity].different];
     const writable = wanted.filter((id) => untouched(entity, id));

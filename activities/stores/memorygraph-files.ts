@@ -28,6 +28,8 @@ import type { MemoryPoint, Page } from './contract';
 import {
   asMemory,
   asRelationship,
+  edgeCursorOf,
+  edgePageOf,
   memoryPoint,
   relationshipPoint,
   scan,
@@ -63,6 +65,8 @@ export interface JsonlManifest {
   bytes: number;
 }
 
+const byText = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
 function malformed(file: string, why: string): never {
   throw ApplicationFailure.nonRetryable(`${file} is not a usable memorygraph export: ${why}. Nothing was written.`, 'MalformedExportFile');
 }
@@ -77,8 +81,7 @@ export class InMemoryGraphStore implements GraphStore {
     memories: MemoryPoint[],
     relationships: MemoryPoint[],
   ) {
-    const order = (a: MemoryPoint, b: MemoryPoint) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
-    this.sorted = { memories: [...memories].sort(order), relationships: [...relationships].sort(order) };
+    this.sorted = { memories: [...memories].sort((a, b) => byText(a.id, b.id)), relationships: [...relationships].sort((a, b) => byText(asRelationship(a).from, asRelationship(b).from) || byText(a.id, b.id)) };
     this.byId = {
       memories: new Map(memories.map((p) => [p.id, p])),
       relationships: new Map(relationships.map((p) => [p.id, p])),
@@ -94,19 +97,24 @@ export class InMemoryGraphStore implements GraphStore {
     return { memories: this.sorted.memories.length, relationships: this.sorted.relationships.length, relationshipsByType };
   }
 
+  /** In the order every store reads: memories by id, relationships by start memory then id (graph-store.ts). */
   async read(entity: Entity, cursor: string | null, limit: number): Promise<Page> {
     const all = this.sorted[entity];
-    let start = 0;
-    if (cursor !== null) {
-      // First id after the cursor (binary search: ids are sorted).
-      let hi = all.length;
-      while (start < hi) {
-        const mid = (start + hi) >> 1;
-        if (all[mid].id <= cursor) start = mid + 1;
-        else hi = mid;
-      }
+    const edge = entity === 'relationships' ? edgeCursorOf(cursor) : null;
+    const passed = (p: MemoryPoint) => {
+      if (!edge) return cursor !== null && p.id <= cursor;
+      const order = byText(asRelationship(p).from, edge.from);
+      return order < 0 || (order === 0 && (edge.id === null || p.id <= edge.id));
+    };
+    // First point after the cursor (binary search: points are sorted).
+    let [start, hi] = [0, all.length];
+    while (start < hi) {
+      const mid = (start + hi) >> 1;
+      if (passed(all[mid])) start = mid + 1;
+      else hi = mid;
     }
     const points = all.slice(start, start + limit);
+    if (edge) return edgePageOf(points, limit);
     return { points, next: start + limit < all.length ? points[points.length - 1].id : null };
   }
 

@@ -12,11 +12,15 @@
  * sees exactly the rows' titles, contents and summaries.
  */
 import Database from 'better-sqlite3';
+import { once } from 'node:events';
+import { Worker } from 'node:worker_threads';
 import { ApplicationFailure } from '@temporalio/common';
 import type { MemoryPoint } from './contract';
 import {
   asMemory,
   asRelationship,
+  edgeCursorOf,
+  edgePageOf,
   memoryPoint,
   pageOf,
   relationshipPoint,
@@ -27,6 +31,13 @@ import {
 } from '../memorygraph/graph-store';
 
 type Db = Database.Database;
+
+const SNAPSHOT_WORKER = `
+const { workerData } = require('node:worker_threads');
+const Database = require(workerData.driver);
+const db = new Database(workerData.source, { readonly: true, fileMustExist: true, timeout: 30000 });
+try { db.prepare('VACUUM INTO ?').run(workerData.file); } finally { db.close(); }
+`;
 
 export type SqliteLayout = 'memorygraph-0.12' | 'memorygraph-pre-bitemporal';
 
@@ -190,10 +201,12 @@ export class MemorygraphSqliteStore implements GraphStore {
         .all(cursor ?? '', limit) as NodeRow[];
       return pageOf(rows.map(nodePoint), limit);
     }
-    const rows = this.db
-      .prepare(`SELECT id, from_id, to_id, rel_type, properties, created_at FROM relationships WHERE id > ? ORDER BY id LIMIT ?`)
-      .all(cursor ?? '', limit) as RelationshipRow[];
-    return pageOf(rows.map(edgePoint), limit);
+    // The rest of the cursor's memory, then the memories after it: each an idx_rel_from search (one OR'd query sorts the whole table).
+    const after = edgeCursorOf(cursor);
+    const select = `SELECT id, from_id, to_id, rel_type, properties, created_at FROM relationships`;
+    const rows = (after.id === null ? [] : this.db.prepare(`${select} WHERE from_id = ? AND id > ? ORDER BY id LIMIT ?`).all(after.from, after.id, limit)) as RelationshipRow[];
+    if (rows.length < limit) rows.push(...(this.db.prepare(`${select} WHERE from_id > ? ORDER BY from_id, id LIMIT ?`).all(after.from, limit - rows.length) as RelationshipRow[]));
+    return edgePageOf(rows.map(edgePoint), limit);
   }
 
   async retrieve(entity: Entity, ids: string[]): Promise<MemoryPoint[]> {
@@ -311,9 +324,16 @@ export class MemorygraphSqliteStore implements GraphStore {
     return rows.map((r) => r.id);
   }
 
-  /** A consistent copy of the whole file (VACUUM INTO: one read transaction, as long as copying the file takes). */
-  backupTo(file: string): void {
-    this.db.prepare('VACUUM INTO ?').run(file);
+  /**
+   * A consistent copy of the whole file (VACUUM INTO: one read transaction, as
+   * long as copying the file takes), made on a worker thread's own connection:
+   * a large store takes seconds, during which this thread keeps heartbeating.
+   * (SQLite's online backup would restart on every write the live service makes.)
+   */
+  async snapshotTo(file: string): Promise<void> {
+    const worker = new Worker(SNAPSHOT_WORKER, { eval: true, workerData: { driver: require.resolve('better-sqlite3'), source: this.db.name, file } });
+    const [code] = (await Promise.race([once(worker, 'exit'), once(worker, 'error').then(([err]) => Promise.reject(err))])) as [number];
+    if (code !== 0) throw new Error(`Snapshot of ${this.db.name} stopped with exit code ${code}`);
   }
 
   integrityProblems(): string[] {
