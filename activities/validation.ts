@@ -70,17 +70,22 @@ export async function compareSamples(
 
 /** Tags compare as sets, timestamps within 1 ms, everything else by activities/compare.ts' rules. */
 function differingFields(expected: Record<string, unknown>, actual: Record<string, unknown>): string[] {
-  const keys = new Set([...Object.keys(expected), ...Object.keys(actual)]);
-  return [...keys].filter((key) => {
-    const [a, b] = [expected[key], actual[key]];
-    if (key === 'tags' && Array.isArray(a) && Array.isArray(b)) {
-      return !sameJson([...new Set(a)].sort(), [...new Set(b)].sort());
-    }
-    if (TIMESTAMP_FIELDS.has(key) && typeof a === 'number' && typeof b === 'number') {
-      return Math.abs(a - b) > TIMESTAMP_TOLERANCE_S;
-    }
-    return !sameJson(a, b);
-  });
+  const differing = Object.keys(expected).filter((key) => fieldDiffers(key, expected[key], actual[key]));
+  for (const key of Object.keys(actual)) {
+    if (!Object.hasOwn(expected, key) && fieldDiffers(key, undefined, actual[key])) differing.push(key);
+  }
+  return differing;
+}
+
+function fieldDiffers(key: string, a: unknown, b: unknown): boolean {
+  if (sameJson(a, b)) return false; // the common case, without sorting tags
+  if (key === 'tags' && Array.isArray(a) && Array.isArray(b)) {
+    return !sameJson([...new Set(a)].sort(), [...new Set(b)].sort());
+  }
+  if (TIMESTAMP_FIELDS.has(key) && typeof a === 'number' && typeof b === 'number') {
+    return Math.abs(a - b) > TIMESTAMP_TOLERANCE_S;
+  }
+  return true;
 }
 
 export function buildReport(input: {
@@ -157,7 +162,7 @@ export async function compareEveryPoint(
   const fromSource = new PageCursor(source, () => onPage(result.compared));
   const fromTarget = new PageCursor(target, () => {});
   for (;;) {
-    await Promise.all([fromSource.ready(), fromTarget.ready()]);
+    if (fromSource.atPageEnd() || fromTarget.atPageEnd()) await Promise.all([fromSource.ready(), fromTarget.ready()]);
     const [s, t] = [fromSource.current(), fromTarget.current()];
     if (!s && !t) break;
     const order = !s ? 1 : !t ? -1 : compareIds(s.id, t.id);
@@ -210,6 +215,11 @@ class PageCursor {
     }
   }
 
+  /** Whether ready() may have to wait: checked first, so the points inside a page cost no promises. */
+  atPageEnd(): boolean {
+    return this.at >= this.page.length;
+  }
+
   current(): MemoryPoint | undefined {
     return this.page[this.at];
   }
@@ -234,7 +244,17 @@ function pointDifference(expected: MemoryPoint, actual: MemoryPoint, rules: Exha
 /** Equal value by value within the float bound, or (stores that normalize) in direction. */
 function sameVector(a: number[], b: number[]): boolean {
   if (a.length !== b.length) return false;
-  if (a.every((x, i) => Math.abs(x - b[i]) <= VECTOR_TOLERANCE * Math.max(1, Math.abs(x)))) return true;
-  const [na, nb] = [Math.hypot(...a) || 1, Math.hypot(...b) || 1];
-  return a.every((x, i) => Math.abs(x / na - b[i] / nb) <= VECTOR_TOLERANCE);
+  let i = 0;
+  // Plain loops: this runs for every dimension of every point (no closures, no spread arguments).
+  while (i < a.length && (a[i] === b[i] || Math.abs(a[i] - b[i]) <= VECTOR_TOLERANCE * Math.max(1, Math.abs(a[i])))) i++;
+  if (i === a.length) return true;
+  const [na, nb] = [norm(a) || 1, norm(b) || 1];
+  for (i = 0; i < a.length; i++) if (Math.abs(a[i] / na - b[i] / nb) > VECTOR_TOLERANCE) return false;
+  return true;
+}
+
+function norm(vector: number[]): number {
+  let sum = 0;
+  for (const x of vector) sum += x * x;
+  return Math.sqrt(sum);
 }

@@ -5,9 +5,13 @@
  */
 import Database from 'better-sqlite3';
 import { hash } from 'node:crypto';
+import { once } from 'node:events';
+import path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import * as sqliteVec from 'sqlite-vec';
 import type { CopyRange, IdRange } from '../../workflows/messages';
 import type { MemoryPoint, Page, PointSource } from './contract';
+import type { PointOrderJob } from './sqlite-point-order';
 
 export type SqliteDb = Database.Database;
 
@@ -101,7 +105,8 @@ interface MemoryRow {
   created_at_iso: string | null;
   updated_at_iso: string | null;
   deleted_at: number | null;
-  embedding: Buffer | null;
+  /** A Buffer, or a Uint8Array when the row came from another thread. */
+  embedding: Uint8Array | null;
   /** Set by queries that already computed it (streamByPointId). */
   point_id?: string;
 }
@@ -120,7 +125,7 @@ function parseMetadata(metadata: string | null): unknown {
 }
 
 /** float32 blob → numbers; a plain loop, several times faster than Array.from on the hot read path. */
-function floatsOf(blob: Buffer): number[] {
+function floatsOf(blob: Uint8Array): number[] {
   const floats = new Float32Array(blob.buffer, blob.byteOffset, blob.byteLength / 4);
   const vector = new Array<number>(floats.length);
   for (let i = 0; i < floats.length; i++) vector[i] = floats[i];
@@ -240,30 +245,39 @@ export class McpMemorySource implements PointSource {
    * The rows whose point ids lie in `range`, in point-id order (the order
    * targets keep), a page at a time: for comparing every point against a
    * target side by side. Point ids are hashes of content hashes, so SQLite
-   * sorts them once per range in a single statement; the connection must
-   * not run anything else until the stream ends.
+   * sorts them once per range in a single statement — in a worker thread
+   * with its own connection (sqlite-point-order.ts), one page read ahead, so
+   * the seconds of a large sort hold neither heartbeats nor the target's reads.
    */
   async *streamByPointId(range: IdRange, pageSize: number): AsyncGenerator<MemoryPoint[]> {
-    this.db.function('memshift_point_id', { deterministic: true }, (hash: unknown) => pointIdForContentHash(String(hash)));
-    const rows = this.db
-      .prepare(
-        // Ids are hashed first, alone; only the rows in range are then joined to their embeddings and sorted.
-        `WITH ranked AS MATERIALIZED (SELECT m.id, memshift_point_id(m.content_hash) AS point_id FROM memories m WHERE ${this.filter})
+    const job: PointOrderJob = {
+      path: this.db.name,
+      // Ids are hashed first, alone; only the rows in range are then joined to their embeddings and sorted.
+      sql: `WITH ranked AS MATERIALIZED (SELECT m.id, memshift_point_id(m.content_hash) AS point_id FROM memories m WHERE ${this.filter})
          SELECT ranked.point_id, m.id, m.content_hash, m.content, m.tags, m.memory_type, m.metadata, m.created_at, m.updated_at,
                 m.created_at_iso, m.updated_at_iso, m.deleted_at, e.content_embedding AS embedding
            FROM ranked JOIN memories m ON m.id = ranked.id LEFT JOIN memory_embeddings e ON e.rowid = ranked.id
           WHERE (? IS NULL OR ranked.point_id >= ?) AND (? IS NULL OR ranked.point_id < ?) ORDER BY ranked.point_id`,
-      )
-      .iterate(...this.params, range.from, range.from, range.to, range.to) as IterableIterator<MemoryRow>;
-    let page: MemoryPoint[] = [];
-    for (const row of rows) {
-      page.push(toMemoryPoint(row));
-      if (page.length === pageSize) {
-        yield page;
-        page = [];
+      params: [...this.params, range.from, range.from, range.to, range.to],
+      pageSize,
+    };
+    const thread = startTsThread(path.join(__dirname, 'sqlite-point-order.ts'), job);
+    const nextPage = () => {
+      const page = once(thread, 'message') as Promise<[MemoryRow[]]>;
+      thread.postMessage('next');
+      page.catch(() => undefined); // a page read ahead may fail before it is awaited; it fails there
+      return page;
+    };
+    try {
+      for (let page = nextPage(); ; ) {
+        const [rows] = await page;
+        if (rows.length === pageSize) page = nextPage();
+        if (rows.length) yield rows.map(toMemoryPoint);
+        if (rows.length < pageSize) return;
       }
+    } finally {
+      await thread.terminate();
     }
-    if (page.length) yield page;
   }
 
   /** Rows by primary key, for sampled validation. */
@@ -289,6 +303,12 @@ export class McpMemorySource implements PointSource {
   async close(): Promise<void> {
     this.db.close();
   }
+}
+
+/** A worker thread running a TypeScript file, through the same tsx that runs the worker process (and vitest's). */
+function startTsThread(file: string, workerData: unknown): Worker {
+  const tsx = require.resolve('tsx/cjs/api');
+  return new Worker(`require(${JSON.stringify(tsx)}).register(); require(${JSON.stringify(file)});`, { eval: true, workerData });
 }
 
 /** What a write-back did with each point: the row it updated or inserted. */
