@@ -140,6 +140,7 @@ async function memshiftCopy(size: number, source: string, postgres: BenchPostgre
     });
     // Highest RSS sampled while the copy phase runs: the copy's own footprint, not preflight's, backup's or validation's.
     const copyPeakRssMb = workers.map(() => 0);
+    const validatePeakRssMb = workers.map(() => 0);
     const phaseSeconds = new Map<string, number>();
     let phaseStarted = started;
     const phaseEnded = (phase: string) => {
@@ -147,6 +148,8 @@ async function memshiftCopy(size: number, source: string, postgres: BenchPostgre
       phaseStarted = Date.now();
     };
     let copied: RegExpExecArray | null = null;
+    // The exhaustive pass's own measure (part of the validate phase, after the counts and the sample pre-check).
+    let everyPointSeconds: number | null = null;
     const cpuNow = () => ({ client: workers.reduce((sum, w) => sum + cpuSecondsOf(w.child.pid!), 0), postgres: postgres.cpuSeconds() });
     let cpuAtCopyStart = cpuNow();
     let cpuSeconds = cpuAtCopyStart;
@@ -157,7 +160,9 @@ async function memshiftCopy(size: number, source: string, postgres: BenchPostgre
       if (!status) continue;
       // Sampled only on a fresh answer that the copy still runs: a stalled query must not count validation's memory.
       if (status.phase === 'copy') workers.forEach((w, i) => (copyPeakRssMb[i] = Math.max(copyPeakRssMb[i], rssMbOf(w.child.pid!))));
+      if (status.phase === 'validate') workers.forEach((w, i) => (validatePeakRssMb[i] = Math.max(validatePeakRssMb[i], rssMbOf(w.child.pid!))));
       if (status.error) throw new Error(status.error);
+      everyPointSeconds = status.report?.exhaustive?.seconds ?? everyPointSeconds;
       if (status.phase === phase) continue;
       if (status.phase === 'copy') cpuAtCopyStart = cpuNow();
       if (phase === 'copy') {
@@ -184,7 +189,7 @@ async function memshiftCopy(size: number, source: string, postgres: BenchPostgre
     const peakRssMb = (await Promise.all(workers.map((w) => w.exited))).map((w) => w.peakRssMb);
     for (const file of readdirSync(workDir).filter((f) => f.startsWith(taskQueue))) rmSync(path.join(workDir, file), { force: true });
     const tool = `memshift, ${workerCount} worker${workerCount > 1 ? 's' : ''}${partitions > 1 ? `, ${partitions} partitions` : ''}`;
-    const phases = [...phaseSeconds].map(([phase, seconds]) => `${phase} ${seconds.toFixed(0)}`).join(', ');
+    const phases = [...phaseSeconds].map(([phase, seconds]) => `${phase} ${seconds.toFixed(0)}${phase === 'validate' ? ` (every point ${everyPointSeconds?.toFixed(1)}, peak RSS MB ${validatePeakRssMb.join(' + ')})` : ''}`).join(', ');
     return { size, tool, points: Number(copied[1]), copySeconds: Number(copied[2]), totalSeconds: copyOnly ? NaN : totalSeconds, copyPeakRssMb, peakRssMb, phases, cpuSeconds };
   } finally {
     for (const w of workers) w.child.kill('SIGTERM'); // also when the run failed: no worker outlives the bench
