@@ -10,6 +10,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { memoryPoint, relationshipPoint } from '../activities/memorygraph/graph-store';
+import { printsOf } from '../activities/memorygraph/sync';
 import { openFalkorStore } from '../activities/stores/falkordb';
 import { approveUpdate, rollbackUpdate } from '../workflows/messages';
 import { memoryGraphMigration, type MemoryGraphPlanInput } from '../workflows/memory-graph-migration';
@@ -121,7 +122,7 @@ describe('export files', () => {
 });
 
 describe('rollback after cutover', () => {
-  it('carries writes made in FalkorDB after cutover back into the SQLite source, and restores the live-backend file', async () => {
+  it('carries writes made in FalkorDB after cutover back into the SQLite source, restores the live-backend file, and removes this run\'s writes from FalkorDB', async () => {
     const source = path.join(dir, `${unique('rollback-source')}.db`);
     await populateWithMemorygraph({ kind: 'sqlite', path: source }, { memories: 20, relationships: 40, seed: 'rb' });
     const before = await dumpWithMemorygraph({ kind: 'sqlite', path: source });
@@ -152,11 +153,18 @@ describe('rollback after cutover', () => {
     expect(after.memories[anyId]?.title).toBe('changed after cutover');
     expect(after.relationships.find((r) => r.id === 'post-cutover-edge')).toMatchObject({ from: 'post-cutover-memory', to: anyId, type: 'SOLVES', valid_from: '2025-12-01T00:00:00+00:00' });
     expect(after.relationships).toHaveLength(before.relationships.length + 1);
+
+    // The graph this run created keeps only what the service created in it after cutover, and the memory its new edge needs.
+    expect(result.notes.join('\n')).toMatch(/the 1 memories and 1 relationships the service created in .* after cutover are kept there/);
+    const left = await openFalkorStore({ url: falkor.url, graph: target.graph });
+    const prints = await printsOf(left);
+    await left.close();
+    expect([[...prints.memories.keys()].sort(), [...prints.relationships.keys()]]).toEqual([[anyId, 'post-cutover-memory'].sort(), ['post-cutover-edge']]);
   });
 });
 
 describe('re-runs', () => {
-  it('a second run into the same target (existingTarget: resume) writes no duplicate memory or edge', async () => {
+  it("a second run into the same target (existingTarget: 'resume', merge's older name) writes no duplicate memory or edge", async () => {
     const target = falkorTarget();
     await approved(await start(plan({ target })));
     const second = await approved(await start(plan({ target, existingTarget: 'resume' })));
@@ -168,11 +176,12 @@ describe('re-runs', () => {
     expect([counts.memories, counts.relationships]).toEqual([MEMORIES, RELATIONSHIPS]);
   });
 
-  it("refuses a non-empty target unless the plan says 'resume', writing nothing", async () => {
+  it("refuses a non-empty target unless the plan says 'merge', writing nothing", async () => {
     const target = falkorTarget();
     await approved(await start(plan({ target })));
     const refused = await start(plan({ target }));
     expect(await failureType(refused)).toBe('TargetNotEmpty');
+    expect(await failureMessage(refused)).toMatch(/unless the plan says existingTarget: 'merge'/);
     expect(await activityAttempts(refused, 'preflightMemoryGraph')).toBe(1);
   });
 });

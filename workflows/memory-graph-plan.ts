@@ -41,16 +41,19 @@ export const MemoryGraphPlan = z
     source: MemoryGraphEndpoint,
     target: MemoryGraphEndpoint,
     /**
-     * `refuse`: the target must be empty. `resume`: it may already hold this
-     * source's data (an earlier run); anything it held before is never removed,
-     * and an id it holds with different contents stops the run.
+     * `refuse`: the target must be empty. `merge`: it may already hold data
+     * (an earlier run's, or other memories); what it held before is backed up
+     * and kept (a rollback or rejection puts it back as backed up), and an id
+     * it holds with contents different from the source's stops the run.
+     * `resume` is the older name of `merge`, accepted so earlier plans and
+     * recorded runs keep working.
      */
-    existingTarget: z.enum(['refuse', 'resume']).default('refuse'),
+    existingTarget: z.enum(['refuse', 'merge', 'resume']).default('refuse'),
     /** Where this run keeps its records and the target's backup (one folder per workflow id). */
     workDir: z.string().min(1),
     copy: CopyPlan.prefault({}),
     approval: ApprovalPlan.prefault({}),
-    /** After a rejection or approval timeout: remove what this run wrote, or keep it for a later `resume`. */
+    /** After a rejection or approval timeout: remove what this run wrote (and put back what it held before), or keep it for a later `merge` run. */
     onReject: z.enum(['remove-run-writes', 'keep-target']).default('remove-run-writes'),
     /** The live-backend file memorygraph's deployment reads; required unless the target is an export file. */
     cutover: z.object({ file: z.string().min(1) }).strict().optional(),

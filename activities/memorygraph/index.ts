@@ -25,8 +25,9 @@ import { readExportFile, stagingOf, writeExportFile } from '../stores/memorygrap
 import { Neo4jGraphStore } from '../stores/memorygraph-neo4j';
 import { MemorygraphSqliteStore } from '../stores/memorygraph-sqlite';
 import { pointsOf, scan, type Entity, type GraphCounts, type GraphStore } from './graph-store';
+import { openBackup, removeCreatedStoreIfEmpty, storeFileGone, undoRunWrites, type IdSets, type Undone } from './rollback';
 import { openSource, openTarget, probeTarget, runDir, withStore } from './stores';
-import { ENTITIES, PAGE, beat, bringInLine, carryBack, diffEntity, diffStreamed, printsOf, printsToRecord, type CutoverPrints, type SyncCounts } from './sync';
+import { ENTITIES, PAGE, beat, bringInLine, carryBack, diffEntity, diffStreamed, printsOf, printsToRecord, type CarryBack, type CutoverPrints, type SyncCounts } from './sync';
 
 /** Ids named in results and errors are capped: history stays small. */
 const MAX_IDS = 20;
@@ -47,6 +48,18 @@ interface CutoverRecord {
   prints: CutoverPrints;
   /** The source's fingerprints when rollback switched the service back to it. */
   sourceAtSwitch?: CutoverPrints;
+  rollback?: RollbackProgress;
+}
+
+/** A rollback's progress, kept with the cutover record so a retried rollback resumes and reports the whole of it. */
+interface RollbackProgress {
+  /** The ids in `prints` when rollback began, before carry-backs add the service's: less what the target held before, this run's writes. */
+  atStart: Record<Entity, string[]>;
+  carried: number;
+  keptNewer: number;
+  deletedInTarget: number;
+  /** Set once the target is undone: a retry only finishes removing a store this run created. */
+  summary?: string;
 }
 
 function fail(message: string, type: string): never {
@@ -183,6 +196,44 @@ async function reportOf(source: GraphStore, target: GraphStore, keep: Record<Ent
   };
 }
 
+const idSets = (before: TargetBefore): IdSets => ({ memories: new Set(before.memories), relationships: new Set(before.relationships) });
+
+/** rollback.ts's undo with the run's backup, stopping (non-retryable) on any item that does not read back equal to it. */
+async function undoInTarget(plan: MemoryGraphPlan, target: GraphStore, before: TargetBefore, scope: { only?: IdSets; carried?: CutoverPrints }): Promise<Undone> {
+  const { backup: file } = recordsOf(plan);
+  const held = idSets(before);
+  const backup = await openBackup(file, held);
+  try {
+    const undone = await undoRunWrites(target, { before: held, backup, ...scope });
+    if (undone.mismatched.length) {
+      fail(`${describeEndpoint(plan.target)} does not read back equal to its backup ${file} after the restore: ${ids(undone.mismatched)}. This run's writes are removed; compare those items with the backup, then send rollback again.`, 'RestoreMismatch');
+    }
+    return undone;
+  } finally {
+    await backup?.close();
+  }
+}
+
+function undoneNotes(before: TargetBefore, undone: Undone, backup: string): string[] {
+  const notes: string[] = [];
+  if (undone.pinned.length) notes.push(`${undone.pinned.length} of this run's memories kept because a relationship not removed touches them: ${ids(undone.pinned)}`);
+  if (undone.unsettled.length) notes.push(`${undone.unsettled.length} items changed in the target after their last carry-back left as they are (the source kept the service's newer write): ${ids(undone.unsettled)}`);
+  if (before.memories.length + before.relationships.length) {
+    notes.push(`${undone.restored.memories} of the ${before.memories.length} memories and ${undone.restored.relationships} of the ${before.relationships.length} relationships it held before the run read back equal to its backup (${backup})`);
+  }
+  return notes;
+}
+
+/** Before any cutover everything the target gained is this run's: removed (a store it created, once empty, whole), and what it held put back as backed up. */
+async function removeRunWrites(plan: MemoryGraphPlan, before: TargetBefore): Promise<string> {
+  const name = describeEndpoint(plan.target);
+  if (await storeFileGone(plan.target)) return before.created ? `Removed ${name}, which this run created` : `${name} no longer exists; nothing to remove`;
+  const undone = await withStore(openTarget(plan.target), (target) => undoInTarget(plan, target, before, {}));
+  if (before.created && undone.left === 0 && (await removeCreatedStoreIfEmpty(plan.target))) return `Removed ${name}, which this run created`;
+  const notes = [`Removed the ${undone.removed.memories} memories and ${undone.removed.relationships} relationships this run added to ${name}`, ...undoneNotes(before, undone, recordsOf(plan).backup)];
+  return notes.join('; ');
+}
+
 export function memoryGraphActivities({ client }: { client: Client }) {
   return {
     /** Both ends reachable and recognised, the source whole (no dangling relationships), the target empty or resumable. Writes nothing. */
@@ -215,9 +266,10 @@ export function memoryGraphActivities({ client }: { client: Client }) {
         try {
           const held = await target.counts();
           if (held.memories + held.relationships > 0 && plan.existingTarget === 'refuse') {
-            fail(`Target ${describeEndpoint(plan.target)} already holds ${held.memories} memories and ${held.relationships} relationships; memshift writes only into an empty target unless the plan says existingTarget: 'resume'. Nothing was written.`, 'TargetNotEmpty');
+            fail(`Target ${describeEndpoint(plan.target)} already holds ${held.memories} memories and ${held.relationships} relationships; memshift writes only into an empty target unless the plan says existingTarget: 'merge' (what it holds is backed up and kept). Nothing was written.`, 'TargetNotEmpty');
           }
-          if (plan.existingTarget === 'resume') {
+          // 'resume' is merge's older name.
+          if (plan.existingTarget !== 'refuse') {
             const [s, t] = [await printsOf(source), await printsOf(target)];
             for (const entity of ENTITIES) {
               const { different } = await diffEntity(source, target, entity, { source: s[entity], target: t[entity] });
@@ -404,35 +456,52 @@ export function memoryGraphActivities({ client }: { client: Client }) {
      * Undo a cutover keeping every write: carry the target's post-cutover
      * writes into the source while the target is live, switch the service back,
      * carry what landed in between (never over what the service rewrote in the
-     * source since), and keep the target for inspection.
+     * source since); then remove this run's writes from the target and put
+     * back what it held before as its backup holds it. Items the service
+     * created in the target after cutover stay there (they are not this run's)
+     * unless the request says `restore-backup`. Resumable at every step.
      */
     async rollbackMemoryGraph(plan: MemoryGraphPlan, request: RollbackRequest | null): Promise<{ summary: string }> {
       const { workflowId } = currentWorkflow();
       const records = recordsOf(plan, workflowId);
       if (plan.target.kind === 'export-file') return { summary: `${plan.target.path} is an export file: nothing went live, nothing to roll back; the file is kept` };
+      const before = await readRecord<TargetBefore>(records.before);
       const record = await readRecord<CutoverRecord>(records.cutover);
       if (!record) {
         await restoreLiveBackend(plan.cutover!.file, workflowId, protectedFiles(plan));
-        return { summary: `${plan.cutover!.file} restored; the target was never live, nothing to carry back` };
+        const removed = before ? await removeRunWrites(plan, before) : `nothing was written to ${describeEndpoint(plan.target)}`;
+        return { summary: `${plan.cutover!.file} restored; the target was never live, nothing to carry back; ${removed}` };
+      }
+      if (record.rollback?.summary) {
+        if (before?.created) await removeCreatedStoreIfEmpty(plan.target);
+        return { summary: record.rollback.summary };
       }
       if (plan.source.kind === 'export-file') {
         fail(`The source is an export file, which memshift never rewrites: post-cutover writes cannot be carried back into it. The target stays live; export it (memshift-jsonl) before switching by hand.`, 'RollbackImpossible');
       }
+      if (!before) fail(`This run's record ${records.before} is missing: rollback cannot tell what the target held before the run. Nothing was changed; the target stays live.`, 'RunRecordMissing');
+      const progress = (record.rollback ??= {
+        atStart: { memories: Object.keys(record.prints.memories), relationships: Object.keys(record.prints.relationships) },
+        carried: 0,
+        keptNewer: 0,
+        deletedInTarget: 0,
+      });
+      await writeRecord(plan, records.cutover, record);
       const source = plan.source.kind === 'sqlite' ? MemorygraphSqliteStore.openWritable(plan.source.path) : await openSource(plan.source);
-      return withStore(Promise.resolve(source), (source) =>
+      const undone = await withStore(Promise.resolve(source), (source) =>
         withStore(openTarget(plan.target), async (target) => {
-          const totals = { carried: 0, keptNewer: 0, deletedInTarget: 0 };
-          const add = (pass: { carried: number; keptNewer: number; deletedInTarget: number; unequal: string[] }) => {
+          const add = (pass: CarryBack & { unequal: string[] }, live: boolean) => {
             if (pass.unequal.length) {
-              fail(`Rollback stopped: ${ids(pass.unequal)} did not read back from the source as carried. The target stays live; fix those and signal rollback again.`, 'RoundTripMismatch');
+              const state = live ? 'The target stays live' : 'The service is back on the source';
+              fail(`Rollback stopped: ${ids(pass.unequal)} did not read back from the source as carried. ${state}; nothing was removed from the target. Fix those items in the source and send rollback again.`, 'RoundTripMismatch');
             }
-            totals.carried += pass.carried;
-            totals.keptNewer += pass.keptNewer;
-            totals.deletedInTarget = pass.deletedInTarget;
+            progress.carried += pass.carried;
+            progress.keptNewer += pass.keptNewer;
+            progress.deletedInTarget = pass.deletedInTarget;
           };
           const live = (await readLiveBackend(plan.cutover!.file))?.workflowId === workflowId;
           if (live || !record.sourceAtSwitch) {
-            add(await carryBack(target, source, record.prints));
+            add(await carryBack(target, source, record.prints), live);
             record.sourceAtSwitch = printsToRecord(await printsOf(source));
             await writeRecord(plan, records.cutover, record);
             await restoreLiveBackend(plan.cutover!.file, workflowId, protectedFiles(plan));
@@ -440,46 +509,39 @@ export function memoryGraphActivities({ client }: { client: Client }) {
           const atSwitch = { memories: new Map(Object.entries(record.sourceAtSwitch!.memories)), relationships: new Map(Object.entries(record.sourceAtSwitch!.relationships)) };
           await untilQuiet(async () => {
             const pass = await carryBack(target, source, record.prints, atSwitch);
-            add(pass);
+            add(pass, false);
             await writeRecord(plan, records.cutover, record);
             return pass.carried;
           });
-          const notes = [
-            `${plan.cutover!.file} restored`,
-            `${totals.carried} post-cutover writes carried back into ${describeEndpoint(plan.source)} and read back equal`,
-            `${describeEndpoint(plan.target)} kept for inspection`,
-          ];
-          if (totals.keptNewer) notes.push(`${totals.keptNewer} items the service rewrote in the source after switching back kept as it wrote them`);
-          if (totals.deletedInTarget) notes.push(`${totals.deletedInTarget} items deleted in the target after cutover are kept in the source`);
-          if (request?.mode === 'restore-backup') notes.push(`restore-backup is not done automatically: the target's pre-run backup is ${records.backup}`);
-          return { summary: `${notes.join('; ')}.` };
+          const held = idSets(before);
+          const ran = { memories: new Set(progress.atStart.memories.filter((id) => !held.memories.has(id))), relationships: new Set(progress.atStart.relationships.filter((id) => !held.relationships.has(id))) };
+          const everything = request?.mode === 'restore-backup';
+          return { ran, ...(await undoInTarget(plan, target, before, { only: everything ? undefined : ran, carried: record.prints })) };
         }),
       );
+      const target = describeEndpoint(plan.target);
+      const notes = [`${plan.cutover!.file} restored`, `${progress.carried} post-cutover writes carried back into ${describeEndpoint(plan.source)} and read back equal`];
+      if (progress.keptNewer) notes.push(`${progress.keptNewer} items the service rewrote in the source after switching back kept as it wrote them`);
+      if (progress.deletedInTarget) notes.push(`${progress.deletedInTarget} items deleted in the target after cutover are kept in the source`);
+      notes.push(`this run's ${undone.ran.memories.size} memories and ${undone.ran.relationships.size} relationships are gone from ${target}${undone.pinned.length + undone.unsettled.length ? ', but for the kept items named next' : ''}`);
+      notes.push(...undoneNotes(before, undone, records.backup));
+      if (request?.mode === 'restore-backup') notes.push(`restore-backup: what the service created in ${target} after cutover is gone from it too (it is in the source, read back equal)`);
+      else if (undone.spared.memories + undone.spared.relationships) {
+        notes.push(`the ${undone.spared.memories} memories and ${undone.spared.relationships} relationships the service created in ${target} after cutover are kept there (not this run's to remove; also carried into the source)`);
+      }
+      const removeStore = before.created && undone.left === 0;
+      if (removeStore) notes.push(`${target}, which this run created and which now holds nothing, removed`);
+      progress.summary = `${notes.join('; ')}.`;
+      await writeRecord(plan, records.cutover, record);
+      if (removeStore) await removeCreatedStoreIfEmpty(plan.target);
+      return { summary: progress.summary };
     },
 
-    /** After a rejection or timeout: removes only what this run wrote (a store it created, whole; else its ids). */
+    /** After a rejection or timeout: removes only what this run wrote (a store it created, once empty, whole) and puts back what the target held before as backed up. */
     async removeMemoryGraphRunWrites(plan: MemoryGraphPlan): Promise<{ summary: string }> {
       const before = await readRecord<TargetBefore>(recordsOf(plan).before);
       if (!before) return { summary: `nothing was written to ${describeEndpoint(plan.target)}` };
-      const { target: endpoint } = plan;
-      if (before.created && (endpoint.kind === 'sqlite' || endpoint.kind === 'export-file')) {
-        const file = endpoint.kind === 'sqlite' ? endpoint.path : stagingOf(endpoint.path);
-        for (const f of [file, `${file}-wal`, `${file}-shm`]) await fs.rm(f, { force: true });
-        return { summary: `Removed ${file}, which this run created` };
-      }
-      const keep = { memories: new Set(before.memories), relationships: new Set(before.relationships) };
-      return withStore(openTarget(plan.target), async (target) => {
-        const prints = await printsOf(target);
-        const added = { memories: [...prints.memories.keys()].filter((id) => !keep.memories.has(id)), relationships: [...prints.relationships.keys()].filter((id) => !keep.relationships.has(id)) };
-        for (const entity of [...ENTITIES].reverse()) {
-          for (let i = 0; i < added[entity].length; i += PAGE) await target.remove(entity, added[entity].slice(i, i + PAGE));
-        }
-        if (before.created && target instanceof FalkorStore) {
-          const left = await target.counts();
-          if (left.memories + left.relationships === 0) await target.dropGraph();
-        }
-        return { summary: `Removed the ${added.memories.length} memories and ${added.relationships.length} relationships this run added to ${describeEndpoint(plan.target)}; its ${keep.memories.size} memories and ${keep.relationships.size} relationships from before are kept` };
-      });
+      return { summary: await removeRunWrites(plan, before) };
     },
   };
 }
