@@ -52,7 +52,7 @@ import {
   type RollbackRequest,
   type ValidationReport,
 } from './messages';
-import { COPY_LIMITS } from './plan-schemas';
+import { COPY_LIMITS, isZeroDuration } from './plan-schemas';
 import { MigrationKind, MigrationOutcome, MigrationPhase, MigrationSource, MigrationTarget } from './search-attributes';
 
 /**
@@ -99,6 +99,17 @@ export interface RangedCopy {
   partitions: number;
   split(parts: number): Promise<string[]>;
   copyRange(range: CopyRange): Promise<CopyResult>;
+}
+
+/** A runbook's side of the switch (see MigrationRun.switchOver). */
+export interface SwitchSteps<C> {
+  cutOver(): Promise<C>;
+  /** The note once the switch is done. */
+  describe(cutover: C): string;
+  verify(): Promise<unknown>;
+  /** Undoes the cutover keeping every write; `request` is null for an automatic rollback. */
+  rollBack(request: RollbackRequest | null): Promise<{ summary: string }>;
+  rollbackWindow: Duration;
 }
 
 /** One range of an exhaustive validation: the runbook's activity comparing every point with ids in it. */
@@ -392,6 +403,35 @@ export class MigrationRun {
     }
   }
 
+  /**
+   * Cutover, verify and the rollback window, for runbooks whose rollback
+   * undoes the switch keeping every write. A cutover that fails (it may have
+   * switched already) or a verify that fails rolls back on its own; requests
+   * in the window roll back on demand.
+   */
+  async switchOver<C>(steps: SwitchSteps<C>): Promise<'cut-over' | 'rolled-back'> {
+    const rollBack = async (why: string, request: RollbackRequest | null) => {
+      const undone = await this.phase('rollback', () => steps.rollBack(request));
+      this.note(`Rolled back (${why}): ${undone.summary}`);
+      return 'rolled-back' as const;
+    };
+    let cutover: C;
+    try {
+      cutover = await this.phase('cutover', () => steps.cutOver());
+    } catch (err) {
+      if (!rollsBackFailedCutover()) throw err;
+      return rollBack(`cutover failed: ${errorMessage(err)}`, null);
+    }
+    this.note(steps.describe(cutover));
+    try {
+      await this.phase('verify', () => steps.verify());
+    } catch (err) {
+      return rollBack(`verification failed: ${errorMessage(err)}`, null);
+    }
+    if (isZeroDuration(steps.rollbackWindow)) return 'cut-over';
+    return (await this.rollbackWindow(steps.rollbackWindow, rollBack)) ?? 'cut-over';
+  }
+
   finish<T extends object>(outcome: Outcome, result: T): T & { outcome: Outcome; report: ValidationReport | null; notes: string[] } {
     this.endWith(outcome);
     this.show('done');
@@ -586,6 +626,6 @@ export function errorMessage(err: unknown): string {
  * every write) instead of ending half-switched. Runs started before this
  * behaviour replay as they ran: the failure ends them.
  */
-export function rollsBackFailedCutover(): boolean {
+function rollsBackFailedCutover(): boolean {
   return patched('rollback-after-failed-cutover');
 }

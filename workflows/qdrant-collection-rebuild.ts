@@ -10,7 +10,7 @@
  * rollback carries the new collections' post-cutover writes back into the
  * legacy ones before the aliases move back. Nothing else ever writes legacy.
  */
-import { ApplicationFailure, condition, patched } from '@temporalio/workflow';
+import { ApplicationFailure, patched } from '@temporalio/workflow';
 import { z } from 'zod';
 import { longActivities, quickActivities } from './activity-options';
 import type { CarryBackCounts, CatchUpCounts } from '../activities/qdrant-rebuild';

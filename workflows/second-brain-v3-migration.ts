@@ -8,9 +8,8 @@
  */
 import { ApplicationFailure } from '@temporalio/workflow';
 import { longActivities, quickActivities } from './activity-options';
-import type { Outcome, RollbackRequest, ValidationReport } from './messages';
-import { MigrationRun, errorMessage, parsePlan, rollsBackFailedCutover } from './migration-run';
-import { isZeroDuration } from './plan-schemas';
+import type { Outcome, ValidationReport } from './messages';
+import { MigrationRun, parsePlan } from './migration-run';
 import { SecondBrainPlan, describeDatabase, type SecondBrainPlanInput } from './second-brain-plan';
 
 export { SecondBrainPlan, type SecondBrainPlanInput } from './second-brain-plan';
@@ -90,28 +89,12 @@ export async function secondBrainV3Migration(input: SecondBrainPlanInput): Promi
     return result(decision === 'rejected' ? 'rejected' : 'approval-timed-out', copy.copied, backup.path, copy.seconds);
   }
 
-  const rollback = async (why: string, request: RollbackRequest | null) => {
-    const undone = await run.phase('rollback', () => longActivities.rollbackSecondBrain(plan, request));
-    run.note(`Rolled back (${why}): ${undone.summary}`);
-    return result('rolled-back', copy.copied, backup.path, copy.seconds);
-  };
-
-  let cutover;
-  try {
-    cutover = await run.phase('cutover', () => longActivities.cutOverSecondBrain(plan, watermark));
-  } catch (err) {
-    if (!rollsBackFailedCutover()) throw err;
-    return rollback(`cutover failed: ${errorMessage(err)}`, null);
-  }
-  run.note(`Cut over: v3 went live with ${cutover.memories} memories after a last catch-up of ${cutover.caughtUp} changed and ${cutover.removed} deleted memories.`);
-  try {
-    await run.phase('verify', () => quickActivities.verifySecondBrainCutover(plan));
-  } catch (err) {
-    return rollback(`verification failed: ${errorMessage(err)}`, null);
-  }
-  if (!isZeroDuration(plan.rollbackWindow)) {
-    const undone = await run.rollbackWindow(plan.rollbackWindow, rollback);
-    if (undone) return undone;
-  }
-  return result('cut-over', copy.copied, backup.path, copy.seconds);
+  const outcome = await run.switchOver({
+    cutOver: () => longActivities.cutOverSecondBrain(plan, watermark),
+    describe: (c) => `Cut over: v3 went live with ${c.memories} memories after a last catch-up of ${c.caughtUp} changed and ${c.removed} deleted memories.`,
+    verify: () => quickActivities.verifySecondBrainCutover(plan),
+    rollBack: (request) => longActivities.rollbackSecondBrain(plan, request),
+    rollbackWindow: plan.rollbackWindow,
+  });
+  return result(outcome, copy.copied, backup.path, copy.seconds);
 }

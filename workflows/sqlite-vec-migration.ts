@@ -7,9 +7,9 @@
 import { ApplicationFailure, patched } from '@temporalio/workflow';
 import { z } from 'zod';
 import { longActivities, quickActivities } from './activity-options';
-import type { IdRange, Outcome, RollbackRequest, ValidationReport } from './messages';
-import { MigrationRun, errorMessage, parsePlan, rollsBackFailedCutover } from './migration-run';
-import { ApprovalPlan, CatchUpWhileWaiting, CopyPlan, TargetSpec, describeTarget, duration, endpointUrl, isZeroDuration } from './plan-schemas';
+import type { IdRange, Outcome, ValidationReport } from './messages';
+import { MigrationRun, parsePlan } from './migration-run';
+import { ApprovalPlan, CatchUpWhileWaiting, CopyPlan, TargetSpec, describeTarget, duration, endpointUrl } from './plan-schemas';
 
 export const SqliteVecPlan = z
   .object({
@@ -148,28 +148,12 @@ export async function sqliteVecMigration(input: SqliteVecPlanInput): Promise<Sql
     return result(decision === 'rejected' ? 'rejected' : 'approval-timed-out', copy.copied, backup.path, copy.seconds);
   }
 
-  const rollback = async (why: string, request: RollbackRequest | null) => {
-    const undone = await run.phase('rollback', () => longActivities.rollbackSqliteVec(plan, request));
-    run.note(`Rolled back (${why}): ${undone.summary}`);
-    return result('rolled-back', copy.copied, backup.path, copy.seconds);
-  };
-
-  let cutover;
-  try {
-    cutover = await run.phase('cutover', () => longActivities.cutOverSqliteVec(plan, watermark));
-  } catch (err) {
-    if (!rollsBackFailedCutover()) throw err;
-    return rollback(`cutover failed: ${errorMessage(err)}`, null);
-  }
-  run.note(`Cut over: the target went live with ${cutover.points} points after a last catch-up of ${cutover.caughtUp} changed and ${cutover.removed} deleted memories.`);
-  try {
-    await run.phase('verify', () => quickActivities.verifySqliteVecCutover(plan));
-  } catch (err) {
-    return rollback(`verification failed: ${errorMessage(err)}`, null);
-  }
-  if (!isZeroDuration(plan.rollbackWindow)) {
-    const undone = await run.rollbackWindow(plan.rollbackWindow, rollback);
-    if (undone) return undone;
-  }
-  return result('cut-over', copy.copied, backup.path, copy.seconds);
+  const outcome = await run.switchOver({
+    cutOver: () => longActivities.cutOverSqliteVec(plan, watermark),
+    describe: (c) => `Cut over: the target went live with ${c.points} points after a last catch-up of ${c.caughtUp} changed and ${c.removed} deleted memories.`,
+    verify: () => quickActivities.verifySqliteVecCutover(plan),
+    rollBack: (request) => longActivities.rollbackSqliteVec(plan, request),
+    rollbackWindow: plan.rollbackWindow,
+  });
+  return result(outcome, copy.copied, backup.path, copy.seconds);
 }

@@ -10,7 +10,7 @@
  * written since. Putting the backup back (discarding those writes) happens
  * only on a rollback request with mode "restore-backup" and acceptLoss.
  */
-import { ApplicationFailure, condition, setHandler, sleep, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, workflowInfo } from '@temporalio/workflow';
 import { proxySummarisedActivities } from './activity-options';
 import { z } from 'zod';
 import type {
@@ -22,7 +22,7 @@ import type {
   UpgradePlan,
   VerificationReport,
 } from '../activities/openmemory';
-import { rollbackSignal, type Outcome, type RollbackRequest, type ValidationReport } from './messages';
+import type { Outcome, ValidationReport } from './messages';
 import { MigrationRun, errorMessage, parsePlan } from './migration-run';
 import { ApprovalPlan, duration, isZeroDuration, postgresUrl, sqlIdentifier } from './plan-schemas';
 
