@@ -5,7 +5,8 @@
  * changed and deleted memories and relationships in the target, rollback
  * keeps every write in the source, removes this run's writes from the target
  * and puts back what it held before exactly as backed up — also when the
- * worker running the rollback is SIGKILLed half-way.
+ * worker running the rollback is SIGKILLed half-way. A rejection puts it
+ * back too.
  */
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import type { ChildProcess } from 'node:child_process';
@@ -16,7 +17,7 @@ import { asRelationship, memoryPoint, relationshipPoint } from '../activities/me
 import { copyIds, printsOf, type Prints } from '../activities/memorygraph/sync';
 import { openFalkorStore, type FalkorStore } from '../activities/stores/falkordb';
 import { MemorygraphSqliteStore } from '../activities/stores/memorygraph-sqlite';
-import { approveUpdate, rollbackUpdate, type RollbackRequest } from '../workflows/messages';
+import { approveUpdate, rejectUpdate, rollbackUpdate, type RollbackRequest } from '../workflows/messages';
 import { memoryGraphMigration, type MemoryGraphPlanInput } from '../workflows/memory-graph-migration';
 import { startTestFalkorDB, type TestFalkorDB } from './support/falkordb';
 import { activityAttempts, connectClient, spawnWorkerProcess, startWorker, tempDir, uniqueQueue, waitForPhase } from './support/harness';
@@ -111,8 +112,8 @@ async function retitle(store: MemorygraphSqliteStore | FalkorStore, id: string, 
   await store.upsert('memories', [memoryPoint({ ...(point.payload.properties as object), title })]);
 }
 
-/** Runs the migration to its rollback window, the source changing one shared memory on the way (a catch-up copies it over the target's). */
-async function cutOver(s: Scenario, taskQueue: string): Promise<WorkflowHandle<typeof memoryGraphMigration>> {
+/** Starts the migration into the scenario's target (existingTarget: merge) and waits for approval. */
+async function untilApproval(s: Scenario, taskQueue: string, overrides: Partial<MemoryGraphPlanInput> = {}): Promise<WorkflowHandle<typeof memoryGraphMigration>> {
   const plan: MemoryGraphPlanInput = {
     source: { kind: 'sqlite', path: s.source },
     target: { kind: 'falkordb', url: falkor.url, graph: s.graph },
@@ -120,11 +121,17 @@ async function cutOver(s: Scenario, taskQueue: string): Promise<WorkflowHandle<t
     workDir: path.join(dir, 'runs'),
     cutover: { file: s.live },
     copy: { batchSize: 20, concurrency: 1 },
-    rollbackWindow: '10m',
+    ...overrides,
   };
   const handle = await client.workflow.start(memoryGraphMigration, { taskQueue, workflowId: unique('mg-rollback'), args: [plan] });
   const waiting = await waitForPhase(handle, 'await-approval', 300_000);
   expect(waiting.report?.ok).toBe(true);
+  return handle;
+}
+
+/** Runs the migration to its rollback window, the source changing one shared memory on the way (a catch-up copies it over the target's). */
+async function cutOver(s: Scenario, taskQueue: string): Promise<WorkflowHandle<typeof memoryGraphMigration>> {
+  const handle = await untilApproval(s, taskQueue, { rollbackWindow: '10m' });
   await withSource(s.source, (store) => retitle(store, s.sharedChangedInSource, 'changed in the source during the run'));
   await handle.executeUpdate(approveUpdate, { args: [{ by: 'alice' }] });
   await waitForPhase(handle, 'rollback-window', 300_000);
@@ -239,6 +246,32 @@ describe('rollback after post-cutover writes into a target that held data before
     } finally {
       worker.kill('SIGKILL');
       await killed(worker);
+    }
+  }, 600_000);
+});
+
+describe('rejection of a run into a target that held data before it', () => {
+  it("removes this run's writes and puts back an item a catch-up wrote over, leaving the target exactly as backed up", async () => {
+    const s = await scenario('merge-reject');
+    const taskQueue = uniqueQueue('memorygraph-reject');
+    const worker = await startWorker(taskQueue);
+    try {
+      const handle = await untilApproval(s, taskQueue, { catchUp: { every: '1s', maxRoundsWhileWaiting: 300 } });
+      await withSource(s.source, (store) => retitle(store, s.sharedChangedInSource, 'changed in the source while approval waits'));
+      const changed = await withSource(s.source, async (store) => (await printsOf(store)).memories.get(s.sharedChangedInSource));
+      const deadline = Date.now() + 120_000;
+      while ((await withFalkor(s.graph, printsOf)).memories.get(s.sharedChangedInSource) !== changed) {
+        expect(Date.now()).toBeLessThan(deadline);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      await handle.executeUpdate(rejectUpdate, { args: [{ by: 'alice', reason: 'not now' }] });
+      const result = await handle.result();
+      expect(result.outcome).toBe('rejected');
+      const [m, r] = [s.before.memories.size, s.before.relationships.size];
+      expect(result.notes.join('\n')).toContain(`${m} of the ${m} memories and ${r} of the ${r} relationships it held before the run read back equal to its backup`);
+      expect(plain(await withFalkor(s.graph, printsOf))).toEqual(plain(s.before));
+    } finally {
+      await worker.stop();
     }
   }, 600_000);
 });
