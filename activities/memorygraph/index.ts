@@ -236,7 +236,7 @@ async function removeRunWrites(plan: MemoryGraphPlan, before: TargetBefore): Pro
 
 export function memoryGraphActivities({ client }: { client: Client }) {
   return {
-    /** Both ends reachable and recognised, the source whole (no dangling relationships), the target empty or resumable. Writes nothing. */
+    /** Both ends reachable and recognised, the source whole (no dangling relationships), the target empty or, with existingTarget 'merge', holding no source id with other contents. Writes nothing. */
     async preflightMemoryGraph(plan: MemoryGraphPlan): Promise<MemoryGraphPreflight> {
       const records = recordsOf(plan);
       for (const file of Object.values(records).slice(1)) await assertWritableFile(file, 'workDir', protectedFiles(plan));
