@@ -1,13 +1,15 @@
 /**
  * A Second Brain v3 database as a PointTarget. One batch is one transaction:
- * the memories (multi-row INSERT … ON CONFLICT (id) DO UPDATE), their one
- * MemoryCreated event each (deterministic id, so a redone batch rewrites it
- * rather than adding a second), their tags and memory_tags. Reading back
+ * the memories and their one MemoryCreated event each (binary COPY into
+ * staging, then INSERT … ON CONFLICT (id) DO UPDATE; the event id is
+ * deterministic, so a redone batch rewrites it rather than adding a second),
+ * their tags and memory_tags. Reading back
  * gives the same payload shape the v2 source produces, plus the target's
  * verdict on each memory's event and JSON embedding.
  */
 import pg from 'pg';
 import type { MemoryPoint, PointTarget } from '../stores/contract';
+import { copyIn, COPY_SIGNATURE } from '../stores/postgres';
 import {
   EMBEDDING_JSON_OK,
   EVENT_TYPE,
@@ -36,57 +38,36 @@ export class V3MemoryTarget implements PointTarget {
     const client = await this.db.connect();
     try {
       await client.query('BEGIN');
+      // Binary COPY into session-local staging tables, then the same idempotent INSERT … ON CONFLICT:
+      // no array literals to build, escape and parse, and the vector goes as float4s, not decimal text.
+      await client.query(STAGING_DDL);
+      const rows = new BinaryCopyRows();
+      for (const { id, vector, m } of memories) {
+        const embedding = vectorText(vector);
+        rows.row(19).uuid(id).uuid(m.user_id).text(m.title).text(m.content).text(m.memory_type).text(m.status)
+          .float8(m.importance_score).float8(m.confidence_score).text(m.source_url).text(embedding).text(m.embedding_model)
+          .text(JSON.stringify(m.metadata)).text(m.created_at).text(m.updated_at).text(m.accessed_at)
+          .float8(m.retention_strength).int4(m.retrieval_count).vector(embedding === null ? null : vector).text(JSON.stringify(m.attachments));
+      }
+      await copyIn(client, MEMORIES_STAGING, rows.end());
+      const events = new BinaryCopyRows();
+      for (const { id, m } of memories) {
+        events.row(5).uuid(eventIdFor(id)).uuid(id).text(JSON.stringify(eventDataOf(id, m))).uuid(m.user_id).text(m.created_at);
+      }
+      await copyIn(client, EVENTS_STAGING, events.end());
       await client.query(
-        `INSERT INTO memories (id, user_id, title, content, memory_type, status, importance_score, confidence_score, source_url,
-           embedding, embedding_model, metadata, created_at, updated_at, accessed_at, retention_strength, retrieval_count,
-           embedding_vector, attachments)
+        `INSERT INTO memories (${MEMORY_COLUMNS})
          SELECT id, user_id, title, content, memory_type, status, importance_score, confidence_score, source_url,
-           embedding::json, embedding_model, metadata::json, created_at, updated_at, accessed_at, retention_strength, retrieval_count,
-           embedding::vector, attachments::json
-         FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::float8[], $8::float8[], $9::text[],
-           $10::text[], $11::text[], $12::text[], $13::timestamptz[], $14::timestamptz[], $15::timestamptz[], $16::float8[], $17::int[], $18::text[])
-           AS t(id, user_id, title, content, memory_type, status, importance_score, confidence_score, source_url,
-             embedding, embedding_model, metadata, created_at, updated_at, accessed_at, retention_strength, retrieval_count, attachments)
-         ON CONFLICT (id) DO UPDATE SET user_id = EXCLUDED.user_id, title = EXCLUDED.title, content = EXCLUDED.content,
-           memory_type = EXCLUDED.memory_type, status = EXCLUDED.status, importance_score = EXCLUDED.importance_score,
-           confidence_score = EXCLUDED.confidence_score, source_url = EXCLUDED.source_url, embedding = EXCLUDED.embedding,
-           embedding_model = EXCLUDED.embedding_model, metadata = EXCLUDED.metadata, created_at = EXCLUDED.created_at,
-           updated_at = EXCLUDED.updated_at, accessed_at = EXCLUDED.accessed_at, retention_strength = EXCLUDED.retention_strength,
-           retrieval_count = EXCLUDED.retrieval_count, embedding_vector = EXCLUDED.embedding_vector, attachments = EXCLUDED.attachments`,
-        [
-          memories.map((x) => x.id),
-          memories.map((x) => x.m.user_id),
-          memories.map((x) => x.m.title),
-          memories.map((x) => x.m.content),
-          memories.map((x) => x.m.memory_type),
-          memories.map((x) => x.m.status),
-          memories.map((x) => x.m.importance_score),
-          memories.map((x) => x.m.confidence_score),
-          memories.map((x) => x.m.source_url),
-          memories.map((x) => vectorText(x.vector)),
-          memories.map((x) => x.m.embedding_model),
-          memories.map((x) => JSON.stringify(x.m.metadata)),
-          memories.map((x) => x.m.created_at),
-          memories.map((x) => x.m.updated_at),
-          memories.map((x) => x.m.accessed_at),
-          memories.map((x) => x.m.retention_strength),
-          memories.map((x) => x.m.retrieval_count),
-          memories.map((x) => JSON.stringify(x.m.attachments)),
-        ],
+           embedding, embedding_model, metadata, created_at::timestamptz, updated_at::timestamptz, accessed_at::timestamptz,
+           retention_strength, retrieval_count, embedding_vector, attachments
+         FROM ${MEMORIES_STAGING}
+         ON CONFLICT (id) DO UPDATE SET ${MEMORY_COLUMNS.split(', ').filter((c) => c !== 'id').map((c) => `${c} = EXCLUDED.${c}`).join(', ')}`,
       );
       await client.query(
         `INSERT INTO events (id, aggregate_id, event_type, event_version, event_data, user_id, correlation_id, causation_id, created_at, stream_version)
-         SELECT id, aggregate_id, '${EVENT_TYPE}', 1, data::json, user_id, $5::uuid, NULL, created_at, 1
-         FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $6::timestamptz[]) AS t(id, aggregate_id, data, user_id, created_at)
+         SELECT id, aggregate_id, '${EVENT_TYPE}', 1, event_data, user_id, $1::uuid, NULL, created_at::timestamptz, 1 FROM ${EVENTS_STAGING}
          ON CONFLICT (id) DO UPDATE SET event_data = EXCLUDED.event_data, user_id = EXCLUDED.user_id, created_at = EXCLUDED.created_at`,
-        [
-          memories.map((x) => eventIdFor(x.id)),
-          memories.map((x) => x.id),
-          memories.map((x) => JSON.stringify(eventDataOf(x.id, x.m))),
-          memories.map((x) => x.m.user_id),
-          this.correlationId,
-          memories.map((x) => x.m.created_at),
-        ],
+        [this.correlationId],
       );
       await this.writeTags(client, memories);
       await client.query('COMMIT');
@@ -195,4 +176,81 @@ function toPoint(row: V3Row): MemoryPoint {
     embedding_json: sameFloat32Vector(json, vector) ? EMBEDDING_JSON_OK : 'differs from embedding_vector',
   };
   return { id, vector: vector ?? [], payload: payload as unknown as Record<string, unknown> };
+}
+
+const MEMORY_COLUMNS =
+  'id, user_id, title, content, memory_type, status, importance_score, confidence_score, source_url, embedding, embedding_model, metadata, created_at, updated_at, accessed_at, retention_strength, retrieval_count, embedding_vector, attachments';
+const MEMORIES_STAGING = 'pg_temp.memshift_v3_memories';
+const EVENTS_STAGING = 'pg_temp.memshift_v3_events';
+/** Per session, emptied at each commit. Timestamps stay the payload's ISO text: PostgreSQL parses them to the microsecond, as before. */
+const STAGING_DDL = `
+  CREATE TEMP TABLE IF NOT EXISTS memshift_v3_memories (id uuid, user_id uuid, title text, content text, memory_type text, status text,
+    importance_score float8, confidence_score float8, source_url text, embedding json, embedding_model text, metadata json,
+    created_at text, updated_at text, accessed_at text, retention_strength float8, retrieval_count int4, embedding_vector vector, attachments json)
+    ON COMMIT DELETE ROWS;
+  CREATE TEMP TABLE IF NOT EXISTS memshift_v3_events (id uuid, aggregate_id uuid, event_data json, user_id uuid, created_at text) ON COMMIT DELETE ROWS`;
+
+/** Rows in COPY's binary format, field by field: each field is its length (-1 for NULL), then its bytes. */
+class BinaryCopyRows {
+  private readonly parts: Buffer[] = [COPY_SIGNATURE, Buffer.alloc(8)]; // then flags and header extension length, both 0
+
+  row(fields: number): this {
+    const count = Buffer.allocUnsafe(2);
+    count.writeInt16BE(fields);
+    this.parts.push(count);
+    return this;
+  }
+
+  uuid(id: string): this {
+    const field = this.field(16);
+    if (id.length !== 36 || field.write(id.replace(/-/g, ''), 4, 'hex') !== 16) throw new Error(`not a uuid: ${id}`);
+    return this;
+  }
+
+  text(value: string | null): this {
+    if (value === null) return this.nullField();
+    this.field(Buffer.byteLength(value)).write(value, 4, 'utf8');
+    return this;
+  }
+
+  float8(value: number): this {
+    this.field(8).writeDoubleBE(value, 4);
+    return this;
+  }
+
+  int4(value: number): this {
+    this.field(4).writeInt32BE(value, 4);
+    return this;
+  }
+
+  /** pgvector's binary form: dimensions (int16), an unused int16, big-endian float4s (JavaScript rounds each to float32, as pgvector would). */
+  vector(vector: number[] | null): this {
+    if (vector === null) return this.nullField();
+    const field = this.field(4 + 4 * vector.length);
+    field.writeUInt16BE(vector.length, 4);
+    field.writeInt16BE(0, 6);
+    const floats = Buffer.from(Float32Array.from(vector).buffer).swap32();
+    floats.copy(field, 8);
+    return this;
+  }
+
+  end(): Buffer {
+    const trailer = Buffer.allocUnsafe(2);
+    trailer.writeInt16BE(-1);
+    return Buffer.concat([...this.parts, trailer]);
+  }
+
+  private field(length: number): Buffer {
+    const field = Buffer.allocUnsafe(4 + length);
+    field.writeInt32BE(length);
+    this.parts.push(field);
+    return field;
+  }
+
+  private nullField(): this {
+    const length = Buffer.allocUnsafe(4);
+    length.writeInt32BE(-1);
+    this.parts.push(length);
+    return this;
+  }
 }

@@ -290,11 +290,11 @@ const STAGING_TABLE = 'pg_temp.memshift_staging';
 const UNIQUE_VIOLATION = '23505';
 /** The form whose 16 bytes COPY can carry; any other id PostgreSQL may still read goes through staging as text. */
 const CANONICAL_UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const COPY_SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
+export const COPY_SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
 /** jsonb's binary form is a version byte, then the JSON text. */
 const JSONB_VERSION = 1;
 
-async function copyIn(client: pg.PoolClient, into: string, rows: Buffer): Promise<void> {
+export async function copyIn(client: pg.PoolClient, into: string, rows: Buffer): Promise<void> {
   await pipeline(Readable.from([rows]), client.query(copyFrom(`COPY ${into} FROM STDIN (FORMAT binary)`)));
 }
 
