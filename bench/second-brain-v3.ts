@@ -26,6 +26,8 @@ import { secondBrainV3Migration } from '../workflows/second-brain-v3-migration';
 import { startTemporal } from './temporal';
 
 const root = path.resolve(__dirname, '..');
+/** Progress lines (rate and load) every so many memories: a long run shows whether it slows as the tables grow. */
+const PROGRESS_EVERY = 10_000;
 const workDir = path.join(root, '.memshift', 'bench', `second-brain-${Date.now()}`);
 
 function option(name: string, fallback: string): string {
@@ -119,16 +121,24 @@ async function memshiftCopy(memories: number, sourceUrl: string, serverUrl: stri
     let copyPeakRssMb = 0;
     const phaseSeconds = new Map<string, number>();
     let phaseStarted = started;
+    let lap = { at: started, copied: 0 };
     for (let phase = 'preflight'; phase !== 'await-approval'; ) {
       await new Promise((r) => setTimeout(r, 250));
       if (phase === 'copy') copyPeakRssMb = Math.max(copyPeakRssMb, rssMbOf(worker.child.pid!));
       const status = await handle.query(statusQuery).catch(() => null);
+      if (status && phase === 'copy' && status.copy.copied - lap.copied >= PROGRESS_EVERY) {
+        const now = Date.now();
+        console.error(`memshift: ${status.copy.copied} memories, ${Math.round((status.copy.copied - lap.copied) / ((now - lap.at) / 1000))}/s over the last ${status.copy.copied - lap.copied}, load ${os.loadavg()[0].toFixed(1)}`);
+        lap = { at: now, copied: status.copy.copied };
+      }
       if (!status || status.phase === phase) continue;
       if (status.error) throw new Error(status.error);
       phaseSeconds.set(phase, (Date.now() - phaseStarted) / 1000);
+      console.error(`memshift: ${phase} took ${phaseSeconds.get(phase)!.toFixed(0)} s, load ${os.loadavg()[0].toFixed(1)}`);
       if (phase === 'copy') console.error(`memshift: ${status.notes.find((note) => note.startsWith('Copied ')) ?? 'copy ended'}; worker peak RSS during copy ${copyPeakRssMb} MB`);
       phaseStarted = Date.now();
       phase = status.phase;
+      if (phase === 'copy') lap = { at: phaseStarted, copied: 0 };
     }
     const toApproval = (Date.now() - started) / 1000;
     await handle.executeUpdate(approveUpdate, { args: [{ by: 'bench' }] });

@@ -6,11 +6,14 @@
  *   node --import tsx test/support/second-brain-plain-copy.ts SOURCE_URL TARGET_URL BATCH
  * Prints {"memories":N,"copySeconds":C,"seconds":S}: the copy alone, and schema + copy + index.
  */
+import os from 'node:os';
 import pg from 'pg';
 import { V2Columns, V2MemorySource, inspectV2 } from '../../activities/second-brain/v2-source';
 import { userIdFor } from '../../activities/second-brain/v3-memory';
 import { v3SchemaDdl, vectorIndexDdl, ivfflatLists } from '../../activities/second-brain/v3-schema';
 import { V3MemoryTarget } from '../../activities/second-brain/v3-target';
+
+const PROGRESS_EVERY = 10_000;
 
 async function main(): Promise<void> {
   const [sourceUrl, targetUrl, batch] = process.argv.slice(2);
@@ -37,11 +40,18 @@ async function main(): Promise<void> {
   const copyStarted = Date.now();
   let cursor: string | null = null;
   let memories = 0;
+  let lap = { at: copyStarted, memories: 0 };
   do {
     const page = await reader.readPage(cursor, Number(batch));
     await writer.upsert(page.points);
     memories += page.points.length;
     cursor = page.next;
+    if (memories - lap.memories >= PROGRESS_EVERY) {
+      // The rate per stretch, to stderr: a long run shows whether it slows as the tables grow.
+      const now = Date.now();
+      process.stderr.write(`plain script: ${memories} memories, ${Math.round((memories - lap.memories) / ((now - lap.at) / 1000))}/s over the last ${memories - lap.memories}, load ${os.loadavg()[0].toFixed(1)}\n`);
+      lap = { at: now, memories };
+    }
   } while (cursor !== null);
   const copySeconds = (Date.now() - copyStarted) / 1000;
   await target.query(vectorIndexDdl(ivfflatLists(memories)));
