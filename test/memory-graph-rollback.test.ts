@@ -10,7 +10,7 @@
  */
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import type { ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { asRelationship, memoryPoint, relationshipPoint } from '../activities/memorygraph/graph-store';
@@ -270,6 +270,44 @@ describe('rejection of a run into a target that held data before it', () => {
       const [m, r] = [s.before.memories.size, s.before.relationships.size];
       expect(result.notes.join('\n')).toContain(`${m} of the ${m} memories and ${r} of the ${r} relationships it held before the run read back equal to its backup`);
       expect(plain(await withFalkor(s.graph, printsOf))).toEqual(plain(s.before));
+    } finally {
+      await worker.stop();
+    }
+  }, 600_000);
+});
+
+describe('rollback into a SQLite file this run created', () => {
+  it('restore-backup: carries the service\'s writes into the source and removes the file, which then holds nothing', async () => {
+    const source = path.join(dir, `${unique('sqlite-source')}.db`);
+    await populateWithMemorygraph({ kind: 'sqlite', path: source }, { memories: 10, relationships: 20, seed: 'sq' });
+    const target = path.join(dir, `${unique('sqlite-target')}.db`);
+    const live = path.join(dir, `${unique('live')}.json`);
+    writeFileSync(live, JSON.stringify({ kind: 'sqlite', url: source, name: `sqlite://${source}`, workflowId: 'before' }));
+    const taskQueue = uniqueQueue('memorygraph-rollback-sqlite');
+    const worker = await startWorker(taskQueue);
+    try {
+      const handle = await client.workflow.start(memoryGraphMigration, {
+        taskQueue,
+        workflowId: unique('mg-rollback-sqlite'),
+        args: [{ source: { kind: 'sqlite', path: source }, target: { kind: 'sqlite', path: target }, workDir: path.join(dir, 'runs'), cutover: { file: live }, rollbackWindow: '10m' }],
+      });
+      await waitForPhase(handle, 'await-approval', 300_000);
+      await handle.executeUpdate(approveUpdate, { args: [{ by: 'alice' }] });
+      await waitForPhase(handle, 'rollback-window', 300_000);
+      const sourceAtCutover = await withSource(source, printsOf);
+      const after = await withSource(target, async (store) => {
+        await store.upsert('memories', [memory('svc-memory', 'created in SQLite after cutover')]);
+        await retitle(store, [...sourceAtCutover.memories.keys()][0], 'changed in SQLite after cutover');
+        return printsOf(store);
+      });
+
+      await handle.executeUpdate(rollbackUpdate, { args: [{ by: 'alice', mode: 'restore-backup' }] });
+      const result = await handle.result();
+      expect(result.outcome).toBe('rolled-back');
+      expect(result.notes.join('\n')).toMatch(/which this run created and which now holds nothing, removed/);
+      expect(existsSync(target)).toBe(false);
+      const written = { memories: ['svc-memory', [...sourceAtCutover.memories.keys()][0]], relationships: [] };
+      expect(plain(await withSource(source, printsOf))).toEqual(plain(withWrites(sourceAtCutover, after, written)));
     } finally {
       await worker.stop();
     }
