@@ -201,7 +201,11 @@ interface CutoverRecord {
   /** The source watermark the target was caught up to when it went live. */
   watermark: Watermark;
   fingerprints: Record<string, string>;
-  /** Set by rollback just before it points the service back at SQLite. */
+  /**
+   * Set by rollback just before it points the service back at SQLite: the
+   * newest `updated_at` in the source then. The service's own clock, so its
+   * writes after the switch back are later whatever the worker's clock says.
+   */
   switchedBackAt?: number;
 }
 
@@ -671,7 +675,7 @@ export function sqliteVecActivities({ client }: { client: Client }) {
           };
           if (live || record.switchedBackAt === undefined) {
             add(await carryBack(db, target, record));
-            record.switchedBackAt = Date.now() / 1000;
+            record.switchedBackAt = (db.prepare('SELECT max(updated_at) FROM memories').pluck().get() as number | null) ?? 0;
             await writeJson(plan, files.targetAtCutover, record);
             await restoreLiveBackend(plan.cutover.file, workflowId, guard);
           }

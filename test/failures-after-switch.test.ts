@@ -137,6 +137,39 @@ it('sqliteVecMigration: a rollback that fails keeps the window open; fixed and a
   db.close();
 });
 
+it("sqliteVecMigration: a rollback keeps what the service rewrote after the switch back, even with its clock 30 s behind the worker's", async () => {
+  const { handle, source, target, liveFile } = await startSqliteVecRun();
+  await handle.executeUpdate(approveUpdate, { args: [{ by: 'alice' }] });
+  await waitForPhase(handle, 'rollback-window');
+  const live = openTarget(target);
+  const [memory] = (await live.readPage(null, 1)).points;
+  await handle.signal(rollbackSignal, { by: 'bob' });
+  await until(() => readFileSync(liveFile, 'utf8') === BEFORE_SWITCH);
+  // Right after the switch back: a write still in flight lands in the target, and the service,
+  // its clock 30 s behind the worker's, rewrites the same memory in SQLite.
+  const lagging = Date.now() / 1000 - 30;
+  await live.upsert([{ ...memory, payload: { ...memory.payload, tags: ['in-flight'], updated_at: lagging } }]);
+  await live.close();
+  const db = openWritableStore(source, DIMENSIONS);
+  db.prepare('UPDATE memories SET tags = ?, updated_at = ? WHERE content_hash = ?').run('rewritten-after-switch-back', lagging, memory.payload.content_hash);
+  db.close();
+
+  const result = await handle.result();
+  expect(result.outcome).toBe('rolled-back');
+  expect(result.notes.join('\n')).toMatch(new RegExp(`1 rows the service rewrote after switching back kept as it wrote them \\(${memory.id}\\)`));
+  const kept = openReadOnly(source);
+  expect(kept.prepare('SELECT tags FROM memories WHERE content_hash = ?').pluck().get(memory.payload.content_hash)).toBe('rewritten-after-switch-back');
+  kept.close();
+});
+
+async function until(done: () => boolean): Promise<void> {
+  const deadline = Date.now() + 120_000;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 describe.skipIf(postgresIsPglite)('secondBrainV3Migration', () => {
   it('the catch-up after the switch fails, the run rolls back, the v2 write stays and the service is back on v2', async () => {
     const sourceUrl = await createDatabase(postgres.url, uniqueName('sb_v28'));
