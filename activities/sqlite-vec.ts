@@ -533,29 +533,27 @@ export function sqliteVecActivities({ client }: { client: Client }) {
      */
     async validateSqliteVecRange(plan: SqliteVecPlan, watermark: Watermark, range: IdRange): Promise<ExhaustiveComparison & { problems: string[] }> {
       const includeDeleted = plan.source.deleted === 'copy';
-      return withSource(plan, (lookup) =>
-        withSource(plan, (db) =>
-          withTarget(plan, (target) => {
-            const rowOf = lookup.prepare('SELECT updated_at FROM memories WHERE id = ?');
-            const changedSince = (payload: Record<string, unknown>) =>
-              (typeof payload.source_id === 'number' && payload.source_id > watermark.maxId) ||
-              (typeof payload.updated_at === 'number' && payload.updated_at >= watermark.since);
-            const rowGoneOrChanged = (sourceId: unknown) => {
-              if (typeof sourceId !== 'number') return false;
-              const row = rowOf.get(sourceId) as { updated_at: number | null } | undefined;
-              return !row || (row.updated_at ?? 0) >= watermark.since;
-            };
-            return compareEveryPoint(
-              new McpMemorySource(db, includeDeleted).streamByPointId(range, COMPARE_PAGE),
-              target.streamIdRange(range, COMPARE_PAGE),
-              {
-                vectorsCopied: !plan.reembed,
-                writtenSince: (source, copy) => (source ? changedSince(source.payload) : rowGoneOrChanged(copy!.payload.source_id)),
-              },
-              (compared) => Context.current().heartbeat({ range: range.index, compared }),
-            );
-          }),
-        ),
+      return withSource(plan, (db) =>
+        withTarget(plan, (target) => {
+          const rowOf = db.prepare('SELECT updated_at FROM memories WHERE id = ?');
+          const changedSince = (payload: Record<string, unknown>) =>
+            (typeof payload.source_id === 'number' && payload.source_id > watermark.maxId) ||
+            (typeof payload.updated_at === 'number' && payload.updated_at >= watermark.since);
+          const rowGoneOrChanged = (sourceId: unknown) => {
+            if (typeof sourceId !== 'number') return false;
+            const row = rowOf.get(sourceId) as { updated_at: number | null } | undefined;
+            return !row || (row.updated_at ?? 0) >= watermark.since;
+          };
+          return compareEveryPoint(
+            new McpMemorySource(db, includeDeleted).streamByPointId(range, COMPARE_PAGE),
+            target.streamIdRange(range, COMPARE_PAGE),
+            {
+              vectorsCopied: !plan.reembed,
+              writtenSince: (source, copy) => (source ? changedSince(source.payload) : rowGoneOrChanged(copy!.payload.source_id)),
+            },
+            (compared) => Context.current().heartbeat({ range: range.index, compared }),
+          );
+        }),
       );
     },
 
