@@ -9,9 +9,8 @@
 import { ApplicationFailure } from '@temporalio/workflow';
 import { longActivities, quickActivities } from './activity-options';
 import { MemoryGraphPlan, describeEndpoint, type MemoryGraphPlanInput } from './memory-graph-plan';
-import type { Outcome, RollbackRequest, ValidationReport } from './messages';
-import { MigrationRun, errorMessage, parsePlan } from './migration-run';
-import { isZeroDuration } from './plan-schemas';
+import type { Outcome, ValidationReport } from './messages';
+import { MigrationRun, parsePlan } from './migration-run';
 
 export { MemoryGraphPlan, type MemoryGraphPlanInput };
 
@@ -87,27 +86,19 @@ export async function memoryGraphMigration(input: MemoryGraphPlanInput): Promise
     return result(decision === 'rejected' ? 'rejected' : 'approval-timed-out');
   }
 
-  const rollback = async (why: string, request: RollbackRequest | null) => {
-    const undone = await run.phase('rollback', () => longActivities.rollbackMemoryGraph(plan, request));
-    run.note(`Rolled back (${why}): ${undone.summary}`);
-    return result('rolled-back');
-  };
-
-  const cutover = await run.phase('cutover', () => longActivities.cutOverMemoryGraph(plan));
-  run.note(
-    cutover.file
-      ? `Wrote ${cutover.file}: ${cutover.memories} memories and ${cutover.relationships} relationships.`
-      : `Cut over: ${describeEndpoint(plan.target)} went live with ${cutover.memories} memories and ${cutover.relationships} relationships after a last catch-up of ${cutover.caughtUp} changes.`,
-  );
-  try {
+  if (plan.target.kind === 'export-file') {
+    // Nothing goes live: the file is written and read back, and there is nothing to roll back.
+    const written = await run.phase('cutover', () => longActivities.cutOverMemoryGraph(plan));
+    run.note(`Wrote ${written.file}: ${written.memories} memories and ${written.relationships} relationships.`);
     await run.phase('verify', () => quickActivities.verifyMemoryGraphCutover(plan));
-  } catch (err) {
-    if (plan.target.kind === 'export-file') throw err;
-    return rollback(`verification failed: ${errorMessage(err)}`, null);
+    return result('cut-over');
   }
-  if (plan.target.kind !== 'export-file' && !isZeroDuration(plan.rollbackWindow)) {
-    const undone = await run.rollbackWindow(plan.rollbackWindow, rollback);
-    if (undone) return undone;
-  }
-  return result('cut-over');
+  const outcome = await run.switchOver({
+    cutOver: () => longActivities.cutOverMemoryGraph(plan),
+    describe: (c) => `Cut over: ${describeEndpoint(plan.target)} went live with ${c.memories} memories and ${c.relationships} relationships after a last catch-up of ${c.caughtUp} changes.`,
+    verify: () => quickActivities.verifyMemoryGraphCutover(plan),
+    rollBack: (request) => longActivities.rollbackMemoryGraph(plan, request),
+    rollbackWindow: plan.rollbackWindow,
+  });
+  return result(outcome);
 }
