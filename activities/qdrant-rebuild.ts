@@ -12,7 +12,7 @@ import path from 'node:path';
 import type { CheckResult, CopyRange, ExhaustiveComparison, IdRange, RollbackRequest, ValidationReport } from '../workflows/messages';
 import type { QdrantRebuildPlan } from '../workflows/qdrant-collection-rebuild';
 import { BM25_VECTOR_NAME, bm25SparseVector } from './bm25';
-import { currentWorkflow } from './context';
+import { currentWorkflow, heartbeatWhile } from './context';
 import { rangeCopyChannel, workflowCopyChannel } from './copy-channel';
 import { differingFields, payloadFingerprint, sameJson } from './compare';
 import { copyPointsResumably, copyRangeResumably, type CopyChannel, type CopyResult } from './copy-engine';
@@ -128,16 +128,6 @@ function targetOf(plan: QdrantRebuildPlan, collection: string, dense: DenseVecto
 
 function heartbeat(details?: unknown): void {
   Context.current().heartbeat(details);
-}
-
-/** Keeps a heartbeating activity alive across one long call (snapshot recovery, graph restore). */
-async function withHeartbeats<T>(work: Promise<T>): Promise<T> {
-  const timer = setInterval(() => heartbeat(), 2_000);
-  try {
-    return await work;
-  } finally {
-    clearInterval(timer);
-  }
 }
 
 /** Every point of a collection, a page at a time, heartbeating between pages. */
@@ -858,7 +848,7 @@ export function qdrantRebuildActivities({ client }: { client: Client }) {
         if (!snapshot) fail(`No snapshot of '${pair.source}' was taken; cannot roll back from a snapshot.`, 'SnapshotMissing');
         const location = snapshotLocation(url, pair.source, snapshot.name);
         const recovered = rollbackCollectionOf(pair);
-        await withHeartbeats(recoverSnapshot(url, recovered, location, snapshot.checksum ?? undefined));
+        await heartbeatWhile(() => recoverSnapshot(url, recovered, location, snapshot.checksum ?? undefined));
         const undone = await writesMissingFrom(url, pair.source, recovered);
         if (undone.length && !request?.acceptLoss) {
           if (request) {
@@ -878,7 +868,7 @@ export function qdrantRebuildActivities({ client }: { client: Client }) {
       parts.unshift(`aliases ${await pointAliases(url, serving)}`);
       if (plan.rollback.restoreGraph && plan.graph) {
         const file = graphExportFileFor(plan, currentWorkflow().workflowId);
-        const restored = await withHeartbeats(restoreGraph({ ...plan.graph, file }, (done) => heartbeat(done)));
+        const restored = await heartbeatWhile(() => restoreGraph({ ...plan.graph!, file }, (done) => heartbeat(done)));
         parts.push(`Neo4j restored from ${file}: ${restored.nodes} nodes, ${restored.relationships} relationships`);
       }
       parts.push(`${plan.collections.map((c) => c.target).join(', ')} kept for inspection`);

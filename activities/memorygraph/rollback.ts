@@ -9,6 +9,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import fs from 'node:fs/promises';
 import type { MemoryGraphEndpoint } from '../../workflows/memory-graph-plan';
 import { FalkorStore } from '../stores/falkordb';
+import { heartbeatWhile } from '../context';
 import { readExportFile, stagingOf } from '../stores/memorygraph-files';
 import { MemorygraphSqliteStore } from '../stores/memorygraph-sqlite';
 import type { Entity, GraphStore } from './graph-store';
@@ -90,7 +91,7 @@ export async function undoRunWrites(target: GraphStore, scope: { before: IdSets;
 export async function openBackup(file: string, before: IdSets): Promise<GraphStore | null> {
   if (before.memories.size + before.relationships.size === 0) return null;
   try {
-    return await readExportFile(file, 'memshift-jsonl');
+    return await heartbeatWhile(() => readExportFile(file, 'memshift-jsonl'));
   } catch (err) {
     throw ApplicationFailure.nonRetryable(
       `The target's pre-run backup ${file} cannot be read (${(err as Error).message}); nothing was removed from the target or put back. Restore the file and its manifest, then send rollback again.`,
