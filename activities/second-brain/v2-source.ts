@@ -214,8 +214,9 @@ export class V2MemorySource implements PointSource {
     const prefix = this.attemptAt ? `${this.changedSince!.at}>${this.attemptAt.at}:` : '';
     const after = cursor !== null && cursor.startsWith(prefix) ? cursor.slice(prefix.length) : null;
     const filter = this.filter(3);
+    // memories.id, not id: that names the text output column, whose sort cannot use the primary key (each page was a full scan and sort).
     const { rows } = await this.db.query<V2Row>(
-      `SELECT ${this.columns.select()} FROM memories WHERE ($1::uuid IS NULL OR id > $1::uuid) AND ${filter.sql} ORDER BY id LIMIT $2`,
+      `SELECT ${this.columns.select()} FROM memories WHERE ($1::uuid IS NULL OR id > $1::uuid) AND ${filter.sql} ORDER BY memories.id LIMIT $2`,
       [after, limit, ...filter.params],
     );
     const points = await this.toPoints(rows);
@@ -224,7 +225,7 @@ export class V2MemorySource implements PointSource {
 
   /** Rows by id (absent ids are missing from the result). */
   async byIds(ids: string[]): Promise<MemoryPoint[]> {
-    const { rows } = await this.db.query<V2Row>(`SELECT ${this.columns.select()} FROM memories WHERE id = ANY($1::uuid[]) ORDER BY id`, [ids]);
+    const { rows } = await this.db.query<V2Row>(`SELECT ${this.columns.select()} FROM memories WHERE id = ANY($1::uuid[]) ORDER BY memories.id`, [ids]);
     return this.toPoints(rows);
   }
 
