@@ -23,7 +23,6 @@ import {
 } from './v3-memory';
 
 const iso = (column: string) => `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
-const vectorText = (vector: number[]) => (vector.length ? `[${vector.join(',')}]` : null);
 
 export class V3MemoryTarget implements PointTarget {
   constructor(
@@ -40,14 +39,15 @@ export class V3MemoryTarget implements PointTarget {
       await client.query('BEGIN');
       // Binary COPY into session-local staging tables, then the same idempotent INSERT … ON CONFLICT:
       // no array literals to build, escape and parse, and the vector goes as float4s, not decimal text.
+      // The JSON `embedding` is written by PostgreSQL from the stored vector (its text is a JSON array):
+      // the same float32 values, and no 1,536 numbers formatted here and sent twice.
       await client.query(STAGING_DDL);
       const rows = new BinaryCopyRows();
       for (const { id, vector, m } of memories) {
-        const embedding = vectorText(vector);
-        rows.row(19).uuid(id).uuid(m.user_id).text(m.title).text(m.content).text(m.memory_type).text(m.status)
-          .float8(m.importance_score).float8(m.confidence_score).text(m.source_url).text(embedding).text(m.embedding_model)
+        rows.row(18).uuid(id).uuid(m.user_id).text(m.title).text(m.content).text(m.memory_type).text(m.status)
+          .float8(m.importance_score).float8(m.confidence_score).text(m.source_url).text(m.embedding_model)
           .text(JSON.stringify(m.metadata)).text(m.created_at).text(m.updated_at).text(m.accessed_at)
-          .float8(m.retention_strength).int4(m.retrieval_count).vector(embedding === null ? null : vector).text(JSON.stringify(m.attachments));
+          .float8(m.retention_strength).int4(m.retrieval_count).vector(vector.length ? vector : null).text(JSON.stringify(m.attachments));
       }
       await copyIn(client, MEMORIES_STAGING, rows.end());
       const events = new BinaryCopyRows();
@@ -58,7 +58,7 @@ export class V3MemoryTarget implements PointTarget {
       await client.query(
         `INSERT INTO memories (${MEMORY_COLUMNS})
          SELECT id, user_id, title, content, memory_type, status, importance_score, confidence_score, source_url,
-           embedding, embedding_model, metadata, created_at::timestamptz, updated_at::timestamptz, accessed_at::timestamptz,
+           embedding_vector::text::json, embedding_model, metadata, created_at::timestamptz, updated_at::timestamptz, accessed_at::timestamptz,
            retention_strength, retrieval_count, embedding_vector, attachments
          FROM ${MEMORIES_STAGING}
          ON CONFLICT (id) DO UPDATE SET ${MEMORY_COLUMNS.split(', ').filter((c) => c !== 'id').map((c) => `${c} = EXCLUDED.${c}`).join(', ')}`,
@@ -123,7 +123,7 @@ export class V3MemoryTarget implements PointTarget {
 
   /** Every memory id, in id order: the deleted-id diff reads ids only. */
   async ids(): Promise<string[]> {
-    const { rows } = await this.db.query<{ id: string }>('SELECT id::text AS id FROM memories ORDER BY id');
+    const { rows } = await this.db.query<{ id: string }>('SELECT id::text AS id FROM memories ORDER BY memories.id');
     return rows.map((r) => r.id);
   }
 
@@ -185,7 +185,7 @@ const EVENTS_STAGING = 'pg_temp.memshift_v3_events';
 /** Per session, emptied at each commit. Timestamps stay the payload's ISO text: PostgreSQL parses them to the microsecond, as before. */
 const STAGING_DDL = `
   CREATE TEMP TABLE IF NOT EXISTS memshift_v3_memories (id uuid, user_id uuid, title text, content text, memory_type text, status text,
-    importance_score float8, confidence_score float8, source_url text, embedding json, embedding_model text, metadata json,
+    importance_score float8, confidence_score float8, source_url text, embedding_model text, metadata json,
     created_at text, updated_at text, accessed_at text, retention_strength float8, retrieval_count int4, embedding_vector vector, attachments json)
     ON COMMIT DELETE ROWS;
   CREATE TEMP TABLE IF NOT EXISTS memshift_v3_events (id uuid, aggregate_id uuid, event_data json, user_id uuid, created_at text) ON COMMIT DELETE ROWS`;
