@@ -9,7 +9,7 @@
  * Prints memories/s, relationships/s and peak RSS of each tool's process.
  *
  *   npm run bench:memorygraph                                     # 10k memories, ~3 relationships each
- *   npm run bench:memorygraph -- --sizes 10000,100000 [--cap-seconds 300] [--batch 1000] [--concurrency 2]
+ *   npm run bench:memorygraph -- --sizes 10000,100000 [--targets FalkorDB,Neo4j] [--cap-seconds 300] [--batch 1000] [--concurrency 2]
  * Sources are written by memorygraph's own code (test/support/memorygraph_fixture.py,
  * one transaction instead of one per memory) into .memshift/bench-memorygraph
  * and kept for the next run (10k: ~30 s; 100k: several minutes).
@@ -204,6 +204,7 @@ async function clearNeo4j(neo: TestNeo4j): Promise<void> {
 
 async function main() {
   const sizes = option('sizes', '10000').split(',').map(Number);
+  const targets = option('targets', 'FalkorDB,Neo4j').split(',');
   mkdirSync(workDir, { recursive: true });
   const { code } = await bundleWorkflowCode({ workflowsPath: path.join(root, 'workflows/index.ts'), logger: new DefaultLogger('WARN') });
   writeFileSync(bundlePath, code);
@@ -218,20 +219,25 @@ async function main() {
   try {
     for (const size of sizes) {
       const source = await sourceOf(size);
-      const falkor = await startTestFalkorDB();
-      try {
-        record(await memshiftRun(size, source, { kind: 'falkordb', url: falkor.url, graph: 'memshift' }, 'FalkorDB', temporal.address));
-        // memorygraph always writes graph 'memorygraph': a different graph on the same server.
-        record(await memorygraphRun(size, source, ['--to', 'falkordb', '--to-uri', falkor.url], { FALKORDB_HOST: '127.0.0.1', FALKORDB_PORT: String(falkor.port) }, 'FalkorDB', () => falkorCounts(falkor, 'memorygraph')));
-      } finally {
-        await falkor.stop();
+      if (targets.includes('FalkorDB')) {
+        const falkor = await startTestFalkorDB();
+        try {
+          record(await memshiftRun(size, source, { kind: 'falkordb', url: falkor.url, graph: 'memshift' }, 'FalkorDB', temporal.address));
+          // memorygraph always writes graph 'memorygraph': a different graph on the same server.
+          record(await memorygraphRun(size, source, ['--to', 'falkordb', '--to-uri', falkor.url], { FALKORDB_HOST: '127.0.0.1', FALKORDB_PORT: String(falkor.port) }, 'FalkorDB', () => falkorCounts(falkor, 'memorygraph')));
+        } finally {
+          await falkor.stop();
+        }
       }
-      await clearNeo4j(neo);
-      record(await memshiftRun(size, source, { kind: 'neo4j', uri: neo.uri }, 'Neo4j', temporal.address));
-      await clearNeo4j(neo);
-      // The harness runs without auth; memorygraph insists on a password anyway.
-      record(await memorygraphRun(size, source, ['--to', 'neo4j', '--to-uri', neo.uri], { MEMORY_NEO4J_URI: neo.uri, MEMORY_NEO4J_PASSWORD: 'unused' }, 'Neo4j', () => neo4jCounts(neo)));
-      await clearNeo4j(neo);
+      if (targets.includes('Neo4j')) {
+        await clearNeo4j(neo);
+        record(await memshiftRun(size, source, { kind: 'neo4j', uri: neo.uri }, 'Neo4j', temporal.address));
+        await clearNeo4j(neo);
+        // The harness runs without auth. No variable reaches memorygraph's target: its CLI (cli.py handle_migrate) builds the
+        // target config with password=None, which BackendFactory._create_neo4j refuses before connecting ("Neo4j password is required").
+        record(await memorygraphRun(size, source, ['--to', 'neo4j', '--to-uri', neo.uri], { MEMORY_NEO4J_URI: neo.uri, MEMORY_NEO4J_PASSWORD: 'unused' }, 'Neo4j', () => neo4jCounts(neo)));
+        await clearNeo4j(neo);
+      }
       rmSync(path.join(workDir, 'runs'), { recursive: true, force: true });
     }
   } finally {

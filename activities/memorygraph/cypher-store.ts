@@ -16,7 +16,6 @@ import {
   edgeCursorOf,
   edgePageOf,
   memoryPoint,
-  pageOf,
   relationshipPoint,
   withoutRow,
   type Entity,
@@ -39,9 +38,13 @@ const EDGE_FIELDS = 'r.id AS id, type(r) AS type, a.id AS from, b.id AS to, prop
 
 /** Relationship ids this store read or wrote recently, with their start memory: retrieving them starts from the Memory.id index, not a scan of every edge. */
 const REMEMBERED_EDGES = 100_000;
+/** Memory ids read at once for paging (ids only, a few hundred kB). */
+const WINDOW = 20_000;
 
 export class CypherGraphStore implements GraphStore {
   private readonly startOf = new Map<string, string>();
+  /** Memory ids after `after`, in id order, as last read (see memoryIdsAfter); `complete` when they run to the end. */
+  private window: { after: string; ids: string[]; complete: boolean } | null = null;
 
   constructor(
     readonly name: string,
@@ -59,18 +62,18 @@ export class CypherGraphStore implements GraphStore {
   }
 
   async read(entity: Entity, cursor: string | null, limit: number): Promise<Page> {
-    const params = { cursor: cursor ?? '', limit };
     if (entity === 'memories') {
-      const rows = await this.session.read(`MATCH (m:Memory) WHERE m.id > $cursor RETURN ${MEMORY_FIELDS} ORDER BY m.id LIMIT $limit`, params);
-      return pageOf(rows.map(toMemory), limit);
+      const ids = await this.memoryIdsAfter(cursor ?? '', limit);
+      const rows = ids.length ? await this.session.read(`UNWIND $ids AS wanted MATCH (m:Memory {id: wanted}) RETURN ${MEMORY_FIELDS}`, { ids }) : [];
+      const byId = new Map(rows.map((row) => [String(row.id), toMemory(row)]));
+      // A memory deleted since the window was read is skipped; the page still ends where the window does.
+      const points = ids.map((id) => byId.get(id)).filter((p): p is MemoryPoint => !!p);
+      return { points, next: ids.length < limit ? null : ids[ids.length - 1] };
     }
-    // A window of `limit` memories through the Memory.id index, then their relationships: no scan of every edge per page.
+    // The cursor's memory (the rest of its relationships) and the memories after it, then their relationships: no scan of every edge per page.
     const after = edgeCursorOf(cursor);
-    const window = await this.session.read(
-      `MATCH (a:Memory) WHERE a.id ${after.id === null ? '>' : '>='} $from RETURN a.id AS id ORDER BY a.id LIMIT $limit`,
-      { from: after.from, limit },
-    );
-    const ids = window.map((w) => String(w.id));
+    const next = await this.memoryIdsAfter(after.from, limit);
+    const ids = after.id === null ? next : [after.from, ...next];
     const rows = ids.length
       ? await this.session.read(
           `UNWIND $ids AS start MATCH (a:Memory {id: start})-[r]->(b:Memory) WHERE a.id > $from OR r.id > $after
@@ -80,7 +83,33 @@ export class CypherGraphStore implements GraphStore {
       : [];
     const points = rows.map(toRelationship);
     this.remember(points);
-    return edgePageOf(points, limit, ids.length === limit ? ids[ids.length - 1] : null);
+    return edgePageOf(points, limit, next.length === limit ? next[next.length - 1] : null);
+  }
+
+  /**
+   * Up to `count` memory ids after `cursor`, in id order, from a window of
+   * WINDOW ids read at once: FalkorDB answers `ORDER BY m.id LIMIT n` by
+   * sorting every id after the cursor (1 s at 100k on a loaded machine), so
+   * it is asked once per window, not once per page. The window holds ids only.
+   */
+  private async memoryIdsAfter(cursor: string, count: number): Promise<string[]> {
+    let window = this.window;
+    const within = window && cursor >= window.after && (window.complete || (window.ids.length > 0 && cursor < window.ids[window.ids.length - 1]));
+    if (!within) {
+      const rows = await this.session.read('MATCH (m:Memory) WHERE m.id > $cursor RETURN m.id AS id ORDER BY m.id LIMIT $limit', { cursor, limit: WINDOW });
+      window = this.window = { after: cursor, ids: rows.map((r) => String(r.id)), complete: rows.length < WINDOW };
+    }
+    const { ids } = window!;
+    let [start, hi] = [0, ids.length];
+    while (start < hi) {
+      const mid = (start + hi) >> 1;
+      if (ids[mid] <= cursor) start = mid + 1;
+      else hi = mid;
+    }
+    const taken = ids.slice(start, start + count);
+    // Short of `count` before the window's end: read on past it.
+    if (taken.length < count && !window!.complete) return [...taken, ...(await this.memoryIdsAfter(taken.length ? taken[taken.length - 1] : cursor, count - taken.length))];
+    return taken;
   }
 
   /** Start memories of relationships read or written, so that retrieving them by id starts from the Memory.id index. */
@@ -116,6 +145,7 @@ export class CypherGraphStore implements GraphStore {
   async upsert(entity: Entity, points: MemoryPoint[]): Promise<void> {
     if (points.length === 0) return;
     if (entity === 'memories') {
+      this.window = null;
       const rows = points.map((p) => ({ id: p.id, props: asMemory(p).properties }));
       await this.session.write('UNWIND $rows AS row MERGE (m:Memory {id: row.id}) SET m = row.props', { rows });
       return;
@@ -144,6 +174,7 @@ export class CypherGraphStore implements GraphStore {
       await this.session.write('MATCH ()-[r]->() WHERE r.id IN $ids DELETE r', { ids });
       return;
     }
+    this.window = null;
     await this.session.write('UNWIND $ids AS gone MATCH (m:Memory {id: gone}) WHERE NOT (m)--() DELETE m', { ids });
   }
 
