@@ -10,6 +10,7 @@ import type { MemoryPoint, PointTarget } from './stores/contract';
 import { compareIds } from './stores/key-order';
 
 const MAX_ERRORS = 20;
+const PROGRESS_INTERVAL_MS = 2_000;
 /** Ids named per kind of mismatch in an exhaustive comparison; the counts are exact. */
 export const MAX_NAMED_IDS = 20;
 /** Stored vectors agree with the source's to float32 rounding (Qdrant also normalizes cosine vectors). */
@@ -148,7 +149,8 @@ export interface ExhaustiveRules {
  * ids only on one side are missing or extra, ids on both are compared by
  * payload (canonically: tags as sets, timestamps within 1 ms, numbers as
  * activities/compare.ts says) and by vector within the float bound. Holds
- * one page per side; names ids only, capped.
+ * one page per side; names ids only, capped. `onPage` (the activity's
+ * heartbeat) runs at each source page and every PROGRESS_INTERVAL_MS besides.
  */
 export async function compareEveryPoint(
   source: AsyncIterable<MemoryPoint[]>,
@@ -158,29 +160,36 @@ export async function compareEveryPoint(
 ): Promise<ExhaustiveComparison & { problems: string[] }> {
   const started = Date.now();
   const result = { compared: 0, equal: 0, missing: 0, extra: 0, different: 0, writtenSince: 0, missingIds: [] as string[], extraIds: [] as string[], differentIds: [] as string[], problems: [] as string[] };
-  const name = (ids: string[], id: string) => ids.length < MAX_NAMED_IDS && ids.push(id);
   const fromSource = new PageCursor(source, () => onPage(result.compared));
   const fromTarget = new PageCursor(target, () => {});
-  for (;;) {
-    if (fromSource.atPageEnd() || fromTarget.atPageEnd()) await Promise.all([fromSource.ready(), fromTarget.ready()]);
-    const [s, t] = [fromSource.current(), fromTarget.current()];
-    if (!s && !t) break;
-    const order = !s ? 1 : !t ? -1 : compareIds(s.id, t.id);
-    const expected = order <= 0 ? s : undefined;
-    const actual = order >= 0 ? t : undefined;
-    const id = (expected ?? actual)!.id;
-    result.compared++;
-    const problem = !actual ? 'missing from target' : !expected ? 'in target but not in source' : pointDifference(expected, actual, rules);
-    if (problem === null) result.equal++;
-    else if (await rules.writtenSince(expected, actual)) result.writtenSince++;
-    else {
-      const kind = !actual ? 'missing' : !expected ? 'extra' : 'different';
-      result[kind]++;
-      name(result[`${kind}Ids`], id);
-      if (result.problems.length < MAX_NAMED_IDS) result.problems.push(`${id}: ${problem}`);
+  // Also while a page is slow to come (a range's first, after seconds of sorting; a loaded store): a
+  // heartbeat timeout would start another attempt beside this one, and the two would slow each other.
+  const ticking = setInterval(() => onPage(result.compared), PROGRESS_INTERVAL_MS);
+  const name = (ids: string[], id: string) => ids.length < MAX_NAMED_IDS && ids.push(id);
+  try {
+    for (;;) {
+      if (fromSource.atPageEnd() || fromTarget.atPageEnd()) await Promise.all([fromSource.ready(), fromTarget.ready()]);
+      const [s, t] = [fromSource.current(), fromTarget.current()];
+      if (!s && !t) break;
+      const order = !s ? 1 : !t ? -1 : compareIds(s.id, t.id);
+      const expected = order <= 0 ? s : undefined;
+      const actual = order >= 0 ? t : undefined;
+      const id = (expected ?? actual)!.id;
+      result.compared++;
+      const problem = !actual ? 'missing from target' : !expected ? 'in target but not in source' : pointDifference(expected, actual, rules);
+      if (problem === null) result.equal++;
+      else if (await rules.writtenSince(expected, actual)) result.writtenSince++;
+      else {
+        const kind = !actual ? 'missing' : !expected ? 'extra' : 'different';
+        result[kind]++;
+        name(result[`${kind}Ids`], id);
+        if (result.problems.length < MAX_NAMED_IDS) result.problems.push(`${id}: ${problem}`);
+      }
+      if (expected) fromSource.advance();
+      if (actual) fromTarget.advance();
     }
-    if (expected) fromSource.advance();
-    if (actual) fromTarget.advance();
+  } finally {
+    clearInterval(ticking);
   }
   return { ...result, seconds: (Date.now() - started) / 1000, ranges: 1 };
 }
