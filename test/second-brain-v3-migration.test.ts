@@ -215,6 +215,20 @@ describe.skipIf(postgresIsPglite)('secondBrainV3Migration', () => {
   });
 
   describe('validation', () => {
+    it('a rejected resume into a v3 schema with no memories (alembic upgrade head on an empty database) removes the user it created, not only its memories', async () => {
+      const target = await createDatabase(postgres.url, uniqueName('sb_alembic'));
+      await query(target, v3SchemaDdl(DIMENSIONS));
+      const run = await start({ ...planFor(v28.url), target: { url: target }, existingTarget: 'resume' });
+      expect((await waitForPhase(run, 'await-approval')).report?.ok).toBe(true);
+      expect((await query<{ n: string }>(target, 'SELECT count(*) AS n FROM users'))[0].n).toBe('1');
+      await run.signal(rejectSignal, { by: 'bob' });
+      expect((await run.result()).notes.join('\n')).toMatch(/Removed the 420 memories this run added .* and the 1 user\(s\) it created; its 0 earlier memories are kept/);
+      for (const table of ['users', 'memories', 'events', 'tags', 'memory_tags']) {
+        expect((await query<{ n: string }>(target, `SELECT count(*) AS n FROM ${table}`))[0].n, table).toBe('0');
+      }
+      expect((await query<{ v: string }>(target, 'SELECT version_num AS v FROM alembic_version'))[0].v).toBe('002'); // the schema it found stays
+    });
+
     it('a v3 row that differs from its v2 memory blocks cutover, named by id only', async () => {
       const plan = planFor(v28.url, { copy: { batchSize: 2, concurrency: 1 } }); // a copy slow enough to pause in
       const handle = await start(plan);

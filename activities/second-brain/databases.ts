@@ -73,3 +73,19 @@ export function sameDatabase(a: string, b: string): boolean {
   const port = (u: URL) => u.port || '5432';
   return x.hostname === y.hostname && port(x) === port(y) && databaseOf(a).name === databaseOf(b).name;
 }
+
+const ID_PAGE = 5000;
+
+/** Every memory id in `db` (v2 or v3: both name the table memories), in uuid order, a page at a time. */
+export async function* memoryIdsInOrder(db: pg.Pool | pg.PoolClient): AsyncGenerator<string> {
+  let after: string | null = null;
+  for (;;) {
+    const { rows }: { rows: { id: string }[] } = await db.query<{ id: string }>(
+      'SELECT id::text AS id FROM memories WHERE ($1::uuid IS NULL OR id > $1::uuid) ORDER BY memories.id LIMIT $2',
+      [after, ID_PAGE],
+    );
+    for (const row of rows) yield row.id;
+    if (rows.length < ID_PAGE) return;
+    after = rows[rows.length - 1].id;
+  }
+}

@@ -30,8 +30,8 @@ import type { MemoryPoint } from '../stores/contract';
 import { compareIds } from '../stores/key-order';
 import { QdrantCollection } from '../stores/qdrant';
 import { compareEveryPoint } from '../validation';
-import { DATABASE_MISSING, databaseOf, inSnapshot, quoteIdent, sameDatabase, withPool } from './databases';
-import { V2Columns, V2MemorySource, inspectV2, v2Ids, watermarkNow, type Db, type FillVectors, type V2Shape, type V2Watermark, type V3Mapping } from './v2-source';
+import { DATABASE_MISSING, databaseOf, inSnapshot, memoryIdsInOrder, quoteIdent, sameDatabase, withPool } from './databases';
+import { V2Columns, V2MemorySource, inspectV2, watermarkNow, type Db, type FillVectors, type V2Shape, type V2Watermark, type V3Mapping } from './v2-source';
 import { writeBackV2Rows } from './v2-write-back';
 import { correlationIdFor, cut, isObject, sameFloat32Vector, userIdFor } from './v3-memory';
 import { ALEMBIC_HEAD, EMBEDDING_MODEL_MAX_LENGTH, V3_TABLES, VECTOR_INDEX, ivfflatLists, v3SchemaDdl, vectorIndexDdl } from './v3-schema';
@@ -163,6 +163,8 @@ interface TargetBefore {
   hadVectorExtension?: boolean;
   /** Memory ids the target held before this run (existingTarget: resume): no removal touches them. */
   ids: string[];
+  /** The plan's users the target held before this run (existingTarget: resume): a rejection removes only the others. */
+  userIds?: string[];
   /** The source watermark taken before the copy began: the first catch-up starts here. */
   watermark: V2Watermark;
 }
@@ -245,23 +247,36 @@ async function catchUp(
   return { watermark, upserted, removed };
 }
 
-/** The deleted-id diff: memories this run wrote whose v2 row is gone. */
+/**
+ * The deleted-id diff: memories this run wrote whose v2 row is gone. A merge
+ * of both id lists in uuid order, a page of each at a time, not every id of
+ * both databases in memory.
+ */
 async function removeDeleted(plan: SecondBrainPlan, db: Db, target: V3MemoryTarget, leftAtCutover?: Record<string, string>): Promise<number> {
-  const inSource = await v2Ids(db);
   const before = new Set((await readJson<TargetBefore>(runFiles(plan, currentWorkflow().workflowId).targetBefore))?.ids ?? []);
-  let removable = (await target.ids()).filter((id) => !inSource.has(id) && !before.has(id));
-  if (leftAtCutover) {
-    // Only memories v3 still holds as this run left them: one created or changed there after cutover stays.
-    const unchanged: string[] = [];
-    for (let i = 0; i < removable.length; i += SCAN_PAGE) {
-      const points = await target.retrieve(removable.slice(i, i + SCAN_PAGE));
-      unchanged.push(...points.filter((p) => leftAtCutover[p.id] === fingerprint(p)).map((p) => p.id));
+  const inSource = memoryIdsInOrder(db);
+  let sourceId = (await inSource.next()).value;
+  let removed = 0;
+  let gone: string[] = [];
+  const remove = async () => {
+    let removable = gone.filter((id) => !before.has(id));
+    gone = [];
+    if (leftAtCutover) {
+      // Only memories v3 still holds as this run left them: one created or changed there after cutover stays.
+      const points = await target.retrieve(removable);
+      removable = points.filter((p) => leftAtCutover[p.id] === fingerprint(p)).map((p) => p.id);
     }
-    removable = unchanged;
+    await target.deleteMemories(removable);
+    if (leftAtCutover) for (const id of removable) delete leftAtCutover[id];
+    removed += removable.length;
+  };
+  for await (const id of target.idsInOrder()) {
+    while (sourceId !== undefined && compareIds(sourceId, id) < 0) sourceId = (await inSource.next()).value;
+    if (sourceId !== id) gone.push(id);
+    if (gone.length === SCAN_PAGE) await remove();
   }
-  for (let i = 0; i < removable.length; i += SCAN_PAGE) await target.deleteMemories(removable.slice(i, i + SCAN_PAGE));
-  if (leftAtCutover) for (const id of removable) delete leftAtCutover[id];
-  return removable.length;
+  await remove();
+  return removed;
 }
 
 async function* scanTarget(target: V3MemoryTarget): AsyncGenerator<MemoryPoint[]> {
@@ -595,7 +610,11 @@ export function secondBrainActivities({ client }: { client: Client }) {
         const watermark = await withPool(plan.source.url, watermarkNow, 1);
         // Recorded before creating: a crash in between leaves a record that names what this run may drop.
         record = { createdDatabase: state.kind === 'missing', createdTables: state.kind === 'missing' || state.kind === 'empty', ids: [], watermark };
-        if (state.kind === 'v3') record.ids = await withTarget(plan, (target) => target.ids());
+        if (state.kind === 'v3') {
+          record.ids = await withTarget(plan, (target) => target.ids());
+          const planned = planUsers(plan).map((user) => userIdFor(user.email));
+          record.userIds = await withPool(plan.target.url, async (pool) => (await pool.query<{ id: string }>('SELECT id::text AS id FROM users WHERE id = ANY($1::uuid[])', [planned])).rows.map((r) => r.id), 1);
+        }
         if (state.kind === 'empty') {
           record.hadVectorExtension = await withPool(plan.target.url, async (pool) => (await pool.query(`SELECT 1 FROM pg_extension WHERE extname = 'vector'`)).rowCount === 1, 1);
         }
@@ -843,10 +862,16 @@ export function secondBrainActivities({ client }: { client: Client }) {
         return { summary: `Dropped the v3 tables this run created in ${where} (${V3_TABLES.length} tables with the ${VECTOR_INDEX} index)${extension}` };
       }
       const kept = new Set(before.ids);
-      return withTarget(plan, async (target) => {
+      return withTarget(plan, async (target, pool) => {
         const added = (await target.ids()).filter((id) => !kept.has(id));
         for (let i = 0; i < added.length; i += SCAN_PAGE) await target.deleteMemories(added.slice(i, i + SCAN_PAGE));
-        return { summary: `Removed the ${added.length} memories this run added to ${where}; its ${kept.size} earlier memories are kept` };
+        // The users this run created (their tags cascade); one that owns a memory this run did not add stays. A record without userIds predates them: none removed.
+        const created = planUsers(plan).map((user) => userIdFor(user.email)).filter((id) => before.userIds && !before.userIds.includes(id));
+        const users = created.length
+          ? ((await pool.query('DELETE FROM users u WHERE id = ANY($1::uuid[]) AND NOT EXISTS (SELECT 1 FROM memories m WHERE m.user_id = u.id)', [created])).rowCount ?? 0)
+          : 0;
+        const removedUsers = users ? ` and the ${users} user(s) it created` : '';
+        return { summary: `Removed the ${added.length} memories this run added to ${where}${removedUsers}; its ${kept.size} earlier memories are kept` };
       });
     },
   };

@@ -243,9 +243,3 @@ export class V2MemorySource implements PointSource {
 
   async close(): Promise<void> {}
 }
-
-/** Every memory id in the source, for the deleted-id diff. */
-export async function v2Ids(db: Db): Promise<Set<string>> {
-  const { rows } = await db.query<{ id: string }>('SELECT id::text AS id FROM memories');
-  return new Set(rows.map((r) => r.id));
-}

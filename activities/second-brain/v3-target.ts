@@ -10,6 +10,7 @@
 import pg from 'pg';
 import type { MemoryPoint, PointTarget } from '../stores/contract';
 import { copyIn, COPY_SIGNATURE } from '../stores/postgres';
+import { memoryIdsInOrder } from './databases';
 import {
   EMBEDDING_JSON_OK,
   EVENT_TYPE,
@@ -121,10 +122,15 @@ export class V3MemoryTarget implements PointTarget {
     return rows.map(toPoint);
   }
 
-  /** Every memory id, in id order: the deleted-id diff reads ids only. */
+  /** Every memory id, in id order. */
   async ids(): Promise<string[]> {
     const { rows } = await this.db.query<{ id: string }>('SELECT id::text AS id FROM memories ORDER BY memories.id');
     return rows.map((r) => r.id);
+  }
+
+  /** Every memory id in uuid order, a page at a time: the deleted-id diff merges it with v2's. */
+  idsInOrder(): AsyncGenerator<string> {
+    return memoryIdsInOrder(this.db);
   }
 
   /** Removes memories with their events (memory_tags and memory_links cascade). */
