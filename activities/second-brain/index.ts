@@ -34,7 +34,7 @@ import { DATABASE_MISSING, databaseOf, inSnapshot, memoryIdsInOrder, quoteIdent,
 import { V2Columns, V2MemorySource, inspectV2, watermarkNow, type Db, type FillVectors, type V2Shape, type V2Watermark, type V3Mapping } from './v2-source';
 import { writeBackV2Rows } from './v2-write-back';
 import { correlationIdFor, cut, isObject, sameFloat32Vector, userIdFor } from './v3-memory';
-import { ALEMBIC_HEAD, EMBEDDING_MODEL_MAX_LENGTH, V3_TABLES, VECTOR_INDEX, ivfflatLists, v3SchemaDdl, vectorIndexDdl } from './v3-schema';
+import { ALEMBIC_HEAD, EMBEDDING_MODEL_MAX_LENGTH, V3_TABLES, VECTOR_INDEX, createVectorIndex, ivfflatLists, v3SchemaDdl } from './v3-schema';
 import { V3MemoryTarget } from './v3-target';
 
 /** Ids named in results and errors are capped: history stays small. */
@@ -671,7 +671,7 @@ export function secondBrainActivities({ client }: { client: Client }) {
           const { links } = await refreshDerived(plan, pool);
           const { rows } = await pool.query<{ n: string }>('SELECT count(*) AS n FROM memories WHERE embedding_vector IS NOT NULL');
           const lists = ivfflatLists(Number(rows[0].n));
-          await pool.query(vectorIndexDdl(lists));
+          await createVectorIndex(pool, lists, plan.dimensions);
           return { lists, links };
         }),
       );

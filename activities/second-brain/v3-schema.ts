@@ -9,6 +9,7 @@
  * an empty table with lists = 100; memshift creates it after the copy, with
  * lists sized to the row count as pgvector recommends (see ivfflatLists).
  */
+import type pg from 'pg';
 
 export const ALEMBIC_HEAD = '002';
 export const VECTOR_INDEX = 'idx_memories_embedding_vector';
@@ -194,6 +195,30 @@ export function ivfflatLists(rows: number): number {
   return Math.max(1, rows <= 1_000_000 ? Math.floor(rows / 1000) : Math.floor(Math.sqrt(rows)));
 }
 
-export function vectorIndexDdl(lists: number): string {
+/**
+ * pgvector's ivfflat build k-means clusters max(10,000, 50 per list) sample
+ * vectors in memory and refuses to start when maintenance_work_mem (64 MB by
+ * default) is below that (at 1536 dimensions "memory required is 65 MB" once
+ * the 100 lists of 100k memories are built): the build raises it for its own
+ * transaction, never lowers it.
+ */
+export async function createVectorIndex(db: pg.Pool, lists: number, dimensions: number): Promise<void> {
+  const neededMb = Math.ceil((Math.max(10_000, lists * 50) * (8 + 4 * dimensions) * 1.1) / 2 ** 20) + 16;
+  const client = await db.connect();
+  try {
+    await client.query('BEGIN');
+    const { rows } = await client.query<{ mb: string }>(`SELECT pg_size_bytes(current_setting('maintenance_work_mem')) / 1048576 AS mb`);
+    if (Number(rows[0].mb) < neededMb) await client.query(`SET LOCAL maintenance_work_mem = '${neededMb}MB'`);
+    await client.query(vectorIndexDdl(lists));
+    await client.query('COMMIT');
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
+function vectorIndexDdl(lists: number): string {
   return `CREATE INDEX IF NOT EXISTS ${VECTOR_INDEX} ON memories USING ivfflat (embedding_vector vector_cosine_ops) WITH (lists = ${Math.floor(lists)})`;
 }

@@ -10,7 +10,7 @@ import os from 'node:os';
 import pg from 'pg';
 import { V2Columns, V2MemorySource, inspectV2 } from '../../activities/second-brain/v2-source';
 import { userIdFor } from '../../activities/second-brain/v3-memory';
-import { v3SchemaDdl, vectorIndexDdl, ivfflatLists } from '../../activities/second-brain/v3-schema';
+import { createVectorIndex, ivfflatLists, v3SchemaDdl } from '../../activities/second-brain/v3-schema';
 import { V3MemoryTarget } from '../../activities/second-brain/v3-target';
 
 const PROGRESS_EVERY = 10_000;
@@ -54,7 +54,7 @@ async function main(): Promise<void> {
     }
   } while (cursor !== null);
   const copySeconds = (Date.now() - copyStarted) / 1000;
-  await target.query(vectorIndexDdl(ivfflatLists(memories)));
+  await createVectorIndex(target, ivfflatLists(memories), 1536);
   await source.end();
   await target.end();
   process.stdout.write(`${JSON.stringify({ memories, copySeconds, seconds: (Date.now() - started) / 1000 })}\n`);
