@@ -3,8 +3,9 @@
  * script doing the same inserts (test/support/second-brain-plain-copy.ts:
  * memshift's own reader and writer, one batch after another, no Temporal, no
  * heartbeats, no checks) against secondBrainV3Migration on a real Temporal dev
- * server with one worker process. Prints memories/s over the copy and end to
- * end, and each process's peak RSS (during the copy and over the whole run).
+ * server with one worker process, and PostgreSQL's own binary COPY FROM of the
+ * rows memshift wrote (the machine's limit). Prints memories/s over the copy
+ * and end to end, and each process's peak RSS (during the copy and over the whole run).
  *
  *   npm run bench:second-brain                          # 100k memories
  *   npm run bench:second-brain -- --memories 30000 [--batch 500] [--concurrency 2]
@@ -14,10 +15,13 @@
 import { Client, Connection } from '@temporalio/client';
 import { bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createReadStream, createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
+import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
+import { createVectorIndex, ivfflatLists, v3SchemaDdl } from '../activities/second-brain/v3-schema';
 import { POSTGRES_BIN_DIR, startNativePostgres } from '../scripts/native-postgres';
 import { startTestPostgres, uniqueName } from '../test/support/postgres';
 import { createDatabase, createV2Store } from '../test/support/second-brain-fixtures';
@@ -89,7 +93,7 @@ async function plainCopy(sourceUrl: string, serverUrl: string, batch: number): P
   return { tool: 'plain script (same inserts, one batch after another)', copySeconds, totalSeconds: seconds, totalIncludes: 'schema, copy, index', copyPeakRssMb: peakRssMb, peakRssMb };
 }
 
-async function memshiftCopy(memories: number, sourceUrl: string, serverUrl: string, address: string, batch: number, concurrency: number): Promise<{ run: Run; phases: string }> {
+async function memshiftCopy(memories: number, sourceUrl: string, serverUrl: string, address: string, batch: number, concurrency: number): Promise<{ run: Run; phases: string; targetUrl: string }> {
   const taskQueue = `bench-second-brain-${Date.now()}`;
   // Prebundled workflows, as a production deploy ships them: the worker's RSS is the copy's, not webpack's.
   const bundlePath = path.join(workDir, 'workflows.js');
@@ -151,9 +155,37 @@ async function memshiftCopy(memories: number, sourceUrl: string, serverUrl: stri
     return {
       run: { tool: `memshift, 1 worker, concurrency ${concurrency}`, copySeconds: result.copySeconds, totalSeconds: toApproval, totalIncludes: 'preflight, pg_dump backup, copy, index, every memory validated', copyPeakRssMb, peakRssMb },
       phases,
+      targetUrl: target.toString(),
     };
   } finally {
     worker.child.kill('SIGTERM'); // also when the run failed: no worker outlives the bench
+  }
+}
+
+/**
+ * The machine's limit: the v3 tables memshift wrote, COPY'd out in binary to
+ * files and timed only coming back in with COPY FROM into an empty v3 schema
+ * (its primary keys, foreign keys and indexes in place): PostgreSQL writing the
+ * same rows with no reading of v2, no mapping, no checks. Then the vector index.
+ */
+async function copyLimit(v3Url: string, serverUrl: string): Promise<Run> {
+  const target = await createDatabase(serverUrl, uniqueName('bench_limit'));
+  const from = new pg.Client({ connectionString: v3Url });
+  const into = new pg.Client({ connectionString: target });
+  await Promise.all([from.connect(), into.connect()]);
+  try {
+    const tables = ['users', 'memories', 'events', 'tags', 'memory_tags'];
+    for (const table of tables) await pipeline(from.query(copyTo(`COPY ${table} TO STDOUT (FORMAT binary)`)), createWriteStream(path.join(workDir, `${table}.copy`)));
+    await into.query(v3SchemaDdl(1536));
+    const started = Date.now();
+    for (const table of tables) await pipeline(createReadStream(path.join(workDir, `${table}.copy`)), into.query(copyFrom(`COPY ${table} FROM STDIN (FORMAT binary)`)));
+    const copySeconds = (Date.now() - started) / 1000;
+    const { rows } = await into.query<{ n: string }>('SELECT count(*) AS n FROM memories WHERE embedding_vector IS NOT NULL');
+    const pool = new pg.Pool({ connectionString: target, max: 1 });
+    await createVectorIndex(pool, ivfflatLists(Number(rows[0].n)), 1536).finally(() => pool.end());
+    return { tool: 'PostgreSQL COPY FROM of the same v3 rows (the limit)', copySeconds, totalSeconds: (Date.now() - started) / 1000, totalIncludes: 'copy, index', copyPeakRssMb: NaN, peakRssMb: NaN };
+  } finally {
+    await Promise.all([from.end(), into.end()]);
   }
 }
 
@@ -179,6 +211,9 @@ async function main() {
     const memshift = await memshiftCopy(memories, sourceUrl, postgres.url, temporal.address, batch, concurrency);
     runs.push(memshift.run);
     phases = memshift.phases;
+    load.push(os.loadavg()[0].toFixed(1));
+    runs.push(await copyLimit(memshift.targetUrl, postgres.url));
+    console.error(`PostgreSQL COPY: ${Math.round(memories / runs[2].copySeconds)} memories/s`);
   } finally {
     temporal.stop();
     await postgres.stop();
@@ -187,8 +222,9 @@ async function main() {
   console.log(`\nSecond Brain v2.8 → v3, ${memories} memories, 1536-dim, batch ${batch}; ${postgres.label}; ${os.cpus().length} cores, load average before each run: ${load.join(', ')}; ${new Date().toISOString().slice(0, 16)}Z`);
   console.log('| tool | copy memories/s | copy s | end-to-end s | end to end covers | peak RSS MB during copy | peak RSS MB, whole run |');
   console.log('|---|---:|---:|---:|---|---:|---:|');
+  const mb = (value: number) => (Number.isNaN(value) ? '— (server side)' : value);
   for (const r of runs) {
-    console.log(`| ${r.tool} | ${Math.round(memories / r.copySeconds)} | ${r.copySeconds.toFixed(1)} | ${r.totalSeconds.toFixed(1)} | ${r.totalIncludes} | ${r.copyPeakRssMb} | ${r.peakRssMb} |`);
+    console.log(`| ${r.tool} | ${Math.round(memories / r.copySeconds)} | ${r.copySeconds.toFixed(1)} | ${r.totalSeconds.toFixed(1)} | ${r.totalIncludes} | ${mb(r.copyPeakRssMb)} | ${mb(r.peakRssMb)} |`);
   }
   console.log(`memshift phases (s): ${phases}`);
 }
