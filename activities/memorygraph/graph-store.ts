@@ -150,7 +150,8 @@ export interface EdgeCursor {
   id: string | null;
 }
 
-export const edgeCursorOf = (cursor: string | null): EdgeCursor => (cursor === null ? { from: '', id: null } : (JSON.parse(cursor) as EdgeCursor));
+/** A copy heartbeated before relationships were read this way holds a bare relationship id: it starts over (writes are idempotent by id). */
+export const edgeCursorOf = (cursor: string | null): EdgeCursor => (cursor?.startsWith('{') ? (JSON.parse(cursor) as EdgeCursor) : { from: '', id: null });
 
 const edgeCursor = (cursor: EdgeCursor) => JSON.stringify(cursor);
 
