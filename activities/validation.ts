@@ -190,6 +190,9 @@ export async function compareEveryPoint(
     }
   } finally {
     clearInterval(ticking);
+    // A pass that stops early (a store failed) still ends both streams: the source's holds a thread and a connection.
+    fromSource.close();
+    fromTarget.close();
   }
   return { ...result, seconds: (Date.now() - started) / 1000, ranges: 1 };
 }
@@ -235,6 +238,11 @@ class PageCursor {
 
   advance(): void {
     this.at++;
+  }
+
+  /** Ends the stream (runs its cleanup) once the page in flight has come; a stream already done is unaffected. */
+  close(): void {
+    this.pages.return?.().catch(() => undefined);
   }
 }
 
