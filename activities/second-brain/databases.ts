@@ -38,15 +38,12 @@ export async function withPool<T>(url: string, use: (pool: pg.Pool) => Promise<T
   }
 }
 
-/**
- * Runs `read` in one REPEATABLE READ transaction on the source: catch-up and
- * validation see the v2 database as of one instant while the service writes.
- */
-export async function inSnapshot<T>(pool: pg.Pool, read: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+/** Runs `work` in one transaction on a client of `pool`: committed when it returns, rolled back when it throws. */
+export async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>, begin = 'BEGIN'): Promise<T> {
   const client = await pool.connect();
   try {
-    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    const result = await read(client);
+    await client.query(begin);
+    const result = await work(client);
     await client.query('COMMIT');
     return result;
   } catch (err) {
@@ -56,6 +53,13 @@ export async function inSnapshot<T>(pool: pg.Pool, read: (client: pg.PoolClient)
     client.release();
   }
 }
+
+/**
+ * Runs `read` in one REPEATABLE READ transaction on the source: catch-up and
+ * validation see the v2 database as of one instant while the service writes.
+ */
+export const inSnapshot = <T>(pool: pg.Pool, read: (client: pg.PoolClient) => Promise<T>): Promise<T> =>
+  inTransaction(pool, read, 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
 
 /** The database name in a URL, and the URL of the server's maintenance database `postgres` (to create or drop it). */
 export function databaseOf(url: string): { name: string; maintenanceUrl: string } {

@@ -30,7 +30,7 @@ import type { MemoryPoint } from '../stores/contract';
 import { compareIds } from '../stores/key-order';
 import { QdrantCollection } from '../stores/qdrant';
 import { compareEveryPoint } from '../validation';
-import { DATABASE_MISSING, databaseOf, inSnapshot, memoryIdsInOrder, quoteIdent, sameDatabase, withPool } from './databases';
+import { DATABASE_MISSING, databaseOf, inSnapshot, inTransaction, memoryIdsInOrder, quoteIdent, sameDatabase, withPool } from './databases';
 import { V2Columns, V2MemorySource, inspectV2, watermarkNow, type Db, type FillVectors, type V2Shape, type V2Watermark, type V3Mapping } from './v2-source';
 import { writeBackV2Rows } from './v2-write-back';
 import { correlationIdFor, cut, isObject, sameFloat32Vector, userIdFor } from './v3-memory';
@@ -390,9 +390,7 @@ function pagedBySourceIds(source: AsyncIterable<MemoryPoint[]>, retrieve: (ids: 
 /** Vector search on a sample: each memory's own vector finds itself first (or a memory at distance 0). */
 async function searchFindsItself(pool: pg.Pool, sample: number): Promise<{ tried: number; failed: string[] }> {
   if (sample === 0) return { tried: 0, failed: [] };
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
+  return inTransaction(pool, async (client) => {
     const { rows: lists } = await client.query<{ n: string }>('SELECT count(*) AS n FROM memories WHERE embedding_vector IS NOT NULL');
     // Every list probed: the search is exact, so a miss is a wrong vector, not the index's recall.
     await client.query(`SET LOCAL ivfflat.probes = ${Math.max(1, ivfflatLists(Number(lists[0].n)))}`);
@@ -410,11 +408,8 @@ async function searchFindsItself(pool: pg.Pool, sample: number): Promise<{ tried
       );
       if (!rows[0] || (rows[0].id !== id && rows[0].distance > 1e-6)) failed.push(id);
     }
-    await client.query('COMMIT');
     return { tried: ids.length, failed };
-  } finally {
-    client.release();
-  }
+  });
 }
 
 async function eventIntegrity(pool: pg.Pool): Promise<{ events: number; orphans: number; memories: number }> {
@@ -628,9 +623,7 @@ export function secondBrainActivities({ client }: { client: Client }) {
         }, 1);
       }
       await withTarget(plan, async (_target, pool) => {
-        const client = await pool.connect();
-        try {
-          await client.query('BEGIN');
+        await inTransaction(pool, async (client) => {
           const hasSchema = await client.query(`SELECT 1 FROM pg_tables WHERE schemaname = 'public' AND tablename = 'alembic_version'`);
           if (hasSchema.rowCount === 0) {
             if (!record.createdTables) fail('The target lost its v3 schema since this run began; stopping rather than guessing. Nothing more was written.', 'TargetChanged');
@@ -645,13 +638,7 @@ export function secondBrainActivities({ client }: { client: Client }) {
               [userIdFor(user.email), user.email, user.username, user.fullName ?? null, 1_000_000],
             );
           }
-          await client.query('COMMIT');
-        } catch (err) {
-          await client.query('ROLLBACK').catch(() => undefined);
-          throw err;
-        } finally {
-          client.release();
-        }
+        });
       });
       return { createdDatabase: record.createdDatabase, createdTables: record.createdTables, kept: record.ids.length, watermark: record.watermark };
     },

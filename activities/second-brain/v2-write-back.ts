@@ -8,6 +8,7 @@
  */
 import { ApplicationFailure } from '@temporalio/common';
 import type pg from 'pg';
+import { inTransaction } from './databases';
 import type { MemoryPoint } from '../stores/contract';
 import type { V2Columns, V2Watermark, V3Mapping } from './v2-source';
 import { isObject, memoryTypeOf, sameFloat32Vector, tagsOf, titleOf, V2_EXTRAS_KEY, type V3Memory } from './v3-memory';
@@ -40,9 +41,7 @@ export async function writeBackV2Rows(
     ON CONFLICT (id) DO UPDATE SET ${names.slice(1).map((n) => `${n} = EXCLUDED.${n}`).join(', ')}
     WHERE ${columns.changedAt().replace(/\b(created_at|updated_at|last_accessed)\b/g, 'm.$1')} <= $7::timestamptz
     RETURNING (xmax = 0) AS inserted`;
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
+  await inTransaction(pool, async (client) => {
     for (const point of points) {
       const memory = point.payload as unknown as V3Memory;
       const { metadata, extras } = v2MetadataOf(memory, mapping);
@@ -75,13 +74,7 @@ export async function writeBackV2Rows(
       else result.updated++;
     }
     await assertReadBack(client, points.filter((p) => !result.skipped.includes(p.id)));
-    await client.query('COMMIT');
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
+  });
   return result;
 }
 

@@ -10,6 +10,7 @@
  * lists sized to the row count as pgvector recommends (see ivfflatLists).
  */
 import type pg from 'pg';
+import { inTransaction } from './databases';
 
 export const ALEMBIC_HEAD = '002';
 export const VECTOR_INDEX = 'idx_memories_embedding_vector';
@@ -204,19 +205,11 @@ export function ivfflatLists(rows: number): number {
  */
 export async function createVectorIndex(db: pg.Pool, lists: number, dimensions: number): Promise<void> {
   const neededMb = Math.ceil((Math.max(10_000, lists * 50) * (8 + 4 * dimensions) * 1.1) / 2 ** 20) + 16;
-  const client = await db.connect();
-  try {
-    await client.query('BEGIN');
+  await inTransaction(db, async (client) => {
     const { rows } = await client.query<{ mb: string }>(`SELECT pg_size_bytes(current_setting('maintenance_work_mem')) / 1048576 AS mb`);
     if (Number(rows[0].mb) < neededMb) await client.query(`SET LOCAL maintenance_work_mem = '${neededMb}MB'`);
     await client.query(vectorIndexDdl(lists));
-    await client.query('COMMIT');
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
+  });
 }
 
 function vectorIndexDdl(lists: number): string {

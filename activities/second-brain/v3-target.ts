@@ -10,7 +10,7 @@
 import pg from 'pg';
 import type { MemoryPoint, PointTarget } from '../stores/contract';
 import { copyIn, COPY_SIGNATURE } from '../stores/postgres';
-import { memoryIdsInOrder } from './databases';
+import { inTransaction, memoryIdsInOrder } from './databases';
 import {
   EMBEDDING_JSON_OK,
   EVENT_TYPE,
@@ -35,9 +35,7 @@ export class V3MemoryTarget implements PointTarget {
   async upsert(points: MemoryPoint[]): Promise<void> {
     if (points.length === 0) return;
     const memories = points.map((p) => ({ id: p.id, vector: p.vector, m: p.payload as unknown as V3Memory }));
-    const client = await this.db.connect();
-    try {
-      await client.query('BEGIN');
+    await inTransaction(this.db, async (client) => {
       // Binary COPY into session-local staging tables, then the same idempotent INSERT … ON CONFLICT:
       // no array literals to build, escape and parse, and the vector goes as float4s, not decimal text.
       // The JSON `embedding` is written by PostgreSQL from the stored vector (its text is a JSON array):
@@ -71,13 +69,7 @@ export class V3MemoryTarget implements PointTarget {
         [this.correlationId],
       );
       await this.writeTags(client, memories);
-      await client.query('COMMIT');
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    } finally {
-      client.release();
-    }
+    });
   }
 
   /** Tags in (user, name) order, so concurrent batches lock them in one order and never deadlock. */
@@ -136,18 +128,10 @@ export class V3MemoryTarget implements PointTarget {
   /** Removes memories with their events (memory_tags and memory_links cascade). */
   async deleteMemories(ids: string[]): Promise<void> {
     if (ids.length === 0) return;
-    const client = await this.db.connect();
-    try {
-      await client.query('BEGIN');
+    await inTransaction(this.db, async (client) => {
       await client.query('DELETE FROM events WHERE aggregate_id = ANY($1::uuid[])', [ids]);
       await client.query('DELETE FROM memories WHERE id = ANY($1::uuid[])', [ids]);
-      await client.query('COMMIT');
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    } finally {
-      client.release();
-    }
+    });
   }
 
   async close(): Promise<void> {}
