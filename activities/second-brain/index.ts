@@ -21,7 +21,7 @@ import { v5 as uuidv5 } from 'uuid';
 import type { CheckResult, RollbackRequest, ValidationReport } from '../../workflows/messages';
 import { describeDatabase, type SecondBrainPlan, type SecondBrainUser } from '../../workflows/second-brain-plan';
 import { differingFields, payloadFingerprint } from '../compare';
-import { currentWorkflow } from '../context';
+import { currentWorkflow, heartbeatWhile } from '../context';
 import { workflowCopyChannel } from '../copy-channel';
 import { copyPointsResumably, type CopyChannel, type CopyResult } from '../copy-engine';
 import { assertLiveBackendFile, readLiveBackend, recordLiveBackend, restoreLiveBackend, untilQuiet, type ProtectedFiles } from '../cutover';
@@ -40,8 +40,6 @@ import { V3MemoryTarget } from './v3-target';
 /** Ids named in results and errors are capped: history stays small. */
 const MAX_IDS = 20;
 const SCAN_PAGE = 500;
-/** Well inside the long activities' 10 s heartbeat timeout. */
-const HEARTBEAT_EVERY_MS = 3_000;
 
 const run = promisify(execFile);
 
@@ -50,20 +48,6 @@ function fail(message: string, type: string): never {
 }
 
 const listIds = (ids: string[]) => `${ids.slice(0, MAX_IDS).join(', ')}${ids.length > MAX_IDS ? ` and ${ids.length - MAX_IDS} more` : ''}`;
-
-/**
- * Heartbeats every few seconds while `work` runs: statements such as CREATE
- * INDEX or an exact vector search over every row report no progress of their own.
- */
-async function heartbeatWhile<T>(work: () => Promise<T>): Promise<T> {
-  const ctx = Context.current();
-  const timer = setInterval(() => ctx.heartbeat(), HEARTBEAT_EVERY_MS);
-  try {
-    return await work();
-  } finally {
-    clearInterval(timer);
-  }
-}
 
 // --- the plan's choices ----------------------------------------------------------
 
