@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openNeo4jDriver } from '../activities/stores/neo4j';
 import { approveUpdate } from '../workflows/messages';
 import { memoryGraphMigration, type MemoryGraphPlanInput } from '../workflows/memory-graph-migration';
-import { activityAttempts, connectClient, failureType, startWorker, tempDir, uniqueQueue, waitForPhase } from './support/harness';
+import { activityAttempts, connectClient, failureMessage, failureType, startWorker, tempDir, uniqueQueue, waitForPhase } from './support/harness';
 import { dumpWithMemorygraph, populateWithMemorygraph, type MemorygraphDump } from './support/memorygraph';
 import { startTestFalkorDB } from './support/falkordb';
 import { startTestNeo4j, type TestNeo4j } from './support/neo4j';
@@ -127,5 +127,32 @@ describe('an unreachable Neo4j', () => {
     expect(await failureType(handle)).toBe('Neo4jUnreachable');
     expect(await activityAttempts(handle, 'preflightMemoryGraph')).toBe(1);
     expect(existsSync(target)).toBe(false);
+  });
+});
+
+describe('a Neo4j that refuses the credentials', () => {
+  it("fails preflight once with Neo4jUnauthorized, repeats no password, and writes nothing", async () => {
+    const guarded = await startTestNeo4j({ withAuth: true });
+    const saved = { user: process.env.NEO4J_USER, password: process.env.NEO4J_PASSWORD };
+    Object.assign(process.env, { NEO4J_USER: 'neo4j', NEO4J_PASSWORD: 'wrong-secret' });
+    const target = path.join(dir, 'never-written.db');
+    try {
+      const handle = await client.workflow.start(memoryGraphMigration, {
+        taskQueue,
+        workflowId: unique('mg-neo4j-auth'),
+        args: [{ source: { kind: 'neo4j', uri: guarded.uri }, target: { kind: 'sqlite', path: target }, workDir: path.join(dir, 'runs'), cutover: { file: path.join(dir, 'live-auth.json') } }],
+      });
+      expect(await failureType(handle)).toBe('Neo4jUnauthorized');
+      expect(await failureMessage(handle)).toMatch(/refused the credentials.*set NEO4J_USER \/ NEO4J_PASSWORD/);
+      expect(await activityAttempts(handle, 'preflightMemoryGraph')).toBe(1);
+      expect(JSON.stringify(await handle.fetchHistory())).not.toContain('wrong-secret');
+      expect(existsSync(target)).toBe(false);
+    } finally {
+      for (const [key, value] of [['NEO4J_USER', saved.user], ['NEO4J_PASSWORD', saved.password]] as const) {
+        if (value === undefined) delete process.env[key];
+        else process.env[key] = value;
+      }
+      await guarded.stop();
+    }
   });
 });

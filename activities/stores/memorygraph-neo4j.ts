@@ -13,7 +13,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import neo4j, { type Driver } from 'neo4j-driver';
 import { CypherGraphStore, type CypherSession, type Row } from '../memorygraph/cypher-store';
 import { isIntegerProperty } from '../memorygraph/graph-store';
-import { openNeo4jDriver } from './neo4j';
+import { openNeo4jDriver, verifyReachable } from './neo4j';
 
 export interface Neo4jLocation {
   /** bolt:// or neo4j:// URI without credentials. */
@@ -27,15 +27,10 @@ export const describeNeo4j = ({ uri, database }: Neo4jLocation) => `${uri}${data
 export async function openNeo4jGraphStore(location: Neo4jLocation, failFast = false): Promise<Neo4jGraphStore> {
   const driver = openNeo4jDriver(location.uri);
   try {
-    await driver.getServerInfo({ database: location.database });
+    await verifyReachable(driver, location, failFast);
   } catch (err) {
     await driver.close();
-    const code = (err as { code?: string }).code ?? '';
-    const message = `Neo4j at ${describeNeo4j(location)} ${code.startsWith('Neo.ClientError.Security.') ? 'refused the credentials' : 'is not reachable'}: ${(err as Error).message}`;
-    if (failFast || code.startsWith('Neo.ClientError.Security.')) {
-      throw ApplicationFailure.nonRetryable(`${message}. Check the URI and NEO4J_USER / NEO4J_PASSWORD in the worker's environment.`, 'Neo4jUnreachable');
-    }
-    throw new Error(message);
+    throw err;
   }
   return new Neo4jGraphStore(location, driver);
 }

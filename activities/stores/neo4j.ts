@@ -254,7 +254,12 @@ async function withSession<T>(location: GraphLocation, mode: 'READ' | 'WRITE', w
   }
 }
 
-async function verifyReachable(driver: Driver, location: GraphLocation): Promise<void> {
+/**
+ * Neo4j answers and takes the worker's credentials. Refused credentials never
+ * heal (non-retryable); an unreachable server may, so it is retried — unless
+ * `failFast` (a preflight, where a typo in the URI should stop the run at once).
+ */
+export async function verifyReachable(driver: Driver, location: GraphLocation, failFast = false): Promise<void> {
   try {
     await driver.getServerInfo({ database: location.database });
   } catch (error) {
@@ -266,7 +271,9 @@ async function verifyReachable(driver: Driver, location: GraphLocation): Promise
         'Neo4jUnauthorized',
       );
     }
-    throw new Error(`Neo4j at ${describeLocation(location)} is unreachable: ${reason}`, { cause: error });
+    const message = `Neo4j at ${describeLocation(location)} is unreachable: ${reason}`;
+    if (failFast) throw ApplicationFailure.nonRetryable(`${message}. Check the URI.`, 'Neo4jUnreachable');
+    throw new Error(message, { cause: error });
   }
 }
 

@@ -27,9 +27,10 @@ const JVM_OPTIONS = ['-Xms64m', '-Xmx256m', '-XX:+UseSerialGC', '-XX:TieredStopA
 const READY_LINE = /^NEO4J_READY (bolt:\/\/\S+)$/;
 const STDERR_KEPT_CHARS = 8_000;
 
-export async function startTestNeo4j(): Promise<TestNeo4j> {
+/** `withAuth`: a harness whose Bolt asks for credentials and accepts none a test has (always the harness, never NEO4J_URI). */
+export async function startTestNeo4j(options: { withAuth?: boolean } = {}): Promise<TestNeo4j> {
   const external = process.env.NEO4J_URI;
-  if (external) return { uri: external, stop: async () => {} };
+  if (external && !options.withAuth) return { uri: external, stop: async () => {} };
 
   if (!existsSync(path.join(HARNESS_DIR, 'target/classes/memshift/Neo4jHarness.class'))) {
     throw new Error('The Neo4j test harness is not built: run scripts/install-neo4j-harness.sh');
@@ -41,6 +42,7 @@ export async function startTestNeo4j(): Promise<TestNeo4j> {
   // stdin stays a pipe: the harness exits when it closes, so a crashed test run leaves no JVM behind.
   const child = spawn('java', [...JVM_OPTIONS, `-Djava.io.tmpdir=${workDir}`, '-cp', classpath, HARNESS_CLASS, String(port)], {
     stdio: ['pipe', 'pipe', 'pipe'],
+    env: { ...process.env, NEO4J_HARNESS_AUTH: String(options.withAuth === true) },
   });
 
   let stderr = '';

@@ -12,7 +12,9 @@ import org.neo4j.harness.Neo4j;
 import org.neo4j.harness.Neo4jBuilders;
 
 /**
- * An in-process Neo4j for tests: Bolt on 127.0.0.1:PORT, no auth, no HTTP.
+ * An in-process Neo4j for tests: Bolt on 127.0.0.1:PORT, no HTTP, and no auth unless env
+ * {@code NEO4J_HARNESS_AUTH=true} (then Neo4j's own: user neo4j, whose initial password must be
+ * changed before use, so every login a test makes is refused — what a wrong password meets).
  *
  * <p>Usage: {@code Neo4jHarness [PORT]}, or env {@code NEO4J_HARNESS_PORT}. Prints exactly
  * {@code NEO4J_READY bolt://127.0.0.1:PORT} on stdout once Bolt accepts connections, and shuts
@@ -35,7 +37,7 @@ public final class Neo4jHarness {
         }
         Neo4j neo4j = Neo4jBuilders.newInProcessBuilder()
                 .withDisabledServer()
-                .withConfig(GraphDatabaseSettings.auth_enabled, false)
+                .withConfig(GraphDatabaseSettings.auth_enabled, "true".equals(System.getenv("NEO4J_HARNESS_AUTH")))
                 .withConfig(GraphDatabaseSettings.pagecache_memory, PAGE_CACHE_BYTES)
                 .withConfig(GraphDatabaseSettings.preallocate_logical_logs, false)
                 .withConfig(GraphDatabaseSettings.udc_enabled, false)
