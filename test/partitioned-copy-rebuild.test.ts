@@ -72,7 +72,10 @@ it('a dense vector damaged after the copy is named by the exhaustive pass and bl
   const handle = await client.workflow.start(qdrantCollectionRebuild, { taskQueue, workflowId: uniqueName('rebuild'), args: [plan] });
   let damaged: string;
   try {
-    await waitForStatus(handle, (s) => s.phase === 'copy' && s.copy.copied >= 1_000, 300_000);
+    // Pause once the first pages have landed. (Not at a copied count: the status learns a range's count
+    // when the range ends, and on an idle machine all ranges end within one poll of each other.)
+    await waitForStatus(handle, (s) => s.phase === 'copy', 300_000);
+    while ((await target.count().catch(() => 0)) === 0) await new Promise((r) => setTimeout(r, 50));
     await handle.executeUpdate(pauseUpdate, { args: [{ by: 'ops' }] });
     await new Promise((r) => setTimeout(r, 3_000)); // pages in flight land; then nothing writes the target
     const [point] = (await target.readPage(null, 1)).points;
