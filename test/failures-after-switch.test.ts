@@ -21,7 +21,7 @@ import { approveUpdate, rollbackSignal } from '../workflows/messages';
 import { secondBrainV3Migration } from '../workflows/second-brain-v3-migration';
 import { sqliteVecMigration } from '../workflows/sqlite-vec-migration';
 import { connectClient, startWorker, tempDir, uniqueQueue, waitForPhase, waitForStatus } from './support/harness';
-import { postgresIsPglite, startTestPostgres, uniqueName, type TestPostgres } from './support/postgres';
+import { postgresIsPglite, queryPostgres, startTestPostgres, uniqueName, type TestPostgres } from './support/postgres';
 import { createDatabase, createV2Store } from './support/second-brain-fixtures';
 
 process.env.MEMSHIFT_PG_BIN_DIR ??= POSTGRES_BIN_DIR;
@@ -47,19 +47,9 @@ afterAll(async () => {
 
 /** From now on every write to `table` fails as a revoked grant would (SQLSTATE 42501). */
 async function refuseWrites(url: string, table: string): Promise<void> {
-  await sql(url, `CREATE FUNCTION refuse_writes() RETURNS trigger LANGUAGE plpgsql AS $$
+  await queryPostgres(url, `CREATE FUNCTION refuse_writes() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN RAISE EXCEPTION 'write refused by the test' USING ERRCODE = 'insufficient_privilege'; END $$`);
-  await sql(url, `CREATE TRIGGER refuse_writes BEFORE INSERT OR UPDATE ON ${table} FOR EACH ROW EXECUTE FUNCTION refuse_writes()`);
-}
-
-async function sql(url: string, statement: string): Promise<void> {
-  const db = new pg.Client({ connectionString: url });
-  await db.connect();
-  try {
-    await db.query(statement);
-  } finally {
-    await db.end();
-  }
+  await queryPostgres(url, `CREATE TRIGGER refuse_writes BEFORE INSERT OR UPDATE ON ${table} FOR EACH ROW EXECUTE FUNCTION refuse_writes()`);
 }
 
 /** Runs `write` the moment the live-backend file names this run: the service's last write to the old backend. */
@@ -119,14 +109,14 @@ it('sqliteVecMigration: a rollback that fails keeps the window open; fixed and a
   await live.close();
 
   // Someone moved the target table away: the rollback cannot read it, and says so.
-  await sql(postgres.url, `ALTER TABLE public.${table} RENAME TO ${table}_moved`);
+  await queryPostgres(postgres.url, `ALTER TABLE public.${table} RENAME TO ${table}_moved`);
   await handle.signal(rollbackSignal, { by: 'bob', reason: 'latency' });
   const refused = await waitForStatus(handle, (s) => s.notes.some((n) => n.startsWith('Rollback requested by bob failed')));
   expect(refused.notes.join('\n')).toMatch(/Rollback requested by bob failed: .*SQLSTATE 42P01.*The way back stays open/);
   expect(refused.outcome).toBeNull();
   expect(JSON.parse(readFileSync(liveFile, 'utf8')).workflowId).toBe(handle.workflowId); // still on the target
 
-  await sql(postgres.url, `ALTER TABLE public.${table}_moved RENAME TO ${table}`);
+  await queryPostgres(postgres.url, `ALTER TABLE public.${table}_moved RENAME TO ${table}`);
   await handle.signal(rollbackSignal, { by: 'bob', reason: 'table is back' });
   const result = await handle.result();
   expect(result.outcome).toBe('rolled-back');

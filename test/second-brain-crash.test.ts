@@ -13,7 +13,7 @@ import { POSTGRES_BIN_DIR } from '../scripts/native-postgres';
 import { approveUpdate } from '../workflows/messages';
 import { secondBrainV3Migration, type SecondBrainPlanInput } from '../workflows/second-brain-v3-migration';
 import { connectClient, spawnWorkerProcess, startWorker, tempDir, uniqueQueue, waitForPhase, waitForStatus } from './support/harness';
-import { postgresIsPglite, startTestPostgres, uniqueName, type TestPostgres } from './support/postgres';
+import { postgresIsPglite, queryPostgres, startTestPostgres, uniqueName, type TestPostgres } from './support/postgres';
 import { createDatabase, createV2Store, randomVector } from './support/second-brain-fixtures';
 import { seededRandom } from '../scripts/seeded-random';
 
@@ -47,16 +47,6 @@ describe.skipIf(postgresIsPglite)('secondBrainV3Migration under stress', () => {
     };
   }
 
-  async function query<R extends pg.QueryResultRow>(url: string, sql: string, params: unknown[] = []): Promise<R[]> {
-    const db = new pg.Client({ connectionString: url });
-    await db.connect();
-    try {
-      return (await db.query<R>(sql, params)).rows;
-    } finally {
-      await db.end();
-    }
-  }
-
   it('worker SIGKILLed mid-copy and restarted: exactly the v2 ids, exactly one MemoryCreated event each', async () => {
     const sourceUrl = await createDatabase(postgres.url, uniqueName('sb_crash'));
     const fixture = await createV2Store(sourceUrl, { layout: 'v2.8', count: 3_000, withoutEmbeddingEvery: 97 });
@@ -69,7 +59,7 @@ describe.skipIf(postgresIsPglite)('secondBrainV3Migration under stress', () => {
       await waitForStatus(handle, (s) => s.phase === 'copy' && s.copy.copied >= 400, 180_000);
       worker.kill('SIGKILL');
       await new Promise((resolve) => worker.once('exit', resolve));
-      const copiedAtKill = (await query<{ n: string }>(plan.target.url, 'SELECT count(*) AS n FROM memories'))[0].n;
+      const copiedAtKill = (await queryPostgres<{ n: string }>(plan.target.url, 'SELECT count(*) AS n FROM memories'))[0].n;
       expect(Number(copiedAtKill)).toBeLessThan(3_000); // killed mid-copy, not after
       worker = spawnWorkerProcess(taskQueue, env);
       const waiting = await waitForPhase(handle, 'await-approval', 240_000);
@@ -81,9 +71,9 @@ describe.skipIf(postgresIsPglite)('secondBrainV3Migration under stress', () => {
     } finally {
       worker.kill('SIGTERM');
     }
-    const ids = await query<{ id: string }>(plan.target.url, 'SELECT id::text FROM memories ORDER BY id');
+    const ids = await queryPostgres<{ id: string }>(plan.target.url, 'SELECT id::text FROM memories ORDER BY id');
     expect(ids.map((r) => r.id)).toEqual(fixture.ids);
-    const events = await query<{ aggregate_id: string; n: string }>(plan.target.url, 'SELECT aggregate_id::text, count(*) AS n FROM events GROUP BY 1 ORDER BY 1');
+    const events = await queryPostgres<{ aggregate_id: string; n: string }>(plan.target.url, 'SELECT aggregate_id::text, count(*) AS n FROM events GROUP BY 1 ORDER BY 1');
     expect(events.map((e) => e.aggregate_id)).toEqual(fixture.ids);
     expect(events.every((e) => e.n === '1')).toBe(true);
   });
@@ -108,16 +98,16 @@ describe.skipIf(postgresIsPglite)('secondBrainV3Migration under stress', () => {
       const result = await handle.result();
       expect(result.outcome).toBe('cut-over');
 
-      const v2 = await query<{ id: string; content: string; access_count: number; updated: string }>(
+      const v2 = await queryPostgres<{ id: string; content: string; access_count: number; updated: string }>(
         sourceUrl,
         `SELECT id::text, content, access_count, to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') AS updated FROM memories ORDER BY id`,
       );
-      const v3 = await query<{ id: string; content: string; access_count: number; updated: string }>(
+      const v3 = await queryPostgres<{ id: string; content: string; access_count: number; updated: string }>(
         plan.target.url,
         `SELECT id::text, content, retrieval_count AS access_count, to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') AS updated FROM memories ORDER BY id`,
       );
       expect(v3).toEqual(v2);
-      const events = await query<{ n: string; content_matches: string }>(
+      const events = await queryPostgres<{ n: string; content_matches: string }>(
         plan.target.url,
         `SELECT count(*) AS n, count(*) FILTER (WHERE e.event_data->>'content' = m.content) AS content_matches FROM events e JOIN memories m ON m.id = e.aggregate_id`,
       );

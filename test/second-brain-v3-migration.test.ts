@@ -6,7 +6,6 @@
 import type { Client } from '@temporalio/client';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { v4 as uuidv4 } from 'uuid';
 import { eventIdFor, userIdFor } from '../activities/second-brain/v3-memory';
@@ -15,7 +14,7 @@ import { POSTGRES_BIN_DIR } from '../scripts/native-postgres';
 import { approveUpdate, pauseSignal, rejectSignal, resumeSignal, rollbackSignal } from '../workflows/messages';
 import { secondBrainV3Migration, type SecondBrainPlanInput } from '../workflows/second-brain-v3-migration';
 import { activityAttempts, connectClient, failureMessage, failureType, startWorker, tempDir, uniqueQueue, waitForPhase } from './support/harness';
-import { postgresIsPglite, startTestPostgres, uniqueName, type TestPostgres } from './support/postgres';
+import { postgresIsPglite, queryPostgres, startTestPostgres, uniqueName, type TestPostgres } from './support/postgres';
 import { startTestQdrant, type TestQdrant } from './support/qdrant';
 import { DIMENSIONS, createDatabase, createV1Collection, createV2Store, type Fixture } from './support/second-brain-fixtures';
 
@@ -78,21 +77,11 @@ describe.skipIf(postgresIsPglite)('secondBrainV3Migration', () => {
 
   const start = (plan: SecondBrainPlanInput) => client.workflow.start(secondBrainV3Migration, { taskQueue, workflowId: uniqueName('sb'), args: [plan] });
 
-  async function query<R extends pg.QueryResultRow>(url: string, sql: string, params: unknown[] = []): Promise<R[]> {
-    const db = new pg.Client({ connectionString: url });
-    await db.connect();
-    try {
-      return (await db.query<R>(sql, params)).rows;
-    } finally {
-      await db.end();
-    }
-  }
-
   const databaseExists = async (url: string) =>
-    (await query(postgres.url, 'SELECT 1 FROM pg_database WHERE datname = $1', [new URL(url).pathname.slice(1)])).length === 1;
+    (await queryPostgres(postgres.url, 'SELECT 1 FROM pg_database WHERE datname = $1', [new URL(url).pathname.slice(1)])).length === 1;
 
   /** The whole v2 table as text: equal before and after means the run never wrote it. */
-  const v2Checksum = async (url: string) => (await query<{ sum: string }>(url, `SELECT md5(string_agg(m::text, '|' ORDER BY id)) AS sum FROM memories m`))[0].sum;
+  const v2Checksum = async (url: string) => (await queryPostgres<{ sum: string }>(url, `SELECT md5(string_agg(m::text, '|' ORDER BY id)) AS sum FROM memories m`))[0].sum;
 
   describe('v2.8 with the v1 Qdrant collection', () => {
     it('copies, validates every memory, waits for approval, cuts over; one event per memory; history holds no content', async () => {
@@ -114,7 +103,7 @@ describe.skipIf(postgresIsPglite)('secondBrainV3Migration', () => {
       expect(await v2Checksum(v28.url)).toBe(before);
 
       const target = plan.target.url;
-      const memories = await query<{ id: string; title: string; content: string; user_id: string; created_at: string; memory_type: string; has_vector: boolean; embedding_model: string | null; retrieval_count: number; metadata: Record<string, unknown> }>(
+      const memories = await queryPostgres<{ id: string; title: string; content: string; user_id: string; created_at: string; memory_type: string; has_vector: boolean; embedding_model: string | null; retrieval_count: number; metadata: Record<string, unknown> }>(
         target,
         `SELECT id::text, title, content, user_id::text, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') AS created_at, memory_type,
           embedding_vector IS NOT NULL AS has_vector, embedding_model, retrieval_count, metadata FROM memories ORDER BY id`,
@@ -128,21 +117,21 @@ describe.skipIf(postgresIsPglite)('secondBrainV3Migration', () => {
       expect(memories.filter((m) => !m.has_vector).length).toBe(6);
       expect(memories.filter((m) => m.embedding_model === 'text-embedding-3-small').length).toBe(15); // named by the v1 points
       // Microseconds kept; v2.8 extras kept in metadata.
-      const v2Rows = await query<{ id: string; created_at: string }>(v28.url, `SELECT id::text, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') AS created_at FROM memories ORDER BY id`);
+      const v2Rows = await queryPostgres<{ id: string; created_at: string }>(v28.url, `SELECT id::text, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') AS created_at FROM memories ORDER BY id`);
       expect(memories.map((m) => m.created_at)).toEqual(v2Rows.map((r) => r.created_at));
       expect(memories[0].metadata).toHaveProperty('second_brain_v2.semantic_metadata');
 
-      const events = await query<{ id: string; aggregate_id: string; event_type: string; stream_version: number; occurred: string; created: string }>(
+      const events = await queryPostgres<{ id: string; aggregate_id: string; event_type: string; stream_version: number; occurred: string; created: string }>(
         target,
         `SELECT e.id::text, e.aggregate_id::text, e.event_type, e.stream_version, e.event_data->>'occurred_at' AS occurred,
           to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created FROM events e ORDER BY aggregate_id`,
       );
       expect(events.map((e) => e.aggregate_id)).toEqual(v28.fixture.ids);
       expect(events.every((e) => e.event_type === 'MemoryCreated' && e.stream_version === 1 && e.id === eventIdFor(e.aggregate_id) && e.occurred === e.created)).toBe(true);
-      const tags = await query<{ name: string; usage_count: number }>(target, 'SELECT name, usage_count FROM tags ORDER BY name');
+      const tags = await queryPostgres<{ name: string; usage_count: number }>(target, 'SELECT name, usage_count FROM tags ORDER BY name');
       expect(tags.map((t) => t.name)).toEqual(['personal', 'topic-0', 'topic-1', 'topic-2', 'topic-3', 'topic-4', 'work']);
       expect(tags.find((t) => t.name === 'work')?.usage_count).toBe(140);
-      expect(await query(target, 'SELECT version_num FROM alembic_version')).toEqual([{ version_num: '002' }]);
+      expect(await queryPostgres(target, 'SELECT version_num FROM alembic_version')).toEqual([{ version_num: '002' }]);
       expect(JSON.parse(readFileSync(plan.cutover.file, 'utf8'))).toMatchObject({ kind: 'postgres', url: target, workflowId: handle.workflowId });
 
       // Nothing of any memory's content reaches history (inputs, results, heartbeats, notes).
@@ -159,8 +148,8 @@ describe.skipIf(postgresIsPglite)('secondBrainV3Migration', () => {
       expect(waiting.report?.ok).toBe(true);
       expect([waiting.report?.sourceCount, waiting.report?.targetCount]).toEqual([MEMORIES, MEMORIES]);
       expect(waiting.notes.join('\n')).toMatch(/Second Brain v2\.8 with 420 memories \(1536-dim\); 21 without an embedding, 0 of them filled from the v1 collection/);
-      expect((await query<{ n: string }>(plan.target.url, 'SELECT count(*) AS n FROM memories WHERE embedding_vector IS NULL'))[0].n).toBe('21');
-      expect((await query<{ n: string }>(plan.target.url, 'SELECT count(*) AS n FROM events'))[0].n).toBe(String(MEMORIES));
+      expect((await queryPostgres<{ n: string }>(plan.target.url, 'SELECT count(*) AS n FROM memories WHERE embedding_vector IS NULL'))[0].n).toBe('21');
+      expect((await queryPostgres<{ n: string }>(plan.target.url, 'SELECT count(*) AS n FROM events'))[0].n).toBe(String(MEMORIES));
       await handle.signal(rejectSignal, { by: 'bob', reason: 'not tonight' });
       const result = await handle.result();
       expect(result.outcome).toBe('rejected');
@@ -189,7 +178,7 @@ describe.skipIf(postgresIsPglite)('secondBrainV3Migration', () => {
       await waitForPhase(first, 'await-approval');
       await first.signal(rejectSignal, { by: 'bob' });
       expect((await first.result()).outcome).toBe('rejected');
-      expect((await query<{ n: string }>(target, 'SELECT count(*) AS n FROM memories'))[0].n).toBe(String(MEMORIES)); // kept, as the plan says
+      expect((await queryPostgres<{ n: string }>(target, 'SELECT count(*) AS n FROM memories'))[0].n).toBe(String(MEMORIES)); // kept, as the plan says
 
       const refused = await start(plan);
       expect(await failureType(refused)).toBe('TargetNotEmpty');
@@ -201,7 +190,7 @@ describe.skipIf(postgresIsPglite)('secondBrainV3Migration', () => {
       await resumed.signal(rejectSignal, { by: 'bob' });
       const result = await resumed.result();
       expect(result.notes.join('\n')).toMatch(/Removed the 0 memories this run added .*; its 420 earlier memories are kept/);
-      expect((await query<{ n: string }>(target, 'SELECT count(*) AS n FROM events'))[0].n).toBe(String(MEMORIES));
+      expect((await queryPostgres<{ n: string }>(target, 'SELECT count(*) AS n FROM events'))[0].n).toBe(String(MEMORIES));
 
       const third = await createDatabase(postgres.url, uniqueName('sb_given'));
       const dropped = await start({ ...planFor(v28.url), target: { url: third } });
@@ -209,24 +198,24 @@ describe.skipIf(postgresIsPglite)('secondBrainV3Migration', () => {
       await dropped.signal(rejectSignal, { by: 'bob' });
       expect((await dropped.result()).notes.join('\n')).toMatch(/Dropped the v3 tables this run created/);
       expect(await databaseExists(third)).toBe(true);
-      expect(await query(third, `SELECT tablename FROM pg_tables WHERE schemaname = 'public'`)).toEqual([]);
-      expect(await query(third, `SELECT extname FROM pg_extension WHERE extname = 'vector'`)).toEqual([]); // this run created it
+      expect(await queryPostgres(third, `SELECT tablename FROM pg_tables WHERE schemaname = 'public'`)).toEqual([]);
+      expect(await queryPostgres(third, `SELECT extname FROM pg_extension WHERE extname = 'vector'`)).toEqual([]); // this run created it
     });
   });
 
   describe('validation', () => {
     it('a rejected resume into a v3 schema with no memories (alembic upgrade head on an empty database) removes the user it created, not only its memories', async () => {
       const target = await createDatabase(postgres.url, uniqueName('sb_alembic'));
-      await query(target, v3SchemaDdl(DIMENSIONS));
+      await queryPostgres(target, v3SchemaDdl(DIMENSIONS));
       const run = await start({ ...planFor(v28.url), target: { url: target }, existingTarget: 'resume' });
       expect((await waitForPhase(run, 'await-approval')).report?.ok).toBe(true);
-      expect((await query<{ n: string }>(target, 'SELECT count(*) AS n FROM users'))[0].n).toBe('1');
+      expect((await queryPostgres<{ n: string }>(target, 'SELECT count(*) AS n FROM users'))[0].n).toBe('1');
       await run.signal(rejectSignal, { by: 'bob' });
       expect((await run.result()).notes.join('\n')).toMatch(/Removed the 420 memories this run added .* and the 1 user\(s\) it created; its 0 earlier memories are kept/);
       for (const table of ['users', 'memories', 'events', 'tags', 'memory_tags']) {
-        expect((await query<{ n: string }>(target, `SELECT count(*) AS n FROM ${table}`))[0].n, table).toBe('0');
+        expect((await queryPostgres<{ n: string }>(target, `SELECT count(*) AS n FROM ${table}`))[0].n, table).toBe('0');
       }
-      expect((await query<{ v: string }>(target, 'SELECT version_num AS v FROM alembic_version'))[0].v).toBe('002'); // the schema it found stays
+      expect((await queryPostgres<{ v: string }>(target, 'SELECT version_num AS v FROM alembic_version'))[0].v).toBe('002'); // the schema it found stays
     });
 
     it('a v3 row that differs from its v2 memory blocks cutover, named by id only', async () => {
@@ -235,13 +224,13 @@ describe.skipIf(postgresIsPglite)('secondBrainV3Migration', () => {
       await waitForPhase(handle, 'copy');
       const first = v28.fixture.ids[0]; // in the first batch: the copy never writes it again
       for (let written = false; !written; await new Promise((r) => setTimeout(r, 50))) {
-        written = (await query(plan.target.url, 'SELECT 1 FROM memories WHERE id = $1', [first]).catch(() => [])).length === 1;
+        written = (await queryPostgres(plan.target.url, 'SELECT 1 FROM memories WHERE id = $1', [first]).catch(() => [])).length === 1;
       }
       await handle.signal(pauseSignal, { by: 'alice' }); // validation does not start while paused
       // Paused for real once the count stands still: no batch in flight re-checks (and rewrites) the first one.
-      const count = async () => (await query<{ n: string }>(plan.target.url, 'SELECT count(*) AS n FROM memories'))[0].n;
+      const count = async () => (await queryPostgres<{ n: string }>(plan.target.url, 'SELECT count(*) AS n FROM memories'))[0].n;
       for (let before = '', now = await count(); before !== now; before = now, await new Promise((r) => setTimeout(r, 2_500)), now = await count());
-      await query(plan.target.url, `UPDATE memories SET title = 'tampered', retrieval_count = retrieval_count + 1 WHERE id = $1`, [first]);
+      await queryPostgres(plan.target.url, `UPDATE memories SET title = 'tampered', retrieval_count = retrieval_count + 1 WHERE id = $1`, [first]);
       await handle.signal(resumeSignal, { by: 'alice' });
       expect(await failureType(handle)).toBe('ValidationFailed');
       expect(await failureMessage(handle)).toMatch(/420 compared field by field \(vector to float32, event data\), 1 differ/);
@@ -267,13 +256,13 @@ describe.skipIf(postgresIsPglite)('secondBrainV3Migration', () => {
         { user: 'bob', source: MEMORIES / 2, target: MEMORIES / 2 },
       ]);
       const target = plan.target.url;
-      expect((await query<{ n: string }>(target, 'SELECT count(*) AS n FROM memories WHERE embedding_vector IS NULL AND embedding IS NULL AND embedding_model IS NULL'))[0].n).toBe('21');
+      expect((await queryPostgres<{ n: string }>(target, 'SELECT count(*) AS n FROM memories WHERE embedding_vector IS NULL AND embedding IS NULL AND embedding_model IS NULL'))[0].n).toBe('21');
       // Naive v2.0 timestamps read as UTC (the plan's default zone).
-      const [first] = await query<{ created: string }>(target, `SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') AS created FROM memories WHERE (metadata->>'n')::int = 0`);
+      const [first] = await queryPostgres<{ created: string }>(target, `SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') AS created FROM memories WHERE (metadata->>'n')::int = 0`);
       expect(first.created).toBe('2024-01-01 00:00:00.000000');
 
       // The schema as alembic 001 + 002 create it.
-      const columns = await query<{ table_name: string; column_name: string; is_nullable: string; udt_name: string }>(
+      const columns = await queryPostgres<{ table_name: string; column_name: string; is_nullable: string; udt_name: string }>(
         target,
         `SELECT table_name, column_name, is_nullable, udt_name FROM information_schema.columns WHERE table_schema = 'public' ORDER BY table_name, ordinal_position`,
       );
@@ -290,13 +279,13 @@ describe.skipIf(postgresIsPglite)('secondBrainV3Migration', () => {
       ]);
       const tables = [...new Set(columns.map((c) => c.table_name))].sort();
       expect(tables).toEqual(['alembic_version', 'events', 'memories', 'memory_links', 'memory_tags', 'session_memories', 'sessions', 'snapshots', 'tags', 'users']);
-      const constraints = await query<{ conname: string; def: string }>(target, `SELECT conname, pg_get_constraintdef(oid) AS def FROM pg_constraint WHERE contype = 'u' ORDER BY conname`);
+      const constraints = await queryPostgres<{ conname: string; def: string }>(target, `SELECT conname, pg_get_constraintdef(oid) AS def FROM pg_constraint WHERE contype = 'u' ORDER BY conname`);
       expect(constraints).toEqual(expect.arrayContaining([{ conname: 'uq_aggregate_version', def: 'UNIQUE (aggregate_id, stream_version)' }, { conname: 'uq_memory_tags', def: 'UNIQUE (memory_id, tag_id)' }]));
-      const [index] = await query<{ def: string }>(target, `SELECT indexdef AS def FROM pg_indexes WHERE indexname = 'idx_memories_embedding_vector'`);
+      const [index] = await queryPostgres<{ def: string }>(target, `SELECT indexdef AS def FROM pg_indexes WHERE indexname = 'idx_memories_embedding_vector'`);
       expect(index.def).toMatch(/USING ivfflat \(embedding_vector vector_cosine_ops\) WITH \(lists='1'\)/);
-      expect(await query(target, 'SELECT version_num FROM alembic_version')).toEqual([{ version_num: '002' }]);
-      expect((await query<{ n: string }>(target, 'SELECT count(*) AS n FROM memory_links'))[0].n).toBe('104');
-      const fk = await query<{ def: string }>(target, `SELECT pg_get_constraintdef(oid) AS def FROM pg_constraint WHERE conrelid = 'memories'::regclass AND contype = 'f'`);
+      expect(await queryPostgres(target, 'SELECT version_num FROM alembic_version')).toEqual([{ version_num: '002' }]);
+      expect((await queryPostgres<{ n: string }>(target, 'SELECT count(*) AS n FROM memory_links'))[0].n).toBe('104');
+      const fk = await queryPostgres<{ def: string }>(target, `SELECT pg_get_constraintdef(oid) AS def FROM pg_constraint WHERE conrelid = 'memories'::regclass AND contype = 'f'`);
       expect(fk).toEqual([{ def: 'FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE' }]);
     });
 
@@ -317,7 +306,7 @@ describe.skipIf(postgresIsPglite)('secondBrainV3Migration', () => {
 
       const target = plan.target.url;
       const filled = v20.fixture.withoutEmbedding.slice(0, 10);
-      const rows = await query<{ id: string; vector: string; embedding_model: string }>(
+      const rows = await queryPostgres<{ id: string; vector: string; embedding_model: string }>(
         target,
         'SELECT id::text, embedding_vector::text AS vector, embedding_model FROM memories WHERE id = ANY($1::uuid[]) ORDER BY id',
         [filled],
@@ -331,8 +320,8 @@ describe.skipIf(postgresIsPglite)('secondBrainV3Migration', () => {
         expect(stored.length).toBe(DIMENSIONS);
         expect(Math.max(...stored.map((x, i) => Math.abs(x - written[i] / norm)))).toBeLessThan(1e-6);
       }
-      expect((await query<{ n: string }>(target, 'SELECT count(*) AS n FROM memories WHERE embedding_vector IS NULL'))[0].n).toBe('11');
-      expect((await query<{ n: string }>(target, `SELECT count(DISTINCT aggregate_id) AS n FROM events WHERE event_type = 'MemoryCreated' AND stream_version = 1`))[0].n).toBe(String(MEMORIES));
+      expect((await queryPostgres<{ n: string }>(target, 'SELECT count(*) AS n FROM memories WHERE embedding_vector IS NULL'))[0].n).toBe('11');
+      expect((await queryPostgres<{ n: string }>(target, `SELECT count(DISTINCT aggregate_id) AS n FROM events WHERE event_type = 'MemoryCreated' AND stream_version = 1`))[0].n).toBe(String(MEMORIES));
     });
 
     it.each(['v2.0', 'v2.8'] as const)('rollback after cutover into %s: memories written in v3 afterwards are carried back as v2 rows', async (layout) => {
@@ -348,26 +337,26 @@ describe.skipIf(postgresIsPglite)('secondBrainV3Migration', () => {
       // The v3 service after cutover: edits one memory, creates one.
       const target = plan.target.url;
       const edited = fixture.ids[0];
-      await query(target, `UPDATE memories SET content = 'edited in v3', updated_at = '2030-01-01T00:00:00.123456Z' WHERE id = $1`, [edited]);
+      await queryPostgres(target, `UPDATE memories SET content = 'edited in v3', updated_at = '2030-01-01T00:00:00.123456Z' WHERE id = $1`, [edited]);
       const added = uuidv4();
-      await query(
+      await queryPostgres(
         target,
         `INSERT INTO memories (id, user_id, title, content, memory_type, status, importance_score, confidence_score, metadata, created_at, updated_at, accessed_at, retention_strength, retrieval_count, attachments)
          SELECT $1, id, 'New in v3', 'written in v3 after cutover', 'factual', 'active', 0.7, 1, '{"tags":["fresh"]}', '2030-01-02T00:00:00Z', '2030-01-02T00:00:00Z', '2030-01-02T00:00:00Z', 1, 0, '[]' FROM users LIMIT 1`,
         [added],
       );
-      await query(target, `INSERT INTO tags (id, name, user_id, usage_count, created_at, updated_at) SELECT $1, 'v3-only', id, 1, now(), now() FROM users LIMIT 1`, [uuidv4()]);
-      await query(target, `INSERT INTO memory_tags (memory_id, tag_id) SELECT $1, id FROM tags WHERE name = 'v3-only'`, [added]);
+      await queryPostgres(target, `INSERT INTO tags (id, name, user_id, usage_count, created_at, updated_at) SELECT $1, 'v3-only', id, 1, now(), now() FROM users LIMIT 1`, [uuidv4()]);
+      await queryPostgres(target, `INSERT INTO memory_tags (memory_id, tag_id) SELECT $1, id FROM tags WHERE name = 'v3-only'`, [added]);
       const V28_COLUMNS = 'SELECT memory_type::text, importance_score::text, access_count, semantic_metadata, decay_applied FROM memories WHERE id = ANY($1::uuid[])';
-      const editedColumnsBefore = layout === 'v2.8' ? await query(sourceUrl, V28_COLUMNS, [[edited]]) : [];
-      const v2Before = await query<{ id: string; content: string }>(sourceUrl, 'SELECT id::text, content FROM memories WHERE id <> $1 ORDER BY id', [edited]);
+      const editedColumnsBefore = layout === 'v2.8' ? await queryPostgres(sourceUrl, V28_COLUMNS, [[edited]]) : [];
+      const v2Before = await queryPostgres<{ id: string; content: string }>(sourceUrl, 'SELECT id::text, content FROM memories WHERE id <> $1 ORDER BY id', [edited]);
 
       await handle.signal(rollbackSignal, { by: 'bob', reason: 'bad latency' });
       const result = await handle.result();
       expect(result.outcome).toBe('rolled-back');
       expect(result.notes.join('\n')).toMatch(/2 memories written in v3 after cutover carried back into v2 \(1 rows updated, 1 new\)/);
       expect(readFileSync(plan.cutover.file, 'utf8')).toBe('{"kind":"postgres","url":"postgres://old/secondbrain"}\n');
-      const rows = await query<{ id: string; content: string; metadata: Record<string, unknown>; updated: string }>(
+      const rows = await queryPostgres<{ id: string; content: string; metadata: Record<string, unknown>; updated: string }>(
         sourceUrl,
         `SELECT id::text, content, metadata, extract(epoch FROM updated_at)::text AS updated FROM memories WHERE id = ANY($1::uuid[]) ORDER BY content`,
         [[edited, added]],
@@ -378,11 +367,11 @@ describe.skipIf(postgresIsPglite)('secondBrainV3Migration', () => {
       ]);
       if (layout === 'v2.8') {
         // v2.8's own columns come back from where the copy kept them; a type its enum lacks stays in metadata (above).
-        expect(await query(sourceUrl, V28_COLUMNS, [[edited]])).toEqual(editedColumnsBefore);
-        expect(await query(sourceUrl, V28_COLUMNS, [[added]])).toEqual([{ memory_type: 'semantic', importance_score: '0.7000', access_count: 0, semantic_metadata: {}, decay_applied: false }]);
+        expect(await queryPostgres(sourceUrl, V28_COLUMNS, [[edited]])).toEqual(editedColumnsBefore);
+        expect(await queryPostgres(sourceUrl, V28_COLUMNS, [[added]])).toEqual([{ memory_type: 'semantic', importance_score: '0.7000', access_count: 0, semantic_metadata: {}, decay_applied: false }]);
       }
       // Every other v2 row is as it was.
-      expect(await query(sourceUrl, 'SELECT id::text, content FROM memories WHERE id <> ALL($1::uuid[]) ORDER BY id', [[edited, added]])).toEqual(v2Before);
+      expect(await queryPostgres(sourceUrl, 'SELECT id::text, content FROM memories WHERE id <> ALL($1::uuid[]) ORDER BY id', [[edited, added]])).toEqual(v2Before);
       expect(await databaseExists(target)).toBe(true); // kept for inspection
     });
   });
@@ -414,13 +403,13 @@ describe.skipIf(postgresIsPglite)('secondBrainV3Migration', () => {
 
     it('a v3 database named as the source', async () => {
       const v3 = await createDatabase(postgres.url, uniqueName('already_v3'));
-      await query(v3, v3SchemaDdl(DIMENSIONS));
+      await queryPostgres(v3, v3SchemaDdl(DIMENSIONS));
       await expectRefused(planFor(v3), /already has the Second Brain v3 layout \(memories\.user_id, title, embedding_vector\)/, 'NotSecondBrainV2');
     });
 
     it('an unknown version (part of the v2.8 columns)', async () => {
       const odd = await createDatabase(postgres.url, uniqueName('odd_sb'));
-      await query(odd, `CREATE EXTENSION IF NOT EXISTS vector; CREATE TABLE memories (id uuid PRIMARY KEY, content text, metadata jsonb, embedding vector(${DIMENSIONS}), created_at timestamptz, updated_at timestamptz, importance_score numeric)`);
+      await queryPostgres(odd, `CREATE EXTENSION IF NOT EXISTS vector; CREATE TABLE memories (id uuid PRIMARY KEY, content text, metadata jsonb, embedding vector(${DIMENSIONS}), created_at timestamptz, updated_at timestamptz, importance_score numeric)`);
       await expectRefused(planFor(odd), /unknown Second Brain version/, 'UnknownSecondBrainVersion');
     });
 
@@ -439,9 +428,9 @@ describe.skipIf(postgresIsPglite)('secondBrainV3Migration', () => {
 
     it('a target database that is not empty', async () => {
       occupied = await createDatabase(postgres.url, uniqueName('busy'));
-      await query(occupied, 'CREATE TABLE notes (id int)');
+      await queryPostgres(occupied, 'CREATE TABLE notes (id int)');
       await expectRefused({ ...planFor(v28.url), target: { url: occupied } }, /is not empty \(tables notes\)/, 'TargetNotEmpty');
-      expect(await query(occupied, `SELECT tablename FROM pg_tables WHERE schemaname = 'public'`)).toEqual([{ tablename: 'notes' }]);
+      expect(await queryPostgres(occupied, `SELECT tablename FROM pg_tables WHERE schemaname = 'public'`)).toEqual([{ tablename: 'notes' }]);
     });
   });
 });

@@ -3,6 +3,7 @@
  * set (credentials moved to PG* env so plans carry none), PGlite when
  * MEMSHIFT_PG=pglite, else a throwaway native PostgreSQL 18 cluster.
  */
+import pg from 'pg';
 import { localPostgresIsPglite, startLocalPostgres } from '../../scripts/local-postgres';
 
 export interface TestPostgres {
@@ -28,4 +29,15 @@ export async function startTestPostgres(): Promise<TestPostgres> {
 /** A name no other test run uses, for tables and collections on shared servers. */
 export function uniqueName(prefix: string): string {
   return `${prefix}_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 8)}`;
+}
+
+/** One statement on its own connection: for a test's checks and set-up, outside the code under test. */
+export async function queryPostgres<R extends pg.QueryResultRow>(url: string, sql: string, params: unknown[] = []): Promise<R[]> {
+  const db = new pg.Client({ connectionString: url });
+  await db.connect();
+  try {
+    return (await db.query<R>(sql, params)).rows;
+  } finally {
+    await db.end();
+  }
 }
