@@ -18,7 +18,6 @@
 import { Client, Connection } from '@temporalio/client';
 import { bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
 import { execFile, spawn } from 'node:child_process';
-import { EventEmitter } from 'node:events';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -30,6 +29,7 @@ import { startTestFalkorDB, type TestFalkorDB } from '../test/support/falkordb';
 import { startTestNeo4j, type TestNeo4j } from '../test/support/neo4j';
 import { statusQuery } from '../workflows/messages';
 import { memoryGraphMigration, type MemoryGraphPlanInput } from '../workflows/memory-graph-migration';
+import { runNode } from './run-node';
 import { startTemporal } from './temporal';
 
 const root = path.resolve(__dirname, '..');
@@ -56,29 +56,6 @@ interface Run {
   outcome: string;
 }
 
-/** A node script with peak-RSS reporting (bench/peak-rss.cjs). */
-function runNode(args: string[], env: NodeJS.ProcessEnv, name: string) {
-  const rssFile = path.join(workDir, `${name}.rss`);
-  rmSync(rssFile, { force: true });
-  const child = spawn(process.execPath, ['-r', path.join(__dirname, 'peak-rss.cjs'), '--import', 'tsx', ...args], {
-    cwd: root,
-    env: { ...process.env, ...env, PEAK_RSS_FILE: rssFile },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let stdout = '';
-  const output = new EventEmitter();
-  child.stdout.on('data', (d) => output.emit('data', (stdout += d)));
-  const printed = (text: string) =>
-    new Promise<void>((resolve) => {
-      const check = (all: string) => all.includes(text) && (output.off('data', check), resolve());
-      output.on('data', check);
-      check(stdout);
-    });
-  const exited = new Promise<number>((resolve) =>
-    child.once('exit', () => resolve(existsSync(rssFile) ? Math.round(Number(readFileSync(rssFile, 'utf8')) / 1024) : NaN)),
-  );
-  return { child, exited, printed };
-}
 
 
 /** memorygraph's own code writes the source (kept for later runs). */
@@ -98,7 +75,7 @@ async function sourceOf(size: number): Promise<string> {
 /** memoryGraphMigration up to validated-and-awaiting-approval (then stopped: cutover is not what this compares). */
 async function memshiftRun(size: number, source: string, target: MemoryGraphPlanInput['target'], label: Run['target'], address: string): Promise<Run> {
   const taskQueue = `bench-mg-${size}-${label}-${Date.now()}`;
-  const worker = runNode(['workers/main.ts'], { TEMPORAL_ADDRESS: address, MEMSHIFT_TASK_QUEUE: taskQueue, MEMSHIFT_WORKFLOW_BUNDLE: bundlePath, MEMSHIFT_LOG_LEVEL: 'WARN' }, 'worker');
+  const worker = runNode(['workers/main.ts'], { TEMPORAL_ADDRESS: address, MEMSHIFT_TASK_QUEUE: taskQueue, MEMSHIFT_WORKFLOW_BUNDLE: bundlePath, MEMSHIFT_LOG_LEVEL: 'WARN' }, 'worker', { workDir });
   try {
     await worker.printed('memshift worker on');
     const client = new Client({ connection: await Connection.connect({ address }) });
@@ -138,7 +115,7 @@ async function memshiftRun(size: number, source: string, target: MemoryGraphPlan
     return {
       size, target: label, tool: 'memshift', memories: memories.count, relationships: relationships.count, seconds,
       phases: { memories: memories.seconds, relationships: relationships.seconds, validate: (Date.now() - validateStarted) / 1000 },
-      peakRssMb: await worker.exited, outcome: status.report?.ok ? 'validated (every item)' : 'validation failed',
+      peakRssMb: (await worker.exited).peakRssMb, outcome: status.report?.ok ? 'validated (every item)' : 'validation failed',
     };
   } finally {
     worker.child.kill('SIGTERM');

@@ -14,8 +14,7 @@
  */
 import { Client, Connection } from '@temporalio/client';
 import { bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
-import { spawn } from 'node:child_process';
-import { createReadStream, createWriteStream, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createReadStream, createWriteStream, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -27,6 +26,7 @@ import { startTestPostgres, uniqueName } from '../test/support/postgres';
 import { createDatabase, createV2Store } from '../test/support/second-brain-fixtures';
 import { approveUpdate, statusQuery } from '../workflows/messages';
 import { secondBrainV3Migration } from '../workflows/second-brain-v3-migration';
+import { runNode } from './run-node';
 import { startTemporal } from './temporal';
 
 const root = path.resolve(__dirname, '..');
@@ -39,24 +39,6 @@ function option(name: string, fallback: string): string {
   return i > 0 ? process.argv[i + 1] : fallback;
 }
 
-/** A node script with peak-RSS reporting (bench/peak-rss.cjs); resolves with its stdout and peak RSS in MB. */
-function runNode(args: string[], env: NodeJS.ProcessEnv, name: string) {
-  const rssFile = path.join(workDir, `${name}.rss`);
-  const child = spawn(process.execPath, ['-r', path.join(__dirname, 'peak-rss.cjs'), '--import', 'tsx', ...args], {
-    cwd: root,
-    env: { ...process.env, ...env, PEAK_RSS_FILE: rssFile },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let stdout = '';
-  child.stdout.on('data', (d) => (stdout += d));
-  const exited = new Promise<{ stdout: string; peakRssMb: number }>((resolve, reject) =>
-    child.once('exit', (code, signal) => {
-      if (code !== 0 && signal === null) return reject(new Error(`${name} exited with ${code}`));
-      resolve({ stdout, peakRssMb: existsSync(rssFile) ? Math.round(Number(readFileSync(rssFile, 'utf8')) / 1024) : NaN });
-    }),
-  );
-  return { child, exited, stdout: () => stdout };
-}
 
 /** Resident set of a running process now (Linux). */
 function rssMbOf(pid: number): number {
@@ -87,7 +69,7 @@ interface Run {
 
 async function plainCopy(sourceUrl: string, serverUrl: string, batch: number): Promise<Run> {
   const target = await createDatabase(serverUrl, uniqueName('bench_plain'));
-  const script = runNode(['test/support/second-brain-plain-copy.ts', sourceUrl, target, String(batch)], {}, 'plain');
+  const script = runNode(['test/support/second-brain-plain-copy.ts', sourceUrl, target, String(batch)], {}, 'plain', { workDir });
   const { stdout, peakRssMb } = await script.exited;
   const { copySeconds, seconds } = JSON.parse(stdout.trim().split('\n').pop()!);
   return { tool: 'plain script (same inserts, one batch after another)', copySeconds, totalSeconds: seconds, totalIncludes: 'schema, copy, index', copyPeakRssMb: peakRssMb, peakRssMb };
@@ -99,7 +81,7 @@ async function memshiftCopy(memories: number, sourceUrl: string, serverUrl: stri
   const bundlePath = path.join(workDir, 'workflows.js');
   writeFileSync(bundlePath, (await bundleWorkflowCode({ workflowsPath: path.join(root, 'workflows/index.ts'), logger: new DefaultLogger('WARN') })).code);
   const env = { TEMPORAL_ADDRESS: address, MEMSHIFT_TASK_QUEUE: taskQueue, MEMSHIFT_WORKFLOW_BUNDLE: bundlePath, MEMSHIFT_LOG_LEVEL: 'WARN', MEMSHIFT_PG_BIN_DIR: process.env.MEMSHIFT_PG_BIN_DIR ?? POSTGRES_BIN_DIR };
-  const worker = runNode(['workers/main.ts'], env, 'worker');
+  const worker = runNode(['workers/main.ts'], env, 'worker', { workDir });
   try {
     for (let i = 0; !worker.stdout().includes('memshift worker on'); i++) {
       if (i > 600) throw new Error('the worker did not start');

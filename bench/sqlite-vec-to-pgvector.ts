@@ -22,8 +22,6 @@
  */
 import { Client, Connection } from '@temporalio/client';
 import { bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
-import { spawn } from 'node:child_process';
-import { EventEmitter } from 'node:events';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -33,6 +31,7 @@ import { startNativePostgres } from '../scripts/native-postgres';
 import { startTestPostgres } from '../test/support/postgres';
 import { approveUpdate, statusQuery } from '../workflows/messages';
 import { sqliteVecMigration } from '../workflows/sqlite-vec-migration';
+import { runNode } from './run-node';
 import { startTemporal } from './temporal';
 
 const root = path.resolve(__dirname, '..');
@@ -59,45 +58,13 @@ interface Run {
   cpuSeconds: { client: number; postgres: number | null };
 }
 
-/** Runs a node script with peak-RSS reporting; resolves with its stdout and peak RSS. */
-function runNode(args: string[], env: NodeJS.ProcessEnv, name: string) {
-  const rssFile = path.join(workDir, `${name}.rss`);
-  rmSync(rssFile, { force: true });
-  const heap = option('heap-mb', '');
-  const heapCap = heap ? [`--max-old-space-size=${heap}`] : [];
-  const child = spawn(process.execPath, [...heapCap, '-r', path.join(__dirname, 'peak-rss.cjs'), '--import', 'tsx', ...args], {
-    cwd: root,
-    env: { ...process.env, ...env, PEAK_RSS_FILE: rssFile },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let stdout = '';
-  const output = new EventEmitter();
-  child.stdout.on('data', (d) => {
-    stdout += d;
-    output.emit('data', stdout);
-  });
-  const printed = (text: string) =>
-    new Promise<void>((resolve) => {
-      const check = (all: string) => all.includes(text) && (output.off('data', check), resolve());
-      output.on('data', check);
-      check(stdout);
-    });
-  const exited = new Promise<{ stdout: string; peakRssMb: number }>((resolve, reject) =>
-    child.once('exit', (code, signal) => {
-      if (code !== 0 && signal === null) return reject(new Error(`${name} exited with ${code}`));
-      // No file when V8 aborted (out of memory): the process never reached its exit handler.
-      resolve({ stdout, peakRssMb: existsSync(rssFile) ? Math.round(Number(readFileSync(rssFile, 'utf8')) / 1024) : NaN });
-    }),
-  );
-  return { child, exited, printed };
-}
 
 
 /** A one-process copy script (plain or COPY baseline) that prints {points, seconds} when done. */
 async function scriptCopy(tool: string, script: string, size: number, source: string, postgres: BenchPostgres, table: string, batch: number): Promise<Run> {
   const started = Date.now();
   const postgresCpuAtStart = postgres.cpuSeconds();
-  const { exited } = runNode([script, source, postgres.url, table, String(batch)], {}, tool.replace(/\W+/g, '-'));
+  const { exited } = runNode([script, source, postgres.url, table, String(batch)], {}, tool.replace(/\W+/g, '-'), { workDir, heapMb: option('heap-mb', '') });
   const { stdout, peakRssMb } = await exited;
   const { points, seconds, cpuSeconds } = JSON.parse(stdout.trim().split('\n').pop()!);
   const postgresCpu = postgres.cpuSeconds();
@@ -122,7 +89,7 @@ async function memshiftCopy(size: number, source: string, postgres: BenchPostgre
   const taskQueue = `bench-${size}-${workerCount}w-${Date.now()}`;
   // Prebundled workflows, as a production deploy would ship them: the worker's RSS is the copy's, not webpack's.
   const env = { TEMPORAL_ADDRESS: address, MEMSHIFT_TASK_QUEUE: taskQueue, MEMSHIFT_WORKFLOW_BUNDLE: bundlePath, MEMSHIFT_LOG_LEVEL: 'WARN' };
-  const workers = Array.from({ length: workerCount }, (_, i) => runNode(['workers/main.ts'], env, `worker-${i + 1}`));
+  const workers = Array.from({ length: workerCount }, (_, i) => runNode(['workers/main.ts'], env, `worker-${i + 1}`, { workDir, heapMb: option('heap-mb', '') }));
   try {
     await Promise.all(workers.map((w) => w.printed('memshift worker on')));
     const client = new Client({ connection: await Connection.connect({ address }) });
