@@ -4,13 +4,16 @@
  * per-route counters that tests drive from their own process.
  *
  * In a test:   const qdrant = await startQdrantDouble();  … qdrant.url …
+ *              ({ grpc: true } adds the gRPC surface at qdrant.grpcUrl; see grpc.ts)
  * Standalone:  node --import tsx test/qdrant-double/server.ts --port 6333
- *              (prints QDRANT_DOUBLE_URL=http://127.0.0.1:6333)
+ *              (prints QDRANT_DOUBLE_URL=http://127.0.0.1:6333 and
+ *              QDRANT_DOUBLE_GRPC_URL=… on another free port)
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { QdrantApiError } from './errors';
 import { FaultInjector, RequestStats } from './faults';
+import type { GrpcSurface } from './grpc';
 import { ROUTES, type Reply, type Route } from './routes';
 import { QdrantState } from './state';
 
@@ -21,10 +24,14 @@ export interface QdrantDoubleOptions {
   port?: number;
   /** When set, requests without this `api-key` header get 401, as from a secured Qdrant. */
   apiKey?: string;
+  /** Also serve gRPC (Points.Upsert/Scroll/Count) on a free port, on the same collections. */
+  grpc?: boolean;
 }
 
 export interface QdrantDouble {
   url: string;
+  /** Set when started with `grpc: true`. */
+  grpcUrl?: string;
   faults: FaultInjector;
   stats: RequestStats;
   stop(): Promise<void>;
@@ -69,15 +76,22 @@ export async function startQdrantDouble(options: QdrantDoubleOptions = {}): Prom
     server.listen(options.port ?? 0, '127.0.0.1', resolve);
   });
   const { port } = server.address() as AddressInfo;
+  // Loaded only when asked for: REST-only doubles need nothing from the gRPC packages.
+  const grpc: GrpcSurface | undefined = options.grpc ? await (await import('./grpc.js')).startGrpcSurface(state, { apiKey: options.apiKey }) : undefined;
   return {
     url: `http://127.0.0.1:${port}`,
+    grpcUrl: grpc?.url,
     faults,
     stats,
-    stop: () =>
-      new Promise<void>((resolve, reject) => {
-        server.close((error) => (error ? reject(error) : resolve()));
-        server.closeAllConnections();
-      }),
+    stop: async () => {
+      await Promise.all([
+        new Promise<void>((resolve, reject) => {
+          server.close((error) => (error ? reject(error) : resolve()));
+          server.closeAllConnections();
+        }),
+        grpc?.stop(),
+      ]);
+    },
   };
 }
 
@@ -203,8 +217,9 @@ function portFromArgs(args: string[]): number {
 }
 
 async function runStandalone(): Promise<void> {
-  const double = await startQdrantDouble({ port: portFromArgs(process.argv.slice(2)) });
+  const double = await startQdrantDouble({ port: portFromArgs(process.argv.slice(2)), grpc: true });
   console.log(`QDRANT_DOUBLE_URL=${double.url}`);
+  console.log(`QDRANT_DOUBLE_GRPC_URL=${double.grpcUrl}`);
   const shutdown = () => void double.stop().then(() => process.exit(0));
   process.once('SIGINT', shutdown);
   process.once('SIGTERM', shutdown);
