@@ -8,7 +8,7 @@
  * run copies, waits and cuts over, and catch-ups follow it by watermark; only
  * points this run wrote are ever removed from the target.
  */
-import { Context } from '@temporalio/activity';
+import { CancelledFailure, Context } from '@temporalio/activity';
 import type { Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import fs from 'node:fs/promises';
@@ -43,12 +43,15 @@ const USER_PATH = 'metadata.user_id';
 /** Ids named in results and errors are capped: history stays small. */
 const MAX_IDS = 20;
 const SCAN_PAGE = 500;
+const SCAN_IDS_PAGE = 5_000;
 /**
  * Points per page on each side of an exhaustive comparison. Small: pages that
  * die young stay out of V8's old generation (at 100k, 250 cost ~20 % less CPU
  * and ~90 MB less RSS than 1,000).
  */
 const COMPARE_PAGE = 250;
+/** Digests are 32 characters a point: larger pages, fewer round trips. */
+const DIGEST_PAGE = 2_000;
 
 export interface SqliteVecPreflight {
   memories: number;
@@ -243,10 +246,28 @@ async function* scanTarget(target: TargetStore): AsyncGenerator<MemoryPoint[]> {
   let cursor: string | null = null;
   do {
     const page = await target.readPage(cursor, SCAN_PAGE);
-    Context.current().heartbeat();
+    heartbeatUnlessCancelled();
     yield page.points;
     cursor = page.next;
   } while (cursor !== null);
+}
+
+/** The target's ids in id order: scans that need no point read no vectors or payloads. */
+async function* scanTargetIds(target: TargetStore): AsyncGenerator<string[]> {
+  let cursor: string | null = null;
+  do {
+    const page = await target.readIds(cursor, SCAN_IDS_PAGE);
+    heartbeatUnlessCancelled();
+    yield page.ids;
+    cursor = page.next;
+  } while (cursor !== null);
+}
+
+/** A scan of a large target outlives its run otherwise: a terminated or timed-out run's cancellation arrives with a heartbeat's reply. */
+function heartbeatUnlessCancelled(): void {
+  const ctx = Context.current();
+  ctx.heartbeat();
+  if (ctx.cancellationSignal.aborted) throw new CancelledFailure('Target scan cancelled');
 }
 
 async function fingerprintTarget(target: TargetStore): Promise<Record<string, string>> {
@@ -305,11 +326,12 @@ async function catchUp(
   });
 
   const inSource = sourcePointIds(db, includeDeleted);
-  const orphans: MemoryPoint[] = [];
-  for await (const page of scanTarget(target)) {
-    orphans.push(...page.filter((p) => !inSource.has(p.id) && !before.has(p.id) && (!leftAtCutover || p.id in leftAtCutover)));
+  const orphans: string[] = [];
+  for await (const ids of scanTargetIds(target)) {
+    orphans.push(...ids.filter((id) => !inSource.has(id) && !before.has(id) && (!leftAtCutover || id in leftAtCutover)));
   }
-  const removable = orphans.filter((p) => !leftAtCutover || pointFingerprint(p) === leftAtCutover[p.id]).map((p) => p.id);
+  // After the switch, only orphans as the run left them: one the service has since rewritten is its own.
+  const removable = leftAtCutover ? await unchangedSince(target, orphans, leftAtCutover) : orphans;
   await deleteInBatches(target, removable);
   if (leftAtCutover) for (const id of removable) delete leftAtCutover[id];
   return { watermark, upserted, removed: removable.length };
@@ -361,10 +383,20 @@ async function carryBack(db: SqliteDb, target: TargetStore, record: CutoverRecor
   return total;
 }
 
+/** Those of `ids` whose points the target still holds as `fingerprints` recorded them. */
+async function unchangedSince(target: TargetStore, ids: string[], fingerprints: Record<string, string>): Promise<string[]> {
+  const unchanged: string[] = [];
+  for (let i = 0; i < ids.length; i += SCAN_PAGE) {
+    const points = await target.retrieve(ids.slice(i, i + SCAN_PAGE));
+    unchanged.push(...points.filter((p) => pointFingerprint(p) === fingerprints[p.id]).map((p) => p.id));
+  }
+  return unchanged;
+}
+
 /** Ids the cutover left in the target that are gone from it now. */
 async function deletedSinceCutover(target: TargetStore, record: CutoverRecord): Promise<string[]> {
   const present = new Set<string>();
-  for await (const page of scanTarget(target)) for (const p of page) present.add(p.id);
+  for await (const ids of scanTargetIds(target)) for (const id of ids) present.add(id);
   return Object.keys(record.fingerprints).filter((id) => !present.has(id));
 }
 
@@ -484,7 +516,7 @@ export function sqliteVecActivities({ client }: { client: Client }) {
       const ids: string[] = [];
       if (prepared.kept > 0) {
         await withTarget(plan, async (target) => {
-          for await (const page of scanTarget(target)) ids.push(...page.map((p) => p.id));
+          for await (const page of scanTargetIds(target)) ids.push(...page);
         });
       }
       await writeJson(plan, file, { created: prepared.created, ids } satisfies TargetBefore);
@@ -548,12 +580,16 @@ export function sqliteVecActivities({ client }: { client: Client }) {
             const row = rowOf.get(sourceId) as { updated_at: number | null } | undefined;
             return !row || (row.updated_at ?? 0) >= watermark.since;
           };
+          const source = new McpMemorySource(db, includeDeleted);
+          // Into pgvector, vectors as they are: both sides digest the stored bytes, and only differing points are read whole.
+          const byDigest = target.streamDigestsInIdRange && !plan.reembed;
           return compareEveryPoint(
-            new McpMemorySource(db, includeDeleted).streamByPointId(range, COMPARE_PAGE),
-            target.streamIdRange(range, COMPARE_PAGE),
+            byDigest ? source.streamDigestsByPointId(range, DIGEST_PAGE) : source.streamByPointId(range, COMPARE_PAGE),
+            byDigest ? target.streamDigestsInIdRange!(range, DIGEST_PAGE) : target.streamIdRange(range, COMPARE_PAGE),
             {
               vectorsCopied: !plan.reembed,
-              writtenSince: (source, copy) => (source ? changedSince(source.payload) : rowGoneOrChanged(copy!.payload.source_id)),
+              writtenSince: (point, copy) => (point ? changedSince(point.payload) : rowGoneOrChanged(copy!.payload.source_id)),
+              whole: { source: (point) => source.pointAt(point.at!), target: async (point) => (await target.retrieve([point.id]))[0] },
             },
             (compared) => Context.current().heartbeat({ range: range.index, compared }),
           );
@@ -713,7 +749,7 @@ export function sqliteVecActivities({ client }: { client: Client }) {
         }
         const kept = new Set(before?.ids ?? []);
         const added: string[] = [];
-        for await (const page of scanTarget(target)) added.push(...page.filter((p) => !kept.has(p.id)).map((p) => p.id));
+        for await (const ids of scanTargetIds(target)) added.push(...ids.filter((id) => !kept.has(id)));
         await deleteInBatches(target, added);
         return { summary: `Removed the ${added.length} points this run added to ${describeTarget(plan.target)}; its ${kept.size} earlier points are kept` };
       });

@@ -6,7 +6,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { IdRange } from '../workflows/messages';
 import type { TargetSpec } from '../workflows/plan-schemas';
 import { describeTarget as nameTarget } from '../workflows/plan-schemas';
-import type { CountsByPayload, MemoryPoint, PointSource, PointTarget } from './stores/contract';
+import type { CountsByPayload, DigestedPoint, MemoryPoint, PointSource, PointTarget } from './stores/contract';
 import { PgvectorTable } from './stores/postgres';
 import { QdrantCollection } from './stores/qdrant';
 
@@ -20,10 +20,14 @@ export interface TargetStore extends PointSource, PointTarget, CountsByPayload {
   describe(): Promise<TargetState>;
   create(dimensions: number): Promise<void>;
   drop(): Promise<void>;
+  /** Ids only, a page at a time, with readPage's cursors: for scans that need no point. */
+  readIds(cursor: string | null, limit: number): Promise<{ ids: string[]; next: string | null }>;
   /** Removes these points; ids that are absent are ignored. */
   deletePoints(ids: string[]): Promise<void>;
   /** The points with ids in `range`, in id order, a page at a time (exhaustive validation). */
   streamIdRange(range: IdRange, pageSize: number): AsyncGenerator<MemoryPoint[]>;
+  /** The same as digests of the stored bytes, by a store that can hash them itself (pgvector: stores/pgvector-digest.ts). */
+  streamDigestsInIdRange?(range: IdRange, pageSize: number): AsyncGenerator<DigestedPoint[]>;
 }
 
 export function openTarget(spec: TargetSpec): TargetStore {

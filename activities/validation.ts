@@ -6,7 +6,7 @@
 import type { CheckResult, ExhaustiveComparison, ValidationReport } from '../workflows/messages';
 import { sameJson } from './compare';
 import { MIN_COSINE, cosine } from './copy-engine';
-import type { MemoryPoint, PointTarget } from './stores/contract';
+import type { DigestedPoint, MemoryPoint, PointTarget } from './stores/contract';
 import { compareIds } from './stores/key-order';
 
 const MAX_ERRORS = 20;
@@ -128,6 +128,9 @@ export function buildReport(input: {
   };
 }
 
+/** A point as a side of an exhaustive comparison streams it: whole, or as a digest where both sides can. */
+export type StreamedPoint = MemoryPoint | DigestedPoint;
+
 /** How one runbook judges a pair of points in an exhaustive comparison. */
 export interface ExhaustiveRules {
   /** Dense vectors copied as they are (false when re-embedded: then not compared). */
@@ -140,6 +143,11 @@ export interface ExhaustiveRules {
   writtenSince(source: MemoryPoint | undefined, target: MemoryPoint | undefined): boolean | Promise<boolean>;
   /** A runbook's own per-point check (e.g. the bm25 vector computed from the text); null when fine. */
   extraProblem?(source: MemoryPoint, target: MemoryPoint): string | null;
+  /** Reads a DigestedPoint whole, where its digest differs from the other side's (undefined: gone since it was streamed). */
+  whole?: {
+    source(point: DigestedPoint): MemoryPoint | undefined | Promise<MemoryPoint | undefined>;
+    target(point: DigestedPoint): Promise<MemoryPoint | undefined>;
+  };
   /** Words after the differing payload fields' names (e.g. which verdict a computed field gave); names and ids only. */
   payloadDetail?(fields: string[], target: MemoryPoint): string;
 }
@@ -148,13 +156,16 @@ export interface ExhaustiveRules {
  * Every point of one id range, both sides streamed in id order and merged:
  * ids only on one side are missing or extra, ids on both are compared by
  * payload (canonically: tags as sets, timestamps within 1 ms, numbers as
- * activities/compare.ts says) and by vector within the float bound. Holds
- * one page per side; names ids only, capped. `onPage` (the activity's
- * heartbeat) runs at each source page and every PROGRESS_INTERVAL_MS besides.
+ * activities/compare.ts says) and by vector within the float bound. Sides
+ * that can stream digests of the target's stored bytes (DigestedPoint) are
+ * compared by digest, and read whole (`rules.whole`) only where the digests
+ * differ. Holds one page per side; names ids only, capped. `onPage` (the
+ * activity's heartbeat) runs at each source page and every
+ * PROGRESS_INTERVAL_MS besides.
  */
 export async function compareEveryPoint(
-  source: AsyncIterable<MemoryPoint[]>,
-  target: AsyncIterable<MemoryPoint[]>,
+  source: AsyncIterable<StreamedPoint[]>,
+  target: AsyncIterable<StreamedPoint[]>,
   rules: ExhaustiveRules,
   onPage: (compared: number) => void,
 ): Promise<ExhaustiveComparison & { problems: string[] }> {
@@ -166,16 +177,31 @@ export async function compareEveryPoint(
   // heartbeat timeout would start another attempt beside this one, and the two would slow each other.
   const ticking = setInterval(() => onPage(result.compared), PROGRESS_INTERVAL_MS);
   const name = (ids: string[], id: string) => ids.length < MAX_NAMED_IDS && ids.push(id);
+  const whole = async (point: StreamedPoint | undefined, side: 'source' | 'target') => {
+    if (!point || !('digest' in point)) return point;
+    if (!rules.whole) throw new Error(`compareEveryPoint: the ${side} streams digests, but the rules cannot read its points whole`);
+    return rules.whole[side](point);
+  };
   try {
     for (;;) {
       if (fromSource.atPageEnd() || fromTarget.atPageEnd()) await Promise.all([fromSource.ready(), fromTarget.ready()]);
       const [s, t] = [fromSource.current(), fromTarget.current()];
       if (!s && !t) break;
       const order = !s ? 1 : !t ? -1 : compareIds(s.id, t.id);
-      const expected = order <= 0 ? s : undefined;
-      const actual = order >= 0 ? t : undefined;
-      const id = (expected ?? actual)!.id;
+      const [inSource, inTarget] = [order <= 0 ? s : undefined, order >= 0 ? t : undefined];
+      const id = (inSource ?? inTarget)!.id;
       result.compared++;
+      if (inSource) fromSource.advance();
+      if (inTarget) fromTarget.advance();
+      if (inSource && inTarget && 'digest' in inSource && 'digest' in inTarget && inSource.digest === inTarget.digest) {
+        result.equal++;
+        continue;
+      }
+      const [expected, actual] = await Promise.all([whole(inSource, 'source'), whole(inTarget, 'target')]);
+      if (!expected && !actual) {
+        result.writtenSince++; // the source's row is gone since this pass read it, and the target lacks it too
+        continue;
+      }
       const problem = !actual ? 'missing from target' : !expected ? 'in target but not in source' : pointDifference(expected, actual, rules);
       if (problem === null) result.equal++;
       else if (await rules.writtenSince(expected, actual)) result.writtenSince++;
@@ -185,8 +211,6 @@ export async function compareEveryPoint(
         name(result[`${kind}Ids`], id);
         if (result.problems.length < MAX_NAMED_IDS) result.problems.push(`${id}: ${problem}`);
       }
-      if (expected) fromSource.advance();
-      if (actual) fromTarget.advance();
     }
   } finally {
     clearInterval(ticking);
@@ -203,13 +227,13 @@ export async function compareEveryPoint(
  * page ends.
  */
 class PageCursor {
-  private page: MemoryPoint[] = [];
+  private page: StreamedPoint[] = [];
   private at = 0;
-  private next: Promise<IteratorResult<MemoryPoint[]>>;
+  private next: Promise<IteratorResult<StreamedPoint[]>>;
   private done = false;
-  private readonly pages: AsyncIterator<MemoryPoint[]>;
+  private readonly pages: AsyncIterator<StreamedPoint[]>;
 
-  constructor(pages: AsyncIterable<MemoryPoint[]>, private readonly fetched: () => void) {
+  constructor(pages: AsyncIterable<StreamedPoint[]>, private readonly fetched: () => void) {
     this.pages = pages[Symbol.asyncIterator]();
     this.next = this.pages.next();
   }
@@ -232,7 +256,7 @@ class PageCursor {
     return this.at >= this.page.length;
   }
 
-  current(): MemoryPoint | undefined {
+  current(): StreamedPoint | undefined {
     return this.page[this.at];
   }
 

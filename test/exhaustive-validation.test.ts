@@ -150,21 +150,49 @@ it('at activity level on the same stores: an extra point is named too, and write
   expect(live.reduce((n, p) => n + p.extra, 0)).toBe(1); // the planted point comes from no row at all
 }, 300_000);
 
-it('on pgvector: a clean 100k copy in ranges passes the pass over every point; its time is measured against the copy', async () => {
-  const handle = await client.workflow.start(sqliteVecMigration, {
-    taskQueue,
-    workflowId: uniqueName('exhaustive-pg'),
-    args: [{ ...plan(), target: { kind: 'pgvector', url: postgres.url, schema: 'public', table: uniqueName('memories') }, copy: { batchSize: 1_000, concurrency: 2, partitions: 2 } }],
-  });
+it('on pgvector: a clean 100k copy in ranges passes the pass over every point, which then names every kind of damage', async () => {
+  const pgTarget: TargetSpec = { kind: 'pgvector', url: postgres.url, schema: 'public', table: uniqueName('memories') };
+  const pgPlan: SqliteVecPlanInput = { ...plan(), target: pgTarget, copy: { batchSize: 1_000, concurrency: 2, partitions: 2 } };
+  const handle = await client.workflow.start(sqliteVecMigration, { taskQueue, workflowId: uniqueName('exhaustive-pg'), args: [pgPlan] });
   const waiting = await waitForPhase(handle, 'await-approval', 600_000);
   const exhaustive = waiting.report!.exhaustive!;
   expect(exhaustive).toMatchObject({ compared: MEMORIES, equal: MEMORIES, missing: 0, extra: 0, different: 0, ranges: 2 });
   expect(waiting.report!.ok).toBe(true);
   const copied = Number(waiting.notes.join('\n').match(/Copied \d+ memories in ([\d.]+)s/)![1]);
   console.log(`pgvector: copy of ${MEMORIES} in ${copied}s; every point validated in ${exhaustive.seconds}s`);
+  // Timing is measured in bench/, not asserted here (shared CI cores); this only catches a pass gone quadratic.
+  expect(exhaustive.seconds).toBeLessThanOrEqual(copied * 2 + 5);
+
+  // The same 100k copy, tampered while approval waits: pgvector's pass compares digests of the stored bytes,
+  // and must still name an altered payload field, a changed vector, a missing and an extra point.
+  const store = openTarget(pgTarget);
+  const [toAlter, toRevector, toDelete, template] = (await store.readPage(null, 200)).points.filter((p) => (p.payload.source_id as number) < MEMORIES - 1_000);
+  const extra = randomUUID();
+  try {
+    await store.upsert([
+      { ...toAlter, payload: { ...toAlter.payload, memory_type: 'tampered' } },
+      { ...toRevector, vector: toRevector.vector.map((x, i) => (i === 5 ? x + 0.01 : x)) },
+      { ...template, id: extra, payload: { ...template.payload, source_id: undefined } },
+    ]);
+    await store.deletePoints([toDelete.id]);
+  } finally {
+    await store.close();
+  }
+  const activities = sqliteVecActivities({ client });
+  const db = openReadOnly(sourcePath);
+  const watermark = watermarkOf(db);
+  db.close();
+  const parts = await Promise.all(
+    idRanges(2).map((range) => new MockActivityEnvironment().run(activities.validateSqliteVecRange, SqliteVecPlan.parse(pgPlan), watermark, range) as ReturnType<typeof activities.validateSqliteVecRange>),
+  );
+  const sum = (key: keyof ExhaustiveComparison) => parts.reduce((n, p) => n + (p[key] as number), 0);
+  expect(sum('compared')).toBe(MEMORIES + 1);
+  expect(sum('equal')).toBe(MEMORIES - 3);
+  expect(parts.flatMap((p) => p.missingIds)).toEqual([toDelete.id]);
+  expect(parts.flatMap((p) => p.extraIds)).toEqual([extra]);
+  expect(parts.flatMap((p) => p.differentIds).sort()).toEqual([toAlter.id, toRevector.id].sort());
+  expect(parts.flatMap((p) => p.problems)).toEqual(expect.arrayContaining([`${toAlter.id}: payload memory_type differ`, `${toRevector.id}: vector differs`]));
+
   await handle.executeUpdate(rejectUpdate, { args: [{ by: 'test' }] });
   expect((await handle.result()).outcome).toBe('rejected');
-  // Measured on 2 loaded cores with one worker: the pass takes about 0.6-1.5x the copy, not yet the half the issue asks for
-  // (per point the worker still builds and compares two arrays of numbers and parses two payloads; README, performance).
-  expect(exhaustive.seconds).toBeLessThanOrEqual(copied * 2 + 5);
 }, 900_000);

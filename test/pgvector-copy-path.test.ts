@@ -10,7 +10,10 @@ import { ApplicationFailure } from '@temporalio/common';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MemoryPoint } from '../activities/stores/contract';
+import { storedDigest } from '../activities/stores/pgvector-digest';
 import { PgvectorTable } from '../activities/stores/postgres';
+import { compareIds } from '../activities/stores/key-order';
+import { compareEveryPoint } from '../activities/validation';
 import { seededRandom } from '../scripts/seeded-random';
 import { startTestPostgres, uniqueName, type TestPostgres } from './support/postgres';
 
@@ -220,4 +223,38 @@ describe('pgvector write path', () => {
     const stored = await table.retrieve(['a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a12', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a13']);
     expect(stored.map((p) => p.payload.content).sort()).toEqual(['form 0', 'form 1', 'form 2']);
   });
+
+  it("a source's digest of each point equals the one PostgreSQL makes of what it stored, but where jsonb prints a number otherwise; a digest-driven pass then reads only that point whole", async () => {
+    const table = await freshTable();
+    const batch = trickyBatch();
+    await table.upsert(batch);
+    const fromTable = new Map<string, string>();
+    for await (const page of table.streamDigestsInIdRange({ index: 0, from: null, to: null }, 4)) for (const p of page) fromTable.set(p.id, p.digest);
+    const fromSource = batch.map((p) => ({ id: p.id, digest: storedDigest(p.payload, new Uint8Array(float32Bits(p.vector))) }));
+    const differing = fromSource.filter((p) => fromTable.get(p.id) !== p.digest).map((p) => batch.find((b) => b.id === p.id)!.payload.content);
+    // 1e21, 5e-324 and 1.797…e308 are exponents to JavaScript and long decimals to jsonb.
+    expect(differing).toEqual(isPglite ? expect.arrayContaining(['numbers']) : ['numbers']);
+    // A changed payload or vector changes the digest.
+    const [first] = batch;
+    expect(storedDigest({ ...first.payload, content: 'other' }, new Uint8Array(float32Bits(first.vector)))).not.toBe(fromTable.get(first.id));
+    expect(storedDigest(first.payload, new Uint8Array(float32Bits([...first.vector.slice(0, -1), 0.5])))).not.toBe(fromTable.get(first.id));
+
+    const readWhole: string[] = [];
+    const result = await compareEveryPoint(
+      (async function* () { yield [...fromSource].sort((a, b) => compareIds(a.id, b.id)); })(),
+      table.streamDigestsInIdRange({ index: 0, from: null, to: null }, 4),
+      {
+        vectorsCopied: true,
+        writtenSince: () => false,
+        whole: {
+          source: (p) => (readWhole.push(p.id), batch.find((b) => b.id === p.id)),
+          target: async (p) => (await table.retrieve([p.id]))[0],
+        },
+      },
+      () => {},
+    );
+    expect(result).toMatchObject({ compared: batch.length, equal: batch.length, missing: 0, extra: 0, different: 0 });
+    expect(readWhole.length).toBe(differing.length);
+  });
 });
+

@@ -19,6 +19,18 @@ export interface MemoryPoint {
   sparse?: Record<string, SparseVector>;
 }
 
+/**
+ * A point as one side of an exhaustive comparison streams it when both sides
+ * can: a digest of the bytes the target stores for it
+ * (stores/pgvector-digest.ts). `at` is where the source reads it whole again
+ * (its row id) should the digests differ.
+ */
+export interface DigestedPoint {
+  id: string;
+  digest: string;
+  at?: number;
+}
+
 /** One page read by a stable cursor: `next` is null when the source is exhausted. */
 export interface Page {
   points: MemoryPoint[];

@@ -20,3 +20,17 @@ export function compareIds(a: string, b: string): number {
 export const beforeEnd = (id: string, range: IdRange) => range.to === null || compareIds(id, range.to) < 0;
 
 export const inIdRange = (id: string, range: IdRange) => (range.from === null || compareIds(id, range.from) >= 0) && beforeEnd(id, range);
+
+/** `range` cut into `parts` ranges of equal width in uuid space (ids are uniform hashes, so of about equal size). */
+export function splitIdRange(range: IdRange, parts: number): IdRange[] {
+  const [from, to] = [range.from === null ? 0n : uuidValue(range.from), range.to === null ? 1n << 128n : uuidValue(range.to)];
+  const bounds = Array.from({ length: parts - 1 }, (_, i) => uuidOf(from + ((to - from) * BigInt(i + 1)) / BigInt(parts)));
+  return [range.from, ...bounds].map((start, i) => ({ index: range.index, from: start, to: bounds[i] ?? range.to }));
+}
+
+const uuidValue = (id: string) => BigInt(`0x${id.replace(/-/g, '')}`);
+
+function uuidOf(value: bigint): string {
+  const hex = value.toString(16).padStart(32, '0');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}

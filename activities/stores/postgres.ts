@@ -14,7 +14,9 @@ import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import type { IdRange } from '../../workflows/messages';
-import type { CountsByPayload, MemoryPoint, Page, PointSource, PointTarget } from './contract';
+import type { CountsByPayload, DigestedPoint, MemoryPoint, Page, PointSource, PointTarget } from './contract';
+import { splitIdRange } from './key-order';
+import { STORED_DIGEST_SQL } from './pgvector-digest';
 
 export interface PgvectorTableSpec {
   url: string;
@@ -239,18 +241,50 @@ export class PgvectorTable implements PointSource, PointTarget, CountsByPayload 
     return { points, next: points.length < limit ? null : points[points.length - 1].id };
   }
 
+  /** Ids only, a page at a time, with readPage's cursors. */
+  async readIds(cursor: string | null, limit: number): Promise<{ ids: string[]; next: string | null }> {
+    const result = await this.run<{ id: string }>(`SELECT id FROM ${this.qualified} WHERE ($1::uuid IS NULL OR id > $1::uuid) ORDER BY id LIMIT $2`, [cursor, limit]);
+    const ids = result.rows.map((row) => row.id);
+    return { ids, next: ids.length < limit ? null : ids[ids.length - 1] };
+  }
+
   /** The points with ids in `range`, in id order (uuid byte order, as Qdrant's), a page at a time: one side of an exhaustive comparison. */
-  async *streamIdRange(range: IdRange, pageSize: number): AsyncGenerator<MemoryPoint[]> {
+  streamIdRange(range: IdRange, pageSize: number): AsyncGenerator<MemoryPoint[]> {
+    // Vectors in pgvector's binary form: a third of the bytes of its text, and no float formatting or parsing.
+    return this.pagesInIdRange<BinaryPointRow, MemoryPoint>(range, pageSize, 'vector_send(embedding) AS embedding, payload', (row) => ({
+      id: row.id,
+      vector: vectorFromBinary(row.embedding),
+      payload: row.payload,
+    }));
+  }
+
+  /**
+   * The same points as digests of their stored bytes, hashed by PostgreSQL
+   * (stores/pgvector-digest.ts). The range is read in halves at once, each
+   * well ahead of the merge (digests are small): two backends hash while
+   * the source side sorts.
+   */
+  async *streamDigestsInIdRange(range: IdRange, pageSize: number): AsyncGenerator<DigestedPoint[]> {
+    const halves = splitIdRange(range, 2).map((half) =>
+      readAhead(this.pagesInIdRange<DigestedPoint, DigestedPoint>(half, pageSize, `${STORED_DIGEST_SQL} AS digest`, (row) => row), DIGEST_PAGES_AHEAD),
+    );
+    try {
+      for (const half of halves) yield* half;
+    } finally {
+      await Promise.all(halves.map((half) => half.return(undefined)));
+    }
+  }
+
+  private async *pagesInIdRange<Row extends { id: string }, Point>(range: IdRange, pageSize: number, columns: string, toPoint: (row: Row) => Point): AsyncGenerator<Point[]> {
     let after: string | null = null;
     for (;;) {
-      // Vectors in pgvector's binary form: a third of the bytes of its text, and no float formatting or parsing.
-      const result: pg.QueryResult<BinaryPointRow> = await this.run<BinaryPointRow>(
-        `SELECT id, vector_send(embedding) AS embedding, payload FROM ${this.qualified}
+      const result: pg.QueryResult<Row> = await this.run<Row>(
+        `SELECT id, ${columns} FROM ${this.qualified}
          WHERE ($1::uuid IS NULL OR id >= $1::uuid) AND ($2::uuid IS NULL OR id < $2::uuid) AND ($3::uuid IS NULL OR id > $3::uuid)
          ORDER BY id LIMIT $4`,
         [range.from, range.to, after, pageSize],
       );
-      if (result.rows.length) yield result.rows.map((row) => ({ id: row.id, vector: vectorFromBinary(row.embedding), payload: row.payload }));
+      if (result.rows.length) yield result.rows.map(toPoint);
       if (result.rows.length < pageSize) return;
       after = result.rows[result.rows.length - 1].id;
     }
@@ -284,6 +318,34 @@ function vectorFromBinary(bytes: Buffer): number[] {
   const vector = new Array<number>(dimensions);
   for (let i = 0; i < dimensions; i++) vector[i] = floats.getFloat32(4 * i);
   return vector;
+}
+
+/** Pages of digests requested before they are read: ~100 bytes a point, so a few MB. */
+const DIGEST_PAGES_AHEAD = 32;
+
+/** Requests up to `depth` pages at once, from now on, before the reader asks (an async generator serves them in order). */
+function readAhead<T>(pages: AsyncGenerator<T>, depth: number): AsyncGenerator<T> {
+  const requested: Promise<IteratorResult<T>>[] = [];
+  const request = () => {
+    while (requested.length < depth) {
+      const next = pages.next();
+      next.catch(() => undefined); // a failure surfaces when its page is awaited; one never awaited (the reader stopped) is dropped
+      requested.push(next);
+    }
+  };
+  request();
+  return (async function* () {
+    try {
+      for (;;) {
+        const page = await requested.shift()!;
+        if (page.done) return;
+        request();
+        yield page.value;
+      }
+    } finally {
+      await pages.return(undefined);
+    }
+  })();
 }
 
 const STAGING_TABLE = 'pg_temp.memshift_staging';

@@ -178,6 +178,12 @@ export class QdrantCollection implements PointSource, PointTarget, CountsByPaylo
     };
   }
 
+  /** Ids only, a page at a time, with readPage's cursors. */
+  async readIds(cursor: string | null, limit: number): Promise<{ ids: string[]; next: string | null }> {
+    const page = await this.scrollIds(cursor === null ? undefined : decodeCursor(cursor), limit);
+    return { ids: page.ids, next: page.next === null ? null : encodeCursor(page.next) };
+  }
+
   /**
    * Point ids that split the collection into `parts` ranges of about equal
    * size, as cursors (range i starts at key i-1 and ends before key i). uuid

@@ -10,7 +10,9 @@ import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import * as sqliteVec from 'sqlite-vec';
 import type { CopyRange, IdRange } from '../../workflows/messages';
-import type { MemoryPoint, Page, PointSource } from './contract';
+import type { DigestedPoint, MemoryPoint, Page, PointSource } from './contract';
+import { storedDigest } from './pgvector-digest';
+import { splitIdRange } from './key-order';
 import type { PointOrderJob } from './sqlite-point-order';
 
 export type SqliteDb = Database.Database;
@@ -133,6 +135,12 @@ function floatsOf(blob: Uint8Array): number[] {
 }
 
 export function toMemoryPoint(row: MemoryRow): MemoryPoint {
+  const id = row.point_id ?? pointIdForContentHash(row.content_hash);
+  return { id, vector: row.embedding ? floatsOf(row.embedding) : [], payload: payloadOf(row) };
+}
+
+/** The payload a row's point carries: its columns, tags as a list, metadata parsed. */
+function payloadOf(row: Omit<MemoryRow, 'embedding'>): Record<string, unknown> {
   const payload: Record<string, unknown> = {
     content: row.content,
     content_hash: row.content_hash,
@@ -146,8 +154,22 @@ export function toMemoryPoint(row: MemoryRow): MemoryPoint {
     source_id: row.id,
   };
   if (row.deleted_at !== null) payload.deleted_at = row.deleted_at;
-  const id = row.point_id ?? pointIdForContentHash(row.content_hash);
-  return { id, vector: row.embedding ? floatsOf(row.embedding) : [], payload };
+  return payload;
+}
+
+/** Threads sorting one range's rows by point id (streamByPointId): one per core here. */
+const SORTING_THREADS = 2;
+
+/** The columns of `memories` a point is made of, in the order memshift_stored_digest (sqlite-point-order.ts) takes them. */
+const POINT_COLUMNS = 'm.id, m.content_hash, m.content, m.tags, m.memory_type, m.metadata, m.created_at, m.updated_at, m.created_at_iso, m.updated_at_iso, m.deleted_at';
+
+/** storedDigest of the point a row makes, from POINT_COLUMNS' values and the embedding: what a pgvector target holds for it. */
+export function storedDigestOfRow(...values: unknown[]): string {
+  const [id, content_hash, content, tags, memory_type, metadata, created_at, updated_at, created_at_iso, updated_at_iso, deleted_at, embedding] = values as [
+    number, string, string, string | null, string | null, string | null, number | null, number | null, string | null, string | null, number | null, Uint8Array | null,
+  ];
+  const payload = payloadOf({ id, content_hash, content, tags, memory_type, metadata, created_at, updated_at, created_at_iso, updated_at_iso, deleted_at });
+  return storedDigest(payload, embedding ?? new Uint8Array());
 }
 
 /** Which rows a copy reads: soft-deleted ones only when the plan copies them. */
@@ -155,11 +177,7 @@ export function liveRowsFilter(includeDeleted: boolean): string {
   return includeDeleted ? '1 = 1' : 'm.deleted_at IS NULL';
 }
 
-const SELECT_MEMORIES = `
-  SELECT m.id, m.content_hash, m.content, m.tags, m.memory_type, m.metadata,
-         m.created_at, m.updated_at, m.created_at_iso, m.updated_at_iso, m.deleted_at,
-         e.content_embedding AS embedding
-  FROM memories m LEFT JOIN memory_embeddings e ON e.rowid = m.id`;
+const SELECT_MEMORIES = `SELECT ${POINT_COLUMNS}, e.content_embedding AS embedding FROM memories m LEFT JOIN memory_embeddings e ON e.rowid = m.id`;
 
 export class McpMemorySource implements PointSource {
   private readonly pageQuery: Database.Statement;
@@ -250,33 +268,68 @@ export class McpMemorySource implements PointSource {
    * the seconds of a large sort hold neither heartbeats nor the target's reads.
    */
   async *streamByPointId(range: IdRange, pageSize: number): AsyncGenerator<MemoryPoint[]> {
-    const job: PointOrderJob = {
-      path: this.db.name,
-      // Ids are hashed first, alone; only the rows in range are then joined to their embeddings and sorted.
-      sql: `WITH ranked AS MATERIALIZED (SELECT m.id, memshift_point_id(m.content_hash) AS point_id FROM memories m WHERE ${this.filter})
-         SELECT ranked.point_id, m.id, m.content_hash, m.content, m.tags, m.memory_type, m.metadata, m.created_at, m.updated_at,
-                m.created_at_iso, m.updated_at_iso, m.deleted_at, e.content_embedding AS embedding
-           FROM ranked JOIN memories m ON m.id = ranked.id LEFT JOIN memory_embeddings e ON e.rowid = ranked.id
-          WHERE (? IS NULL OR ranked.point_id >= ?) AND (? IS NULL OR ranked.point_id < ?) ORDER BY ranked.point_id`,
-      params: [...this.params, range.from, range.from, range.to, range.to],
-      pageSize,
-    };
-    const thread = startTsThread(path.join(__dirname, 'sqlite-point-order.ts'), job);
-    const nextPage = () => {
-      const page = once(thread, 'message') as Promise<[MemoryRow[]]>;
+    for await (const rows of this.inPointIdOrder<MemoryRow>(range, pageSize, `${POINT_COLUMNS}, e.content_embedding AS embedding`)) {
+      yield rows.map(toMemoryPoint);
+    }
+  }
+
+  /**
+   * The same rows as digests of what a pgvector target stores for them
+   * (stores/pgvector-digest.ts), made in the thread as SQLite reads each row:
+   * the sort then carries 32 characters a row, not its embedding. `whole`
+   * reads a row's point again when its digest differs.
+   */
+  async *streamDigestsByPointId(range: IdRange, pageSize: number): AsyncGenerator<DigestedPoint[]> {
+    const digests = `memshift_stored_digest(${POINT_COLUMNS}, e.content_embedding) AS digest`;
+    for await (const rows of this.inPointIdOrder<{ point_id: string; id: number; digest: string }>(range, pageSize, `m.id, ${digests}`)) {
+      yield rows.map((row) => ({ id: row.point_id, digest: row.digest, at: row.id }));
+    }
+  }
+
+  /** The point of the row at `at` (a DigestedPoint's), if it is still one this source reads. */
+  pointAt(at: number): MemoryPoint | undefined {
+    const row = this.db.prepare(`${SELECT_MEMORIES} WHERE m.id = ? AND ${this.filter}`).get(at, ...this.params) as MemoryRow | undefined;
+    return row && toMemoryPoint(row);
+  }
+
+  /**
+   * `columns` of the rows whose point ids lie in `range`, in point-id order:
+   * the range split in SORTING_THREADS parts, each sorted by its own thread
+   * at once, so the sorts (most of a pass) use every core and later parts
+   * are ready when the first has been read.
+   */
+  private async *inPointIdOrder<Row>(range: IdRange, pageSize: number, columns: string): AsyncGenerator<Row[]> {
+    const threads = splitIdRange(range, SORTING_THREADS).map((part) => {
+      const job: PointOrderJob = {
+        path: this.db.name,
+        // Ids are hashed first, alone; only the rows in range are then joined to their embeddings and sorted.
+        sql: `WITH ranked AS MATERIALIZED (SELECT m.id, memshift_point_id(m.content_hash) AS point_id FROM memories m WHERE ${this.filter})
+           SELECT ranked.point_id, ${columns}
+             FROM ranked JOIN memories m ON m.id = ranked.id LEFT JOIN memory_embeddings e ON e.rowid = ranked.id
+            WHERE (? IS NULL OR ranked.point_id >= ?) AND (? IS NULL OR ranked.point_id < ?) ORDER BY ranked.point_id`,
+        params: [...this.params, part.from, part.from, part.to, part.to],
+        pageSize,
+      };
+      return startTsThread(path.join(__dirname, 'sqlite-point-order.ts'), job);
+    });
+    const nextPage = (thread: Worker) => {
+      const page = once(thread, 'message') as Promise<[Row[]]>;
       thread.postMessage('next');
       page.catch(() => undefined); // a page read ahead may fail before it is awaited; it fails there
       return page;
     };
     try {
-      for (let page = nextPage(); ; ) {
-        const [rows] = await page;
-        if (rows.length === pageSize) page = nextPage();
-        if (rows.length) yield rows.map(toMemoryPoint);
-        if (rows.length < pageSize) return;
+      const firstPages = threads.map(nextPage); // every thread starts sorting now
+      for (const [i, thread] of threads.entries()) {
+        for (let page = firstPages[i]; ; ) {
+          const [rows] = await page;
+          if (rows.length === pageSize) page = nextPage(thread);
+          if (rows.length) yield rows;
+          if (rows.length < pageSize) break;
+        }
       }
     } finally {
-      await thread.terminate();
+      await Promise.all(threads.map((thread) => thread.terminate()));
     }
   }
 
