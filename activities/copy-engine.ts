@@ -185,7 +185,8 @@ export async function copyPointsResumably(job: CopyJob): Promise<CopyResult> {
       pending.push(startWrite(page));
     }
     // Pages commit in read order, so the heartbeated cursor never passes a gap.
-    const head = pending.shift()!;
+    const head = pending.shift();
+    if (!head) continue; // the worker began stopping before any page was in flight
     await head.written;
     written += head.page.points.length;
     committed = { cursor: head.page.next, copied: committed.copied + head.page.points.length };
