@@ -241,25 +241,30 @@ function sameMemory(a: MemoryPoint, b: MemoryPoint | undefined): boolean {
   return sameJson(pa, pb) && sameVector(a, b);
 }
 
-/** Every target page in id order; heartbeats so a long scan shows it is alive. */
-async function* scanTarget(target: TargetStore): AsyncGenerator<MemoryPoint[]> {
-  let cursor: string | null = null;
-  do {
+/** Every target page in id order. */
+function scanTarget(target: TargetStore): AsyncGenerator<MemoryPoint[]> {
+  return scanPages(async (cursor) => {
     const page = await target.readPage(cursor, SCAN_PAGE);
-    heartbeatUnlessCancelled();
-    yield page.points;
-    cursor = page.next;
-  } while (cursor !== null);
+    return [page.points, page.next];
+  });
 }
 
 /** The target's ids in id order: scans that need no point read no vectors or payloads. */
-async function* scanTargetIds(target: TargetStore): AsyncGenerator<string[]> {
+function scanTargetIds(target: TargetStore): AsyncGenerator<string[]> {
+  return scanPages(async (cursor) => {
+    const page = await target.readIds(cursor, SCAN_IDS_PAGE);
+    return [page.ids, page.next];
+  });
+}
+
+/** Pages by cursor until the last; heartbeats so a long scan shows it is alive. */
+async function* scanPages<T>(read: (cursor: string | null) => Promise<[T[], string | null]>): AsyncGenerator<T[]> {
   let cursor: string | null = null;
   do {
-    const page = await target.readIds(cursor, SCAN_IDS_PAGE);
+    const [items, next] = await read(cursor);
     heartbeatUnlessCancelled();
-    yield page.ids;
-    cursor = page.next;
+    yield items;
+    cursor = next;
   } while (cursor !== null);
 }
 

@@ -31,16 +31,13 @@ import { statusQuery } from '../workflows/messages';
 import { memoryGraphMigration, type MemoryGraphPlanInput } from '../workflows/memory-graph-migration';
 import { runNode } from './run-node';
 import { startTemporal } from './temporal';
+import { option } from './option';
 
 const root = path.resolve(__dirname, '..');
 const workDir = path.join(root, '.memshift', 'bench-memorygraph');
 const bundlePath = path.join(workDir, 'workflows.js');
 const venv = path.join(root, '.tools', 'memorygraph-venv', 'bin');
 
-function option(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? process.argv[i + 1] : fallback;
-}
 
 interface Run {
   size: number;

@@ -30,6 +30,8 @@ import type { QdrantClient as GrpcClient, RetrievedPoint, Value } from '@qdrant/
 import type { MemoryPoint } from '../activities/stores/contract';
 import { QdrantCollection } from '../activities/stores/qdrant';
 import { seededRandom } from '../scripts/seeded-random';
+import { payloadFromProto, payloadToProto } from '../test/qdrant-double/grpc';
+import { option } from './option';
 
 type GrpcModule = typeof import('@qdrant/js-client-grpc', { with: { 'resolution-mode': 'import' } });
 const { QdrantClient: GrpcQdrantClient, UpsertPointsSchema, ScrollResponseSchema } = require('@qdrant/js-client-grpc') as GrpcModule;
@@ -38,10 +40,6 @@ const BATCH = 256;
 const DIMENSIONS = 384;
 const CLOCK_TICKS = Number(execSync('getconf CLK_TCK').toString().trim()) || 100;
 
-function option(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? process.argv[i + 1] : fallback;
-}
 
 interface Qdrant {
   url: string;
@@ -103,46 +101,6 @@ function batches(total: number, seed: number): MemoryPoint[][] {
 type ValueInit = MessageInitShape<GrpcModule['ValueSchema']>;
 type UpsertInit = MessageInitShape<GrpcModule['UpsertPointsSchema']>;
 
-function toValue(json: unknown): ValueInit {
-  if (json === null || json === undefined) return { kind: { case: 'nullValue', value: 0 } };
-  if (typeof json === 'number') {
-    return Number.isSafeInteger(json) ? { kind: { case: 'integerValue', value: BigInt(json) } } : { kind: { case: 'doubleValue', value: json } };
-  }
-  if (typeof json === 'string') return { kind: { case: 'stringValue', value: json } };
-  if (typeof json === 'boolean') return { kind: { case: 'boolValue', value: json } };
-  if (Array.isArray(json)) return { kind: { case: 'listValue', value: { values: json.map(toValue) } } };
-  return { kind: { case: 'structValue', value: { fields: toFields(json as Record<string, unknown>) } } };
-}
-
-function toFields(payload: Record<string, unknown>): Record<string, ValueInit> {
-  const fields: Record<string, ValueInit> = {};
-  for (const [key, value] of Object.entries(payload)) fields[key] = toValue(value);
-  return fields;
-}
-
-function fromValue(value: Value): unknown {
-  const kind = value.kind;
-  switch (kind.case) {
-    case undefined:
-    case 'nullValue':
-      return null;
-    case 'integerValue':
-      return Number(kind.value);
-    case 'structValue':
-      return fromFields(kind.value.fields);
-    case 'listValue':
-      return kind.value.values.map(fromValue);
-    default:
-      return kind.value;
-  }
-}
-
-function fromFields(fields: Record<string, Value>): Record<string, unknown> {
-  const payload: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(fields)) payload[key] = fromValue(value);
-  return payload;
-}
-
 function upsertRequest(collectionName: string, points: MemoryPoint[]): UpsertInit {
   return {
     collectionName,
@@ -150,7 +108,7 @@ function upsertRequest(collectionName: string, points: MemoryPoint[]): UpsertIni
     points: points.map((point) => ({
       id: { pointIdOptions: { case: 'uuid', value: point.id } },
       vectors: { vectorsOptions: { case: 'vector', value: { vector: { case: 'dense', value: { data: point.vector } } } } },
-      payload: toFields(point.payload),
+      payload: payloadToProto(point.payload),
     })),
   };
 }
@@ -159,7 +117,7 @@ function fromRetrieved(point: RetrievedPoint): MemoryPoint {
   const id = point.id!.pointIdOptions;
   const single = point.vectors?.vectorsOptions.case === 'vector' ? point.vectors.vectorsOptions.value.vector : undefined;
   if (single?.case !== 'dense') throw new Error(`point ${String(id.value)} has no unnamed dense vector`);
-  return { id: String(id.value), vector: single.value.data, payload: fromFields(point.payload) };
+  return { id: String(id.value), vector: single.value.data, payload: payloadFromProto(point.payload) };
 }
 
 // ---- the runs ----

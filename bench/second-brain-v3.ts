@@ -28,16 +28,13 @@ import { approveUpdate, statusQuery } from '../workflows/messages';
 import { secondBrainV3Migration } from '../workflows/second-brain-v3-migration';
 import { runNode } from './run-node';
 import { startTemporal } from './temporal';
+import { option } from './option';
 
 const root = path.resolve(__dirname, '..');
 /** Progress lines (rate and load) every so many memories: a long run shows whether it slows as the tables grow. */
 const PROGRESS_EVERY = 10_000;
 const workDir = path.join(root, '.memshift', 'bench', `second-brain-${Date.now()}`);
 
-function option(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? process.argv[i + 1] : fallback;
-}
 
 
 /** Resident set of a running process now (Linux). */

@@ -33,15 +33,12 @@ import { approveUpdate, statusQuery } from '../workflows/messages';
 import { sqliteVecMigration } from '../workflows/sqlite-vec-migration';
 import { runNode } from './run-node';
 import { startTemporal } from './temporal';
+import { option } from './option';
 
 const root = path.resolve(__dirname, '..');
 const workDir = path.join(root, '.memshift', 'bench');
 const bundlePath = path.join(workDir, 'workflows.js');
 
-function option(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? process.argv[i + 1] : fallback;
-}
 
 interface Run {
   size: number;

@@ -174,7 +174,8 @@ function denseFromProto(vector: Vector): number[] {
   throw notSupported(`gRPC ${vector.vector.case ?? 'sparse or multi-dense'} vectors`);
 }
 
-function payloadFromProto(fields: Record<string, Value>): Record<string, unknown> {
+/** Qdrant's reading of a gRPC payload as JSON (also the bench's, for what Scroll returns). */
+export function payloadFromProto(fields: Record<string, Value>): Record<string, unknown> {
   const payload: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(fields)) payload[key] = jsonFromProto(value);
   return payload;
@@ -217,7 +218,8 @@ function jsonToProto(json: unknown): ValueInit {
   return { kind: { case: 'structValue', value: { fields: payloadToProto(json as Record<string, unknown>) } } };
 }
 
-function payloadToProto(payload: Record<string, unknown>): Record<string, ValueInit> {
+/** A JSON payload as gRPC carries it: integers as integers, other numbers as doubles (also the bench's, for Upsert). */
+export function payloadToProto(payload: Record<string, unknown>): Record<string, ValueInit> {
   const fields: Record<string, ValueInit> = {};
   for (const [key, value] of Object.entries(payload)) fields[key] = jsonToProto(value);
   return fields;
