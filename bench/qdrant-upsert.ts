@@ -20,8 +20,7 @@
  *
  *   node --import tsx bench/qdrant-upsert.ts [--points 51200]
  */
-import { execSync, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { gzipSync } from 'node:zlib';
@@ -32,13 +31,13 @@ import { QdrantCollection } from '../activities/stores/qdrant';
 import { seededRandom } from '../scripts/seeded-random';
 import { payloadFromProto, payloadToProto } from '../test/qdrant-double/grpc';
 import { option } from './option';
+import { cpuSecondsOf } from './proc';
 
 type GrpcModule = typeof import('@qdrant/js-client-grpc', { with: { 'resolution-mode': 'import' } });
 const { QdrantClient: GrpcQdrantClient, UpsertPointsSchema, ScrollResponseSchema } = require('@qdrant/js-client-grpc') as GrpcModule;
 
 const BATCH = 256;
 const DIMENSIONS = 384;
-const CLOCK_TICKS = Number(execSync('getconf CLK_TCK').toString().trim()) || 100;
 
 
 interface Qdrant {
@@ -65,14 +64,6 @@ async function startQdrant(): Promise<Qdrant> {
     if (match && match[1] && url) return { url, grpcUrl: match[2], pid: double.pid, stop: () => double.kill('SIGTERM') };
   }
   throw new Error('the Qdrant double exited before printing its URLs');
-}
-
-/** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat. */
-function processCpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  // Fields 14 and 15 of the file (utime, stime) are 11 and 12 after the command name and state.
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
 }
 
 function ownCpuSeconds(): number {
@@ -134,7 +125,7 @@ interface Run {
 
 async function measure(qdrant: Qdrant, label: string, inFlight: number, points: number, wireBytes: number, work: () => Promise<void>): Promise<Run> {
   const cpuBefore = ownCpuSeconds();
-  const doubleBefore = qdrant.pid ? processCpuSeconds(qdrant.pid) : 0;
+  const doubleBefore = qdrant.pid ? cpuSecondsOf(qdrant.pid) : 0;
   const started = process.hrtime.bigint();
   await work();
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
@@ -145,7 +136,7 @@ async function measure(qdrant: Qdrant, label: string, inFlight: number, points: 
     seconds,
     wireKb: Math.round(wireBytes / 1024),
     clientCpu: ownCpuSeconds() - cpuBefore,
-    doubleCpu: qdrant.pid ? processCpuSeconds(qdrant.pid) - doubleBefore : null,
+    doubleCpu: qdrant.pid ? cpuSecondsOf(qdrant.pid) - doubleBefore : null,
   };
 }
 

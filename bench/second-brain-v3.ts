@@ -14,7 +14,7 @@
  */
 import { Client, Connection } from '@temporalio/client';
 import { bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
-import { createReadStream, createWriteStream, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createReadStream, createWriteStream, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -29,19 +29,12 @@ import { secondBrainV3Migration } from '../workflows/second-brain-v3-migration';
 import { runNode } from './run-node';
 import { startTemporal } from './temporal';
 import { option } from './option';
+import { rssMbOf } from './proc';
 
 const root = path.resolve(__dirname, '..');
 /** Progress lines (rate and load) every so many memories: a long run shows whether it slows as the tables grow. */
 const PROGRESS_EVERY = 10_000;
 const workDir = path.join(root, '.memshift', 'bench', `second-brain-${Date.now()}`);
-
-
-
-/** Resident set of a running process now (Linux). */
-function rssMbOf(pid: number): number {
-  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return match ? Math.round(Number(match[1]) / 1024) : NaN;
-}
 
 
 /** DATABASE_URL, else a native cluster with durable settings: the benchmark measures a server that keeps its data. */

@@ -34,6 +34,7 @@ import { sqliteVecMigration } from '../workflows/sqlite-vec-migration';
 import { runNode } from './run-node';
 import { startTemporal } from './temporal';
 import { option } from './option';
+import { cpuSecondsOf, rssMbOf } from './proc';
 
 const root = path.resolve(__dirname, '..');
 const workDir = path.join(root, '.memshift', 'bench');
@@ -160,14 +161,6 @@ async function memshiftCopy(size: number, source: string, postgres: BenchPostgre
   }
 }
 
-/** utime + stime of a process, and with `reaped` also of its exited children it waited for (Linux /proc). */
-function cpuSecondsOf(pid: number, reaped = false): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  const [utime, stime, cutime, cstime] = [11, 12, 13, 14].map((i) => Number(fields[i]));
-  return (utime + stime + (reaped ? cutime + cstime : 0)) / CLOCK_TICKS;
-}
-const CLOCK_TICKS = 100;
-
 interface BenchPostgres {
   url: string;
   label: string;
@@ -194,11 +187,6 @@ function parentOf(pid: number): number | null {
   }
 }
 
-/** Resident set of a running process now (Linux). */
-function rssMbOf(pid: number): number {
-  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return match ? Math.round(Number(match[1]) / 1024) : NaN;
-}
 
 /** DATABASE_URL, else a native cluster with durable settings: the benchmark measures a server that keeps its data. */
 async function startPostgres(): Promise<BenchPostgres> {
