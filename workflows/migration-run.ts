@@ -23,6 +23,7 @@ import {
 import type { Duration, SignalDefinition, UpdateDefinition } from '@temporalio/common';
 import type { z } from 'zod';
 import type { CopyResult } from '../activities/copy-engine';
+import { splitIdRange } from '../activities/stores/key-order';
 import {
   approveSignal,
   approveUpdate,
@@ -121,11 +122,7 @@ export type CompareIdRange = (range: IdRange) => Promise<ExhaustiveComparison & 
  * Pure arithmetic, so a workflow computes it without an activity.
  */
 export function idRanges(parts: number): IdRange[] {
-  const bounds = Array.from({ length: parts - 1 }, (_, i) => {
-    const hex = ((BigInt(i + 1) << 128n) / BigInt(parts)).toString(16).padStart(32, '0');
-    return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
-  });
-  return [null, ...bounds].map((from, index) => ({ index, from, to: bounds[index] ?? null }));
+  return splitIdRange({ index: 0, from: null, to: null }, parts).map((range, index) => ({ ...range, index }));
 }
 
 const MAX_NAMED_IDS = 20;

@@ -248,13 +248,20 @@ export class PgvectorTable implements PointSource, PointTarget, CountsByPayload 
   }
 
   /** The points with ids in `range`, in id order (uuid byte order, as Qdrant's), a page at a time: one side of an exhaustive comparison. */
-  streamIdRange(range: IdRange, pageSize: number): AsyncGenerator<MemoryPoint[]> {
-    // Vectors in pgvector's binary form: a third of the bytes of its text, and no float formatting or parsing.
-    return this.pagesInIdRange<BinaryPointRow, MemoryPoint>(range, pageSize, 'vector_send(embedding) AS embedding, payload', (row) => ({
-      id: row.id,
-      vector: vectorFromBinary(row.embedding),
-      payload: row.payload,
-    }));
+  async *streamIdRange(range: IdRange, pageSize: number): AsyncGenerator<MemoryPoint[]> {
+    let after: string | null = null;
+    for (;;) {
+      // Vectors in pgvector's binary form: a third of the bytes of its text, and no float formatting or parsing.
+      const result: pg.QueryResult<BinaryPointRow> = await this.run<BinaryPointRow>(
+        `SELECT id, vector_send(embedding) AS embedding, payload FROM ${this.qualified}
+         WHERE ($1::uuid IS NULL OR id >= $1::uuid) AND ($2::uuid IS NULL OR id < $2::uuid) AND ($3::uuid IS NULL OR id > $3::uuid)
+         ORDER BY id LIMIT $4`,
+        [range.from, range.to, after, pageSize],
+      );
+      if (result.rows.length) yield result.rows.map((row) => ({ id: row.id, vector: vectorFromBinary(row.embedding), payload: row.payload }));
+      if (result.rows.length < pageSize) return;
+      after = result.rows[result.rows.length - 1].id;
+    }
   }
 
   /**
@@ -293,21 +300,6 @@ export class PgvectorTable implements PointSource, PointTarget, CountsByPayload 
       // Read-only: ending the transaction either way only closes the cursor.
       await client.query('ROLLBACK').catch((err) => (failed ??= err));
       client.release(failed instanceof Error ? failed : undefined);
-    }
-  }
-
-  private async *pagesInIdRange<Row extends { id: string }, Point>(range: IdRange, pageSize: number, columns: string, toPoint: (row: Row) => Point): AsyncGenerator<Point[]> {
-    let after: string | null = null;
-    for (;;) {
-      const result: pg.QueryResult<Row> = await this.run<Row>(
-        `SELECT id, ${columns} FROM ${this.qualified}
-         WHERE ($1::uuid IS NULL OR id >= $1::uuid) AND ($2::uuid IS NULL OR id < $2::uuid) AND ($3::uuid IS NULL OR id > $3::uuid)
-         ORDER BY id LIMIT $4`,
-        [range.from, range.to, after, pageSize],
-      );
-      if (result.rows.length) yield result.rows.map(toPoint);
-      if (result.rows.length < pageSize) return;
-      after = result.rows[result.rows.length - 1].id;
     }
   }
 
