@@ -1,5 +1,7 @@
 /**
- * The Qdrant double's gRPC surface shares the REST surface's collections:
+ * The Qdrant double's gRPC surface shares the REST surface's collections, as
+ * a real Qdrant's does (the same tests run against QDRANT_URL and
+ * QDRANT_GRPC_URL when set):
  * points upserted with @qdrant/js-client-grpc read back equal through
  * @qdrant/js-client-rest (vectors as float32, payload numbers as sent), points
  * written through REST read back through gRPC with integers as integers, and
@@ -8,28 +10,29 @@
 import type { QdrantClient as GrpcClient, Value } from '@qdrant/js-client-grpc' with { 'resolution-mode': 'import' };
 import type { QdrantClient as RestClient } from '@qdrant/js-client-rest' with { 'resolution-mode': 'import' };
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { startQdrantDouble, type QdrantDouble } from './qdrant-double/server';
+import { startTestQdrant, type TestQdrant } from './support/qdrant';
 
 const { QdrantClient: GrpcQdrantClient } = require('@qdrant/js-client-grpc') as typeof import('@qdrant/js-client-grpc', { with: { 'resolution-mode': 'import' } });
 const { QdrantClient: RestQdrantClient } = require('@qdrant/js-client-rest') as typeof import('@qdrant/js-client-rest', { with: { 'resolution-mode': 'import' } });
 
-const COLLECTION = 'grpc_and_rest';
+const COLLECTION = `grpc_and_rest_${Date.now().toString(36)}`;
 const DIMENSIONS = 4;
 
-let double: QdrantDouble;
+let qdrant: TestQdrant;
 let grpc: GrpcClient;
 let rest: RestClient;
 
 beforeAll(async () => {
-  double = await startQdrantDouble({ grpc: true });
-  grpc = new GrpcQdrantClient({ url: double.grpcUrl });
-  rest = new RestQdrantClient({ url: double.url, checkCompatibility: false });
+  qdrant = await startTestQdrant({ grpc: true });
+  grpc = new GrpcQdrantClient({ url: qdrant.grpcUrl });
+  rest = new RestQdrantClient({ url: qdrant.url, checkCompatibility: false });
   // Dot: stored as sent (Cosine would normalise), so the float32 values are visible as they are.
   await rest.createCollection(COLLECTION, { vectors: { size: DIMENSIONS, distance: 'Dot' } });
 });
 
 afterAll(async () => {
-  await double?.stop();
+  await rest?.deleteCollection(COLLECTION).catch(() => undefined);
+  await qdrant?.stop();
 });
 
 /** A JSON value as a client puts it in a protobuf `Value`: integers as integer_value, other numbers as double_value. */
