@@ -10,17 +10,26 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { openReadOnly, pointIdForContentHash, storedDigestOfRow } from './sqlite';
 
+/** Where sqlite-vec keeps the vectors, read a chunk at a time (vectorChunksOf in sqlite.ts). */
+export interface VectorChunks {
+  table: string;
+  vectorBytes: number;
+}
+
 export interface PointOrderJob {
   path: string;
   sql: string;
   params: unknown[];
   pageSize: number;
+  /** When set, `memshift_vector(chunk_id, chunk_offset)` reads a row's vector from these chunks. */
+  chunks?: VectorChunks;
 }
 
-const { path, sql, params, pageSize } = workerData as PointOrderJob;
+const { path, sql, params, pageSize, chunks } = workerData as PointOrderJob;
 const db = openReadOnly(path);
 db.function('memshift_point_id', { deterministic: true }, (hash: unknown) => pointIdForContentHash(String(hash)));
 db.function('memshift_stored_digest', { deterministic: true, varargs: true }, storedDigestOfRow);
+if (chunks) readVectorsFrom(chunks);
 const rows = db.prepare(sql).iterate(...params);
 
 parentPort!.on('message', () => {
@@ -30,3 +39,25 @@ parentPort!.on('message', () => {
   }
   parentPort!.postMessage(page);
 });
+
+/**
+ * A function cannot read through the connection whose statement calls it,
+ * so chunks come through a second one. Rows arrive in primary-key order,
+ * which is the order vectors fill chunks in: the last chunk read is kept.
+ * The second connection's snapshot begins with its first read, just after
+ * the statement's; a row the service changes in between carries an
+ * updated_at the comparison already counts as written since.
+ */
+function readVectorsFrom({ table, vectorBytes }: VectorChunks): void {
+  const chunkDb = openReadOnly(path);
+  chunkDb.exec('BEGIN');
+  const chunkAt = chunkDb.prepare(`SELECT vectors FROM "${table}" WHERE rowid = ?`).pluck();
+  let chunkId: unknown = null;
+  let vectors: Buffer = Buffer.alloc(0);
+  db.function('memshift_vector', (id: unknown, offset: unknown) => {
+    if (id === null) return null;
+    if (id !== chunkId) [chunkId, vectors] = [id, chunkAt.get(id) as Buffer];
+    const at = Number(offset) * vectorBytes;
+    return vectors.subarray(at, at + vectorBytes);
+  });
+}

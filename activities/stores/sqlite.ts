@@ -12,8 +12,7 @@ import * as sqliteVec from 'sqlite-vec';
 import type { CopyRange, IdRange } from '../../workflows/messages';
 import type { DigestedPoint, MemoryPoint, Page, PointSource } from './contract';
 import { storedDigest } from './pgvector-digest';
-import { splitIdRange } from './key-order';
-import type { PointOrderJob } from './sqlite-point-order';
+import type { PointOrderJob, VectorChunks } from './sqlite-point-order';
 
 export type SqliteDb = Database.Database;
 
@@ -160,6 +159,78 @@ function payloadOf(row: Omit<MemoryRow, 'embedding'>): Record<string, unknown> {
 /** Threads sorting one range's rows by point id (streamByPointId): one per core here. */
 const SORTING_THREADS = 2;
 
+/** How a sorting thread's statement reads a row's embedding: its join and the vector's expression. */
+interface EmbeddingsRead {
+  join: string;
+  vector: string;
+  chunks?: VectorChunks;
+}
+
+const VEC0_EMBEDDINGS: EmbeddingsRead = { join: 'LEFT JOIN memory_embeddings e ON e.rowid = ranked.id', vector: 'e.content_embedding' };
+const CHUNK_EMBEDDINGS = { join: 'LEFT JOIN memory_embeddings_rowids r ON r.rowid = ranked.id', vector: 'memshift_vector(r.chunk_id, r.chunk_offset)' };
+
+/**
+ * sqlite-vec 0.1 keeps a vec0 table's vectors in tables of its own:
+ * `_rowids` places each row at (chunk_id, chunk_offset), and
+ * `_vector_chunks00` holds each chunk's float32 vectors end to end. vec0
+ * answers every read by rowid by opening the chunk's blob afresh, about
+ * 11 µs a row and most of a pass over every row; reading whole chunks costs
+ * a tenth of that. Only this layout, as its creator recorded it, is read so.
+ */
+export function vectorChunksOf(db: SqliteDb): VectorChunks | undefined {
+  const { dimensions } = inspectMcpStore(db);
+  const tables = new Set(db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'memory_embeddings_%'").pluck().all());
+  const known = ['info', 'chunks', 'rowids', 'vector_chunks00'].every((suffix) => tables.has(`memory_embeddings_${suffix}`));
+  if (!dimensions || !known) return undefined;
+  const version = db.prepare("SELECT value FROM memory_embeddings_info WHERE key = 'CREATE_VERSION'").pluck().get();
+  if (typeof version !== 'string' || !version.startsWith('v0.1.')) return undefined;
+  const chunk = db
+    .prepare('SELECT c.size, length(v.vectors) AS bytes FROM memory_embeddings_chunks c JOIN memory_embeddings_vector_chunks00 v ON v.rowid = c.chunk_id LIMIT 1')
+    .get() as { size: number; bytes: number } | undefined;
+  const vectorBytes = 4 * dimensions;
+  if (chunk && chunk.bytes !== chunk.size * vectorBytes) return undefined;
+  return { table: 'memory_embeddings_vector_chunks00', vectorBytes };
+}
+
+/** A sorting thread's rows, a page at a time, the next page asked for as soon as one arrives. */
+async function* sortedPages<Row>(thread: Worker, pageSize: number): AsyncGenerator<Row[]> {
+  const nextPage = () => {
+    const page = once(thread, 'message') as Promise<[Row[]]>;
+    thread.postMessage('next');
+    page.catch(() => undefined); // a page read ahead may fail before it is awaited; it fails there
+    return page;
+  };
+  for (let page = nextPage(); ; ) {
+    const [rows] = await page;
+    if (rows.length === pageSize) page = nextPage();
+    if (rows.length) yield rows;
+    if (rows.length < pageSize) return;
+  }
+}
+
+/** Streams of rows each sorted by point id (uuids of one shape: string order), merged into one, in pages of `pageSize`. */
+async function* mergeByPointId<Row extends { point_id: string }>(streams: AsyncGenerator<Row[]>[], pageSize: number): AsyncGenerator<Row[]> {
+  const heads = (await Promise.all(streams.map(async (stream) => ({ stream, rows: (await stream.next()).value ?? [], at: 0 })))).filter(
+    (head) => head.rows.length > 0,
+  );
+  let page: Row[] = [];
+  while (heads.length > 0) {
+    let first = heads[0];
+    for (const head of heads) if (head.rows[head.at].point_id < first.rows[first.at].point_id) first = head;
+    page.push(first.rows[first.at++]);
+    if (first.at === first.rows.length) {
+      const next = await first.stream.next();
+      if (next.done) heads.splice(heads.indexOf(first), 1);
+      else [first.rows, first.at] = [next.value, 0];
+    }
+    if (page.length === pageSize) {
+      yield page;
+      page = [];
+    }
+  }
+  if (page.length) yield page;
+}
+
 /** The columns of `memories` a point is made of, in the order memshift_stored_digest (sqlite-point-order.ts) takes them. */
 const POINT_COLUMNS = 'm.id, m.content_hash, m.content, m.tags, m.memory_type, m.metadata, m.created_at, m.updated_at, m.created_at_iso, m.updated_at_iso, m.deleted_at';
 
@@ -263,25 +334,28 @@ export class McpMemorySource implements PointSource {
    * The rows whose point ids lie in `range`, in point-id order (the order
    * targets keep), a page at a time: for comparing every point against a
    * target side by side. Point ids are hashes of content hashes, so SQLite
-   * sorts them once per range in a single statement — in a worker thread
-   * with its own connection (sqlite-point-order.ts), one page read ahead, so
+   * sorts them once per range in a single statement — in worker threads
+   * with their own connections (sqlite-point-order.ts), a page read ahead, so
    * the seconds of a large sort hold neither heartbeats nor the target's reads.
    */
   async *streamByPointId(range: IdRange, pageSize: number): AsyncGenerator<MemoryPoint[]> {
-    for await (const rows of this.inPointIdOrder<MemoryRow>(range, pageSize, `${POINT_COLUMNS}, e.content_embedding AS embedding`)) {
-      yield rows.map(toMemoryPoint);
-    }
+    const rows = this.inPointIdOrder<MemoryRow & { point_id: string }>(range, pageSize, `${POINT_COLUMNS}, e.content_embedding AS embedding`, VEC0_EMBEDDINGS);
+    for await (const page of rows) yield page.map(toMemoryPoint);
   }
 
   /**
    * The same rows as digests of what a pgvector target stores for them
    * (stores/pgvector-digest.ts), made in the thread as SQLite reads each row:
-   * the sort then carries 32 characters a row, not its embedding. `whole`
-   * reads a row's point again when its digest differs.
+   * the sort then carries 32 characters a row, not its embedding. Embeddings
+   * come from sqlite-vec's chunks where their layout is known (vectorChunksOf);
+   * a digest only nominates a point for a second look, and `pointAt` reads it
+   * again through vec0 itself.
    */
   async *streamDigestsByPointId(range: IdRange, pageSize: number): AsyncGenerator<DigestedPoint[]> {
-    const digests = `memshift_stored_digest(${POINT_COLUMNS}, e.content_embedding) AS digest`;
-    for await (const rows of this.inPointIdOrder<{ point_id: string; id: number; digest: string }>(range, pageSize, `m.id, ${digests}`)) {
+    const chunks = vectorChunksOf(this.db);
+    const embeddings = chunks ? { join: CHUNK_EMBEDDINGS.join, vector: CHUNK_EMBEDDINGS.vector, chunks } : VEC0_EMBEDDINGS;
+    const digests = `memshift_stored_digest(${POINT_COLUMNS}, ${embeddings.vector}) AS digest`;
+    for await (const rows of this.inPointIdOrder<{ point_id: string; id: number; digest: string }>(range, pageSize, `m.id, ${digests}`, embeddings)) {
       yield rows.map((row) => ({ id: row.point_id, digest: row.digest, at: row.id }));
     }
   }
@@ -293,41 +367,37 @@ export class McpMemorySource implements PointSource {
   }
 
   /**
-   * `columns` of the rows whose point ids lie in `range`, in point-id order:
-   * the range split in SORTING_THREADS parts, each sorted by its own thread
-   * at once, so the sorts (most of a pass) use every core and later parts
-   * are ready when the first has been read.
+   * `columns` of the rows whose point ids lie in `range`, in point-id order.
+   * The rows are split by primary key among SORTING_THREADS threads, so each
+   * row's id is hashed once and every core sorts; their sorted streams are
+   * merged here.
    */
-  private async *inPointIdOrder<Row>(range: IdRange, pageSize: number, columns: string): AsyncGenerator<Row[]> {
-    const threads = splitIdRange(range, SORTING_THREADS).map((part) => {
+  private async *inPointIdOrder<Row extends { point_id: string }>(
+    range: IdRange,
+    pageSize: number,
+    columns: string,
+    embeddings: EmbeddingsRead,
+  ): AsyncGenerator<Row[]> {
+    const keys = await this.splitKeys(SORTING_THREADS);
+    const threads = [-1, ...keys.map(Number)].map((after, i) => {
+      const upTo = keys[i] === undefined ? Number.MAX_SAFE_INTEGER : Number(keys[i]);
       const job: PointOrderJob = {
         path: this.db.name,
         // Ids are hashed first, alone; only the rows in range are then joined to their embeddings and sorted.
-        sql: `WITH ranked AS MATERIALIZED (SELECT m.id, memshift_point_id(m.content_hash) AS point_id FROM memories m WHERE ${this.filter})
+        // Both scans go in primary-key order (NOT INDEXED, CROSS JOIN): the order chunks hold vectors in.
+        sql: `WITH ranked AS MATERIALIZED (SELECT m.id, memshift_point_id(m.content_hash) AS point_id FROM memories m NOT INDEXED
+                WHERE ${this.filter} AND m.id > ? AND m.id <= ?)
            SELECT ranked.point_id, ${columns}
-             FROM ranked JOIN memories m ON m.id = ranked.id LEFT JOIN memory_embeddings e ON e.rowid = ranked.id
+             FROM ranked CROSS JOIN memories m ON m.id = ranked.id ${embeddings.join}
             WHERE (? IS NULL OR ranked.point_id >= ?) AND (? IS NULL OR ranked.point_id < ?) ORDER BY ranked.point_id`,
-        params: [...this.params, part.from, part.from, part.to, part.to],
+        params: [...this.params, after, upTo, range.from, range.from, range.to, range.to],
         pageSize,
+        chunks: embeddings.chunks,
       };
       return startTsThread(path.join(__dirname, 'sqlite-point-order.ts'), job);
     });
-    const nextPage = (thread: Worker) => {
-      const page = once(thread, 'message') as Promise<[Row[]]>;
-      thread.postMessage('next');
-      page.catch(() => undefined); // a page read ahead may fail before it is awaited; it fails there
-      return page;
-    };
     try {
-      const firstPages = threads.map(nextPage); // every thread starts sorting now
-      for (const [i, thread] of threads.entries()) {
-        for (let page = firstPages[i]; ; ) {
-          const [rows] = await page;
-          if (rows.length === pageSize) page = nextPage(thread);
-          if (rows.length) yield rows;
-          if (rows.length < pageSize) break;
-        }
-      }
+      yield* mergeByPointId(threads.map((thread) => sortedPages<Row>(thread, pageSize)), pageSize);
     } finally {
       await Promise.all(threads.map((thread) => thread.terminate()));
     }
