@@ -12,7 +12,7 @@ import { openTarget } from '../activities/targets';
 import { openReadOnly } from '../activities/stores/sqlite';
 import { generateMcpStore } from '../scripts/generate-mcp-store';
 import { approveUpdate, rollbackSignal } from '../workflows/messages';
-import { sqliteVecMigration, type SqliteVecPlanInput } from '../workflows/sqlite-vec-migration';
+import { SqliteVecPlan, sqliteVecMigration, type SqliteVecPlanInput } from '../workflows/sqlite-vec-migration';
 import { startQdrantDouble, type QdrantDouble } from './qdrant-double/server';
 import { connectClient, failureMessage, startWorker, tempDir, uniqueQueue, waitForPhase } from './support/harness';
 import { uniqueName } from './support/postgres';
@@ -98,6 +98,13 @@ describe('bad input fails fast with a message a person can act on, and touches n
     expect(message).toMatch(/Unrecognized key.*batchsize/);
     expect(message).toMatch(/copy\.batchSize: /);
     expect(message).toMatch(/rollbackWindow: must be a duration/);
+  });
+
+  it("a plan that names no batch size gets its target's: 2,000 into pgvector, 500 into Qdrant; one it names is kept", () => {
+    const pgvector = { kind: 'pgvector' as const, url: 'postgres://127.0.0.1:5432/db', table: 'memories' };
+    expect(SqliteVecPlan.parse(plan({ target: pgvector })).copy).toMatchObject({ batchSize: 2_000, concurrency: 2 });
+    expect(SqliteVecPlan.parse(plan()).copy.batchSize).toBe(500);
+    expect(SqliteVecPlan.parse(plan({ target: pgvector, copy: { batchSize: 300 } })).copy.batchSize).toBe(300);
   });
 
   it('credentials in a URL are refused without being echoed', async () => {

@@ -12,12 +12,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { DigestedPoint } from '../activities/stores/contract';
+import type { IdRange } from '../workflows/messages';
 import { splitIdRange } from '../activities/stores/key-order';
 import { storedDigest } from '../activities/stores/pgvector-digest';
 import { McpMemorySource, openReadOnly, openWritable, vectorChunksOf } from '../activities/stores/sqlite';
 import { generateMcpStore } from '../scripts/generate-mcp-store';
 
-const WHOLE = { index: 0, from: null, to: null };
+const WHOLE: IdRange = { index: 0, from: null, to: null };
 let dir: string;
 let store: string;
 
@@ -41,7 +42,7 @@ beforeAll(() => {
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-async function digestsOf(file: string, includeDeleted: boolean, range = WHOLE): Promise<DigestedPoint[]> {
+async function digestsOf(file: string, includeDeleted: boolean, range: IdRange = WHOLE): Promise<DigestedPoint[]> {
   const source = new McpMemorySource(openReadOnly(file), includeDeleted);
   const digests: DigestedPoint[] = [];
   for await (const page of source.streamDigestsByPointId(range, 100)) digests.push(...page);

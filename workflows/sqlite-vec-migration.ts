@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { longActivities, quickActivities } from './activity-options';
 import type { IdRange, Outcome, ValidationReport } from './messages';
 import { MigrationRun, parsePlan } from './migration-run';
-import { ApprovalPlan, CatchUpWhileWaiting, CopyPlan, TargetSpec, describeTarget, duration, endpointUrl } from './plan-schemas';
+import { ApprovalPlan, BatchSize, CatchUpWhileWaiting, CopyPlan, DEFAULT_BATCH_SIZE, TargetSpec, describeTarget, duration, endpointUrl } from './plan-schemas';
 
 export const SqliteVecPlan = z
   .object({
@@ -35,7 +35,7 @@ export const SqliteVecPlan = z
       .optional(),
     /** Where the verified SQLite backup goes; default beside the source. */
     backupPath: z.string().min(1).optional(),
-    copy: CopyPlan.prefault({}),
+    copy: CopyPlan.extend({ batchSize: BatchSize.optional() }).prefault({}),
     validation: z
       .object({
         sampleSize: z.number().int().min(1).max(10_000).default(200),
@@ -55,7 +55,8 @@ export const SqliteVecPlan = z
     rollbackWindow: duration.default('0s'),
     dryRun: z.boolean().default(false),
   })
-  .strict();
+  .strict()
+  .transform((plan) => ({ ...plan, copy: { ...plan.copy, batchSize: plan.copy.batchSize ?? DEFAULT_BATCH_SIZE[plan.target.kind] } }));
 
 /** The plan as a person writes it (defaults optional). */
 export type SqliteVecPlanInput = z.input<typeof SqliteVecPlan>;
