@@ -8,7 +8,11 @@
  *
  *   npm run bench                                   # 100k memories
  *   npm run bench -- --sizes 100000,1000000         # and 1M (~2 GB of SQLite in .memshift/bench)
- *   [--batch 500] [--concurrency 2] [--partitions 2] [--workers 1,2] [--heap-mb 256] [--tools copy,plain,memshift]
+ *   [--batch 2000] [--concurrency 2] [--partitions 2] [--workers 1,2] [--heap-mb 256] [--tools copy,plain,memshift] [--repeat 1]
+ * --batch defaults to the plan's own for pgvector targets. --repeat runs every
+ * tool that many rounds, in turn, and compares each run with the COPY
+ * baseline of its own round: this VM's speed drifts by a third within
+ * minutes, so one round proves little; the summary gives medians.
  * --partitions is the plan's copy.partitions for runs with more than one
  * worker (a second worker gets work only from a partitioned copy).
  * Sizes above --full-run-max (default 100000) stop memshift's workflow when
@@ -31,6 +35,7 @@ import { generateMcpStore } from '../scripts/generate-mcp-store';
 import { startNativePostgres } from '../scripts/native-postgres';
 import { startTestPostgres } from '../test/support/postgres';
 import { approveUpdate, statusQuery } from '../workflows/messages';
+import { DEFAULT_BATCH_SIZE } from '../workflows/plan-schemas';
 import { sqliteVecMigration } from '../workflows/sqlite-vec-migration';
 import { runNode } from './run-node';
 import { startTemporal } from './temporal';
@@ -44,6 +49,7 @@ const bundlePath = path.join(workDir, 'workflows.js');
 
 interface Run {
   size: number;
+  round: number;
   tool: string;
   points: number;
   copySeconds: number;
@@ -53,6 +59,8 @@ interface Run {
   peakRssMb: number[];
   /** memshift: seconds per phase, as the status query saw them. */
   phases?: string;
+  /** memshift: the validation pass over every point, in seconds (its own measure). */
+  everyPointSeconds?: number | null;
   /** CPU seconds of the copy: the copying process(es) and PostgreSQL (null on a DATABASE_URL server). */
   cpuSeconds: { client: number; postgres: number | null };
 }
@@ -60,7 +68,7 @@ interface Run {
 
 
 /** A one-process copy script (plain or COPY baseline) that prints {points, seconds} when done. */
-async function scriptCopy(tool: string, script: string, size: number, source: string, postgres: BenchPostgres, table: string, batch: number): Promise<Run> {
+async function scriptCopy(tool: string, script: string, size: number, source: string, postgres: BenchPostgres, table: string, batch: number): Promise<Omit<Run, 'round'>> {
   const started = Date.now();
   const postgresCpuAtStart = postgres.cpuSeconds();
   const { exited } = runNode([script, source, postgres.url, table, String(batch)], {}, tool.replace(/\W+/g, '-'), { workDir, heapMb: option('heap-mb', '') });
@@ -82,7 +90,7 @@ interface MemshiftSettings {
   stopAtApproval: boolean;
 }
 
-async function memshiftCopy(size: number, source: string, postgres: BenchPostgres, table: string, address: string, settings: MemshiftSettings): Promise<Run> {
+async function memshiftCopy(size: number, source: string, postgres: BenchPostgres, table: string, address: string, settings: MemshiftSettings): Promise<Omit<Run, 'round'>> {
   const pgUrl = postgres.url;
   const { batch, concurrency, workers: workerCount, partitions, stopAtApproval } = settings;
   const taskQueue = `bench-${size}-${workerCount}w-${Date.now()}`;
@@ -155,7 +163,7 @@ async function memshiftCopy(size: number, source: string, postgres: BenchPostgre
     for (const file of readdirSync(workDir).filter((f) => f.startsWith(taskQueue))) rmSync(path.join(workDir, file), { force: true });
     const tool = `memshift, ${workerCount} worker${workerCount > 1 ? 's' : ''}${partitions > 1 ? `, ${partitions} partitions` : ''}`;
     const phases = [...phaseSeconds].map(([phase, seconds]) => `${phase} ${seconds.toFixed(0)}${phase === 'validate' ? ` (every point ${everyPointSeconds?.toFixed(1)}, peak RSS MB ${validatePeakRssMb.join(' + ')})` : ''}`).join(', ');
-    return { size, tool, points: Number(copied[1]), copySeconds: Number(copied[2]), totalSeconds: stopAtApproval ? NaN : totalSeconds, copyPeakRssMb, peakRssMb, phases, cpuSeconds };
+    return { size, tool, points: Number(copied[1]), copySeconds: Number(copied[2]), totalSeconds: stopAtApproval ? NaN : totalSeconds, copyPeakRssMb, peakRssMb, phases, everyPointSeconds, cpuSeconds };
   } finally {
     for (const w of workers) w.child.kill('SIGTERM'); // also when the run failed: no worker outlives the bench
   }
@@ -210,7 +218,8 @@ async function dropTable(url: string, table: string): Promise<void> {
 
 async function main() {
   const sizes = option('sizes', '100000').split(',').map(Number);
-  const batch = Number(option('batch', '500'));
+  const batch = Number(option('batch', String(DEFAULT_BATCH_SIZE.pgvector)));
+  const repeat = Number(option('repeat', '1'));
   const concurrency = Number(option('concurrency', '2'));
   const partitions = Number(option('partitions', '2'));
   const workerCounts = option('workers', '1,2').split(',').map(Number);
@@ -227,21 +236,22 @@ async function main() {
     for (const size of sizes) {
       const source = path.join(workDir, `mcp-${size}.db`);
       if (!existsSync(source)) generateMcpStore(source, { count: size, dimensions: 384, users: ['u1', 'u2', 'u3', 'u4', 'u5', 'u6'] });
-      const measure = async (table: string, copy: () => Promise<Run>) => {
-        load.push(os.loadavg()[0].toFixed(1));
-        const run = await copy();
-        runs.push(run);
-        console.error(`${size}: ${run.tool} ${Math.round(run.points / run.copySeconds)} points/s in ${run.copySeconds}s, CPU ${JSON.stringify(run.cpuSeconds)}, peak RSS MB during copy ${run.copyPeakRssMb.join(' + ')}, whole run ${run.peakRssMb.join(' + ')}${run.phases ? `; phases: ${run.phases}` : ''}`);
-        await dropTable(postgres.url, table);
-      };
       const table = (tool: string) => `bench_${tool}_${size}_${Date.now()}`;
-      let t = table('copy');
-      if (tools.includes('copy')) await measure(t, () => scriptCopy('COPY baseline (binary, 1 connection)', 'bench/copy-baseline.ts', size, source, postgres, t, batch));
-      t = table('plain');
-      if (tools.includes('plain')) await measure(t, () => scriptCopy('plain script', 'bench/plain-copy.ts', size, source, postgres, t, batch));
-      for (const workers of tools.includes('memshift') ? workerCounts : []) {
-        t = table(`memshift${workers}`);
-        await measure(t, () => memshiftCopy(size, source, postgres, t, temporal.address, { batch, concurrency, workers, partitions: workers > 1 ? partitions : 1, stopAtApproval: size > fullRunMax }));
+      for (let round = 1; round <= repeat; round++) {
+        const measure = async (tool: string, copy: (table: string) => Promise<Omit<Run, 'round'>>) => {
+          load.push(os.loadavg()[0].toFixed(1));
+          const t = table(tool);
+          const run = { ...(await copy(t)), round };
+          runs.push(run);
+          console.error(`${size}, round ${round}: ${run.tool} ${Math.round(run.points / run.copySeconds)} points/s in ${run.copySeconds}s, CPU ${JSON.stringify(run.cpuSeconds)}, peak RSS MB during copy ${run.copyPeakRssMb.join(' + ')}, whole run ${run.peakRssMb.join(' + ')}${run.phases ? `; phases: ${run.phases}` : ''}`);
+          await dropTable(postgres.url, t);
+        };
+        if (tools.includes('copy')) await measure('copy', (t) => scriptCopy('COPY baseline (binary, 1 connection)', 'bench/copy-baseline.ts', size, source, postgres, t, batch));
+        if (tools.includes('plain')) await measure('plain', (t) => scriptCopy('plain script', 'bench/plain-copy.ts', size, source, postgres, t, batch));
+        for (const workers of tools.includes('memshift') ? workerCounts : []) {
+          const settings = { batch, concurrency, workers, partitions: workers > 1 ? partitions : 1, stopAtApproval: size > fullRunMax };
+          await measure(`memshift${workers}`, (t) => memshiftCopy(size, source, postgres, t, temporal.address, settings));
+        }
       }
     }
   } finally {
@@ -250,18 +260,38 @@ async function main() {
   }
   const heap = option('heap-mb', '');
   console.log(`\nSQLite-vec → pgvector, 384-dim, batch ${batch}, memshift concurrency ${concurrency} per copy; ${postgres.label}; ${os.cpus().length} cores, load average before each run: ${load.join(', ')}${heap ? `; V8 heap capped at ${heap} MB` : ''}; ${new Date().toISOString().slice(0, 16)}Z`);
-  console.log('| memories | tool | copy points/s | × COPY | copy s | CPU s (client + PostgreSQL) | CPU × COPY | end-to-end s | peak RSS MB during copy | peak RSS MB, whole run |');
-  console.log('|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+  console.log('| memories | round | tool | copy points/s | × COPY | copy s | CPU s (client + PostgreSQL) | CPU × COPY | end-to-end s | peak RSS MB during copy | peak RSS MB, whole run |');
+  console.log('|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const r of runs) {
-    const baseline = runs.find((b) => b.size === r.size && b.tool.startsWith('COPY')) ?? r;
+    const baseline = baselineOf(r);
     const rate = r.points / r.copySeconds;
     const ratio = rate / (baseline.points / baseline.copySeconds);
     const cpu = (run: Run) => run.cpuSeconds.client + (run.cpuSeconds.postgres ?? 0);
     const cpuText = `${r.cpuSeconds.client.toFixed(1)} + ${r.cpuSeconds.postgres?.toFixed(1) ?? '?'}`;
     // CPU × COPY: the baseline's CPU over this tool's, so 1.00 is as cheap as COPY (what the ratio of rates is on an idle machine).
-    console.log(`| ${r.size} | ${r.tool} | ${Math.round(rate)} | ${ratio.toFixed(2)} | ${r.copySeconds.toFixed(1)} | ${cpuText} | ${(cpu(baseline) / cpu(r)).toFixed(2)} | ${Number.isNaN(r.totalSeconds) ? 'stopped at approval' : r.totalSeconds.toFixed(1)} | ${r.copyPeakRssMb.join(' + ')} | ${r.peakRssMb.join(' + ')} |`);
+    console.log(`| ${r.size} | ${r.round} | ${r.tool} | ${Math.round(rate)} | ${ratio.toFixed(2)} | ${r.copySeconds.toFixed(1)} | ${cpuText} | ${(cpu(baseline) / cpu(r)).toFixed(2)} | ${Number.isNaN(r.totalSeconds) ? 'stopped at approval' : r.totalSeconds.toFixed(1)} | ${r.copyPeakRssMb.join(' + ')} | ${r.peakRssMb.join(' + ')} |`);
   }
-  for (const r of runs.filter((run) => run.phases)) console.log(`${r.size}, ${r.tool}: ${r.phases} s`);
+  for (const r of runs.filter((run) => run.phases)) console.log(`${r.size}, round ${r.round}, ${r.tool}: ${r.phases} s`);
+  // Medians over rounds: each run against its own round's baseline, and each pass over every point against its own run's copy.
+  for (const size of sizes) {
+    for (const tool of new Set(runs.filter((r) => r.size === size).map((r) => r.tool))) {
+      const of = runs.filter((r) => r.size === size && r.tool === tool);
+      const rate = (run: Run) => run.points / run.copySeconds;
+      const passes = of.filter((r) => r.everyPointSeconds).map((r) => r.everyPointSeconds! / r.copySeconds);
+      const passText = passes.length ? `; pass over every point ${median(passes).toFixed(2)} × its copy (${passes.map((p) => p.toFixed(2)).join(', ')})` : '';
+      console.log(`${size}, ${tool}: median × COPY ${median(of.map((r) => rate(r) / rate(baselineOf(r)))).toFixed(2)} over ${of.length} round(s)${passText}`);
+    }
+  }
+
+  function baselineOf(run: Run): Run {
+    return runs.find((b) => b.size === run.size && b.round === run.round && b.tool.startsWith('COPY')) ?? run;
+  }
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
 }
 
 main().catch((err) => {
