@@ -24,13 +24,14 @@ import { assertLiveBackendFile, readLiveBackend, recordLiveBackend, restoreLiveB
 import { reembedPoints } from './embeddings';
 import { assertWritableFile, realPathOf, writeFileAtomically } from './files';
 import type { MemoryPoint } from './stores/contract';
+import { compareIds } from './stores/key-order';
 import {
   McpMemorySource,
   inspectMcpStore,
   liveRowsFilter,
   openReadOnly,
   openWritable,
-  sourcePointIds,
+  sourcePointIdsInOrder,
   watermarkOf,
   writeBackPoints,
   type SqliteDb,
@@ -257,6 +258,32 @@ function scanTargetIds(target: TargetStore): AsyncGenerator<string[]> {
   });
 }
 
+/**
+ * Target ids the source has no row for, from both in id order side by side:
+ * memory stays flat however large the store. The target's order is checked
+ * as it comes: an id out of order would make the merge call a present
+ * point missing, so it stops the run instead.
+ */
+export async function* targetIdsNotInSource(db: SqliteDb, includeDeleted: boolean, target: TargetStore): AsyncGenerator<string> {
+  const inSource = sourcePointIdsInOrder(db, includeDeleted);
+  try {
+    let sourceId = inSource.next();
+    let previous: string | null = null;
+    for await (const ids of scanTargetIds(target)) {
+      for (const id of ids) {
+        if (previous !== null && compareIds(previous, id) >= 0) {
+          throw ApplicationFailure.nonRetryable(`The target listed point ${id} after ${previous}, out of id order; nothing was removed.`, 'TargetIdOrder');
+        }
+        previous = id;
+        while (!sourceId.done && compareIds(sourceId.value, id) < 0) sourceId = inSource.next();
+        if (sourceId.done || sourceId.value !== id) yield id;
+      }
+    }
+  } finally {
+    inSource.return?.();
+  }
+}
+
 /** Pages by cursor until the last; heartbeats so a long scan shows it is alive. */
 async function* scanPages<T>(read: (cursor: string | null) => Promise<[T[], string | null]>): AsyncGenerator<T[]> {
   let cursor: string | null = null;
@@ -330,10 +357,9 @@ async function catchUp(
     },
   });
 
-  const inSource = sourcePointIds(db, includeDeleted);
   const orphans: string[] = [];
-  for await (const ids of scanTargetIds(target)) {
-    orphans.push(...ids.filter((id) => !inSource.has(id) && !before.has(id) && (!leftAtCutover || id in leftAtCutover)));
+  for await (const id of targetIdsNotInSource(db, includeDeleted, target)) {
+    if (!before.has(id) && (!leftAtCutover || id in leftAtCutover)) orphans.push(id);
   }
   // After the switch, only orphans as the run left them: one the service has since rewritten is its own.
   const removable = leftAtCutover ? await unchangedSince(target, orphans, leftAtCutover) : orphans;

@@ -8,7 +8,7 @@
  * its reads of the target.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { openReadOnly, pointIdForContentHash, storedDigestOfRow } from './sqlite';
+import { addPointIdFunction, openReadOnly, storedDigestOfRow } from './sqlite';
 
 /** Where sqlite-vec keeps the vectors, read a chunk at a time (vectorChunksOf in sqlite.ts). */
 export interface VectorChunks {
@@ -27,7 +27,7 @@ export interface PointOrderJob {
 
 const { path, sql, params, pageSize, chunks } = workerData as PointOrderJob;
 const db = openReadOnly(path);
-db.function('memshift_point_id', { deterministic: true }, (hash: unknown) => pointIdForContentHash(String(hash)));
+addPointIdFunction(db);
 db.function('memshift_stored_digest', { deterministic: true, varargs: true }, storedDigestOfRow);
 if (chunks) readVectorsFrom(chunks);
 const rows = db.prepare(sql).iterate(...params);

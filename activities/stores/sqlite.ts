@@ -56,10 +56,17 @@ export function watermarkOf(db: SqliteDb): Watermark {
   return { maxId: row.maxId, since: Math.min(row.maxUpdated, Date.now() / 1000) - CLOCK_SLACK_S };
 }
 
-/** Point ids of the rows a copy includes: what the target must hold once caught up. */
-export function sourcePointIds(db: SqliteDb, includeDeleted: boolean): Set<string> {
-  const rows = db.prepare(`SELECT m.content_hash FROM memories m WHERE ${liveRowsFilter(includeDeleted)}`).all() as { content_hash: string }[];
-  return new Set(rows.map((r) => pointIdForContentHash(r.content_hash)));
+/** Point ids of the rows a copy includes (what the target must hold once caught up), in point-id order. */
+export function sourcePointIdsInOrder(db: SqliteDb, includeDeleted: boolean): IterableIterator<string> {
+  // On the caller's connection, so the ids are its snapshot's; SQLite's sorter spills to disk rather than growing with the store.
+  addPointIdFunction(db);
+  const ids = db.prepare(`SELECT memshift_point_id(m.content_hash) FROM memories m WHERE ${liveRowsFilter(includeDeleted)} ORDER BY 1`);
+  return ids.pluck().iterate() as IterableIterator<string>;
+}
+
+/** `memshift_point_id(content_hash)`: a row's point id, in SQL. */
+export function addPointIdFunction(db: SqliteDb): void {
+  db.function('memshift_point_id', { deterministic: true }, (hash: unknown) => pointIdForContentHash(String(hash)));
 }
 
 export interface McpStoreShape {
