@@ -90,10 +90,10 @@ export const BatchSize = z.number().int().min(COPY_LIMITS.batchSize.min).max(COP
 /**
  * A plan's batch size when it names none, by target. Into pgvector a batch is
  * one COPY stream, and each batch pays a commit and a read-back of its first
- * and last point (what lets a crash redo at most one batch): at 2,000 a copy
- * runs at the speed of one bare COPY, at 500 at 0.8-0.9x of it (README,
- * Performance). Into Qdrant a batch is one REST body, which 2,000 long
- * memories can push past Qdrant's 32 MB request limit.
+ * and last point (what lets a crash redo at most one batch), so four times
+ * fewer batches run nearer the speed of one bare COPY (README, Performance).
+ * Into Qdrant a batch is one REST body, which 2,000 long memories can push
+ * past Qdrant's 32 MB request limit.
  */
 export const DEFAULT_BATCH_SIZE = { qdrant: 500, pgvector: 2_000 } as const satisfies Record<TargetSpec['kind'], number>;
 
