@@ -38,7 +38,6 @@ const workDir = path.join(root, '.memshift', 'bench-memorygraph');
 const bundlePath = path.join(workDir, 'workflows.js');
 const venv = path.join(root, '.tools', 'memorygraph-venv', 'bin');
 
-
 interface Run {
   size: number;
   target: 'Neo4j' | 'FalkorDB';
@@ -52,8 +51,6 @@ interface Run {
   peakRssMb: number;
   outcome: string;
 }
-
-
 
 /** memorygraph's own code writes the source (kept for later runs). */
 async function sourceOf(size: number): Promise<string> {

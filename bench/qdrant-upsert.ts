@@ -39,7 +39,6 @@ const { QdrantClient: GrpcQdrantClient, UpsertPointsSchema, ScrollResponseSchema
 const BATCH = 256;
 const DIMENSIONS = 384;
 
-
 interface Qdrant {
   url: string;
   grpcUrl: string;

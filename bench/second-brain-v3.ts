@@ -36,7 +36,6 @@ const root = path.resolve(__dirname, '..');
 const PROGRESS_EVERY = 10_000;
 const workDir = path.join(root, '.memshift', 'bench', `second-brain-${Date.now()}`);
 
-
 /** DATABASE_URL, else a native cluster with durable settings: the benchmark measures a server that keeps its data. */
 async function startPostgres(): Promise<{ url: string; label: string; stop(): Promise<void> }> {
   if (process.env.DATABASE_URL) return { ...(await startTestPostgres()), label: 'DATABASE_URL' };

@@ -46,7 +46,6 @@ const root = path.resolve(__dirname, '..');
 const workDir = path.join(root, '.memshift', 'bench');
 const bundlePath = path.join(workDir, 'workflows.js');
 
-
 interface Run {
   size: number;
   round: number;
@@ -64,8 +63,6 @@ interface Run {
   /** CPU seconds of the copy: the copying process(es) and PostgreSQL (null on a DATABASE_URL server). */
   cpuSeconds: { client: number; postgres: number | null };
 }
-
-
 
 /** A one-process copy script (plain or COPY baseline) that prints {points, seconds} when done. */
 async function scriptCopy(tool: string, script: string, size: number, source: string, postgres: BenchPostgres, table: string, batch: number): Promise<Omit<Run, 'round'>> {
@@ -194,7 +191,6 @@ function parentOf(pid: number): number | null {
     return null; // exited meanwhile
   }
 }
-
 
 /** DATABASE_URL, else a native cluster with durable settings: the benchmark measures a server that keeps its data. */
 async function startPostgres(): Promise<BenchPostgres> {
