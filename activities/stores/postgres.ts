@@ -335,7 +335,10 @@ function vectorFromBinary(bytes: Buffer): number[] {
 
 /** Pages of digests requested before they are read: ~100 bytes a point, so a few MB. */
 const DIGEST_PAGES_AHEAD = 32;
-/** The sort of one range's digests (id and 32 characters a point: ~1M points) stays in memory. */
+/**
+ * Memory for the sort of one range's digests. At 1M points it spills 58 MB to
+ * disk, which measured no slower than 256 MB in memory (10.5 s either way).
+ */
 const DIGEST_SORT_MEMORY = '64MB';
 
 /** Requests up to `depth` pages at once, from now on, before the reader asks (an async generator serves them in order). */
