@@ -69,6 +69,11 @@ export async function compareSamples(
   return { sampled: expected.length, minCosine, errors };
 }
 
+/** The errors naming these points (compareSamples starts each error with its point's id). */
+export function errorsAbout(errors: string[], ids: Set<string>): string[] {
+  return errors.filter((error) => ids.has(error.slice(0, error.indexOf(':'))));
+}
+
 /** Tags compare as sets, timestamps within 1 ms, everything else by activities/compare.ts' rules. */
 function differingFields(expected: Record<string, unknown>, actual: Record<string, unknown>): string[] {
   const differing = Object.keys(expected).filter((key) => fieldDiffers(key, expected[key], actual[key]));

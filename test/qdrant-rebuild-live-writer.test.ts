@@ -107,7 +107,7 @@ describe('a steady writer (every 150 ms: adds, updates, deletes)', () => {
     await handle.executeUpdate(approveUpdate, { args: [{ by: 'alice' }] });
     const result = await handle.result();
     qdrant.double?.faults.clear();
-    expect(result.outcome).toBe('cut-over');
+    expect(result.outcome, result.notes.join('\n')).toBe('cut-over');
     expect(await aliasTarget(`${base}_live`)).toBe(`${base}_v2`);
 
     const afterCutover = writer.counts();
@@ -217,5 +217,51 @@ describe('rollback after post-cutover writes', () => {
     const [kept] = await new QdrantCollection(qdrant.url, `${base}_v2`).retrieve([bothSides.id]);
     expect(kept.payload.data).toBe('edited in the new collection');
     expect(result.notes.join('\n')).toContain(`legacy keeps its version, the new collections keep theirs for a person to reconcile: ${bothSides.id}`);
+  });
+});
+
+describe('verification through the alias after the swap', () => {
+  it('is not fooled by writes landing between its reads: a point added between its counts, a probed point changed between its reads', async () => {
+    const base = await servedDataset(300);
+    const [probed] = (await new QdrantCollection(qdrant.url, base).readPage(null, 10)).points; // the verify probe is the source's first page
+    const newCollection = new QdrantCollection(qdrant.url, `${base}_v2`);
+    const handle = await start(planFor(base));
+    await waitForPhase(handle, 'await-approval');
+    // On the double, each lands once, right after verify's first count or first read through the alias has been answered.
+    const landed: string[] = [];
+    qdrant.double?.faults.set({
+      onlyPaths: new RegExp(`/collections/${base}_live/points(/count)?$`),
+      afterHandling: async (path) => {
+        const kind = path.endsWith('/count') ? 'add' : 'update';
+        if (landed.includes(kind)) return;
+        landed.push(kind);
+        if (kind === 'add') await newCollection.upsert([mem0Memory(500_000, { dimensions: DIMENSIONS })]);
+        else await newCollection.upsert([{ ...probed, payload: { ...probed.payload, data: 'edited by a client during verification' } }]);
+      },
+    });
+    await handle.executeUpdate(approveUpdate, { args: [{ by: 'alice' }] });
+    const result = await handle.result();
+    qdrant.double?.faults.clear();
+    expect(result.outcome, result.notes.join('\n')).toBe('cut-over');
+    if (!qdrant.double) return; // a real Qdrant cannot time a write between two reads
+    expect(landed).toEqual(['add', 'update']);
+    expect(result.notes.join('\n')).toContain(`${base}_live → ${base}_v2: 300 points, 9 sampled equal (1 more written by clients while read, not judged), bm25 query answered`);
+  });
+
+  it('rolls back when a probed point reads back damaged through the alias, and legacy keeps every point', async () => {
+    const base = await servedDataset(300);
+    const before = await readAll(base);
+    const [probed] = (await new QdrantCollection(qdrant.url, base).readPage(null, 10)).points;
+    const handle = await start(planFor(base));
+    await waitForPhase(handle, 'await-approval');
+    const newCollection = new QdrantCollection(qdrant.url, `${base}_v2`);
+    const [copy] = await newCollection.retrieve([probed.id]);
+    await newCollection.upsert([{ ...copy, vector: copy.vector.map((x) => -x) }]); // damage no catch-up repairs: the source did not change
+    await handle.executeUpdate(approveUpdate, { args: [{ by: 'alice' }] });
+    const result = await handle.result();
+    expect(result.outcome).toBe('rolled-back');
+    expect(result.notes.join('\n')).toContain(`Rolled back (verification failed: Reading through '${base}_live' differs from the source: ${probed.id}: embedding mismatch`);
+    expect(await aliasTarget(`${base}_live`)).toBe(base);
+    await expectHolds(qdrant.url, base, new Map([...before].map(([id, p]) => [id, p.payload])));
   });
 });

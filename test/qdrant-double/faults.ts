@@ -20,6 +20,8 @@ export interface FaultSettings {
    * sent — silent corruption that only validation can catch.
    */
   corruptPayloadField?: string;
+  /** Awaited once a matching request took effect, before it is answered: a test's write lands between a client's reads. */
+  afterHandling?: (path: string) => Promise<void>;
   /** Only requests whose path matches take part (and consume counts). */
   onlyPaths?: RegExp;
 }
@@ -35,6 +37,7 @@ export interface FaultDecision {
   dropAfterApplying: boolean;
   /** Set on a matching request while the fault is on; only upserts act on it. */
   corruptPayloadField?: string;
+  afterHandling?: (path: string) => Promise<void>;
 }
 
 export class FaultInjector {
@@ -55,11 +58,11 @@ export class FaultInjector {
   }
 
   decide(path: string): FaultDecision {
-    const { onlyPaths, latencyMs = 0, failEvery, dropAfterApplying = false, corruptPayloadField } = this.settings;
+    const { onlyPaths, latencyMs = 0, failEvery, dropAfterApplying = false, corruptPayloadField, afterHandling } = this.settings;
     // search() ignores a /g regex's lastIndex, so the same request always matches the same way.
     if (onlyPaths && path.search(onlyPaths) === -1) return { action: 'pass', delayMs: 0, dropAfterApplying };
     this.matchedSinceSet++;
-    return { action: this.nextAction(failEvery), delayMs: latencyMs, dropAfterApplying, corruptPayloadField };
+    return { action: this.nextAction(failEvery), delayMs: latencyMs, dropAfterApplying, corruptPayloadField, afterHandling };
   }
 
   private nextAction(failEvery: number | undefined): FaultAction {

@@ -122,6 +122,7 @@ async function handleRequest({ req, res, state, faults, stats, apiKey }: Exchang
     ? execute(matched, rawBody, url, state, fault.corruptPayloadField)
     : { status: 401, error: 'Must provide an API key or an Authorization bearer token' };
   if (fault.action === 'drop') return dropConnection(req, stats, matched.key);
+  await fault.afterHandling?.(url.pathname);
   send(res, outcome, started);
 }
 
