@@ -822,10 +822,11 @@ export function qdrantRebuildActivities({ client }: { client: Client }) {
         const dense = (await describeCollection(url, pair.target)).dense[0];
         const viaAlias = targetOf(plan, pair.alias, dense);
         const served = await viaAlias.count();
-        const probe = await untouchedSinceCutover(plan, pair, viaAlias, (await sourceOf(plan, pair, dense).readPage(null, 10)).points);
+        const record = await readWatermark(plan, pair); // every id's prints: read once, filtered against twice
+        const probe = await untouchedSinceCutover(record, viaAlias, (await sourceOf(plan, pair, dense).readPage(null, 10)).points);
         const samples = await compareSamples(probe, viaAlias, { vectorsCopied: true });
         const bm25 = wantsBm25(plan) ? await bm25ProbeProblem(plan, pair, viaAlias, probe) : null;
-        const unwritten = new Set((await untouchedSinceCutover(plan, pair, viaAlias, probe)).map((p) => p.id));
+        const unwritten = new Set((await untouchedSinceCutover(record, viaAlias, probe)).map((p) => p.id));
         const errors = errorsAbout(samples.errors, unwritten);
         if (errors.length) fail(`Reading through '${pair.alias}' differs from the source: ${errors.join('; ')}`, 'VerifyFailed');
         if (bm25 && unwritten.has(bm25.pointId)) fail(bm25.problem, 'VerifyFailed');
@@ -893,8 +894,7 @@ export function qdrantRebuildActivities({ client }: { client: Client }) {
 }
 
 /** Probe points neither collection has changed since the cutover watermark: clients keep writing while verify reads. */
-async function untouchedSinceCutover(plan: QdrantRebuildPlan, pair: Pair, viaAlias: QdrantCollection, probe: MemoryPoint[]): Promise<MemoryPoint[]> {
-  const record = await readWatermark(plan, pair);
+async function untouchedSinceCutover(record: Watermark, viaAlias: QdrantCollection, probe: MemoryPoint[]): Promise<MemoryPoint[]> {
   const served = new Map((await viaAlias.retrieve(probe.map((p) => p.id))).map((p) => [p.id, payloadFingerprint(p.payload)]));
   return probe.filter((p) => payloadFingerprint(p.payload) === record.get(p.id)?.print && served.get(p.id) === record.get(p.id)?.held);
 }
