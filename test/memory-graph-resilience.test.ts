@@ -146,5 +146,5 @@ describe('a live writer', () => {
     } finally {
       await worker.stop();
     }
-  }, 420_000); // its own waits allow 300 s to approval and 60 s for the writes: on a loaded CI box the suite's 180 s cut it off
+  });
 });

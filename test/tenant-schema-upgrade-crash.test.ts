@@ -65,7 +65,7 @@ interface ApplyAttempt {
 }
 
 /** Polls Temporal until the workflow's applyOpenMemoryVersion is running and its current attempt's heartbeat matches `step`. */
-async function applyRunningAt(handle: WorkflowHandle, step: RegExp, timeoutMs = 30_000): Promise<ApplyAttempt> {
+async function applyRunningAt(handle: WorkflowHandle, step: RegExp, timeoutMs = 60_000): Promise<ApplyAttempt> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < deadline) {
@@ -122,7 +122,7 @@ async function expectFinishedAfterCrash(
   }
 }
 
-it('SQLite: worker SIGKILLed while apply waits for the write lock; a new worker finishes v1.2, every row kept', { timeout: 60_000 }, async () => {
+it('SQLite: worker SIGKILLed while apply waits for the write lock; a new worker finishes v1.2, every row kept', async () => {
   const taskQueue = uniqueQueue('schema-crash');
   const file = path.join(dir, `${uniqueName('om')}.sqlite`);
   createSqliteV11(file);
@@ -131,7 +131,7 @@ it('SQLite: worker SIGKILLed while apply waits for the write lock; a new worker 
 
   let worker = spawnWorker(taskQueue);
   const handle = await client.workflow.start(tenantSchemaUpgrade, { taskQueue, workflowId: uniqueName('schema-crash'), args: [planFor(target)] });
-  await waitForPhase(handle, 'await-approval', 30_000);
+  await waitForPhase(handle, 'await-approval');
   const backedUp = sha256File(file);
 
   // Another writer holds the database, as a running OpenMemory would: the apply cannot begin its transaction.
@@ -175,7 +175,7 @@ describe.skipIf(postgresIsPglite)('PostgreSQL server', () => {
     await pg?.stop();
   });
 
-  it('worker SIGKILLed between statements of the open transaction; PostgreSQL rolls it back, a new worker finishes v1.2', { timeout: 90_000 }, async () => {
+  it('worker SIGKILLed between statements of the open transaction; PostgreSQL rolls it back, a new worker finishes v1.2', async () => {
     const taskQueue = uniqueQueue('schema-crash-pg');
     const schema = uniqueName('om');
     const s = `"${schema}"`;
@@ -187,7 +187,7 @@ describe.skipIf(postgresIsPglite)('PostgreSQL server', () => {
 
     let worker = spawnWorker(taskQueue);
     const handle = await client.workflow.start(tenantSchemaUpgrade, { taskQueue, workflowId: uniqueName('schema-crash-pg'), args: [planFor(target)] });
-    const waiting = await waitForPhase(handle, 'await-approval', 30_000);
+    const waiting = await waitForPhase(handle, 'await-approval');
     expect(waiting.notes.join('\n')).toMatch(/Will run for 1\.2\.0, in one transaction:\nALTER TABLE .*"om_memories" ADD COLUMN user_id TEXT/);
     const original = await pgSchemaState(pg.url, schema);
 
