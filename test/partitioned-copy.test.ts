@@ -15,7 +15,7 @@ import { liveStatus } from '../client/status-view';
 import { generateMcpStore } from '../scripts/generate-mcp-store';
 import { pauseUpdate, rejectUpdate, resumeUpdate, setCopySettingsUpdate } from '../workflows/messages';
 import { sqliteVecMigration, type SqliteVecPlanInput } from '../workflows/sqlite-vec-migration';
-import { connectClient, spawnWorkerProcess, startWorker, tempDir, uniqueQueue, waitForPhase, waitForStatus } from './support/harness';
+import { connectClient, heldStill, spawnWorkerProcess, startWorker, tempDir, uniqueQueue, waitForPhase, waitForStatus } from './support/harness';
 import { uniqueName } from './support/postgres';
 import { startTestQdrant, type TestQdrant } from './support/qdrant';
 
@@ -139,9 +139,8 @@ it('pause holds every range; live settings reach every range; resume finishes ex
     const handle = await client.workflow.start(sqliteVecMigration, { taskQueue, workflowId: uniqueName('ranges-pause'), args: [planFor(collection, 100, 1)] });
     await waitForStatus(handle, (s) => s.phase === 'copy' && s.copy.copied >= 1_000, 180_000);
     await handle.executeUpdate(pauseUpdate, { args: [{ by: 'ops' }] });
-    await new Promise((r) => setTimeout(r, 3_000)); // every range commits its pages in flight, then holds
     const target = new QdrantCollection(qdrant.url, collection);
-    const held = await target.count();
+    const held = await heldStill(handle, () => target.count()); // every range commits its pages in flight, then holds
     await new Promise((r) => setTimeout(r, 3_000));
     expect(await target.count()).toBe(held); // no range moves
     const paused = await liveStatus(handle);

@@ -16,7 +16,7 @@ import { generateMcpStore } from '../scripts/generate-mcp-store';
 import { approveUpdate, pauseSignal, rejectSignal, resumeSignal, setCopySettingsSignal } from '../workflows/messages';
 import type { TargetSpec } from '../workflows/plan-schemas';
 import { sqliteVecMigration, type SqliteVecPlanInput } from '../workflows/sqlite-vec-migration';
-import { connectClient, startWorker, tempDir, uniqueQueue, waitForPhase, waitForStatus, spawnWorkerProcess } from './support/harness';
+import { connectClient, heldStill, startWorker, tempDir, uniqueQueue, waitForPhase, waitForStatus, spawnWorkerProcess } from './support/harness';
 import { startTestPostgres, uniqueName, type TestPostgres } from './support/postgres';
 import { startTestQdrant, type TestQdrant } from './support/qdrant';
 
@@ -145,9 +145,8 @@ it('pause holds the copy still; batch size changes live; resume finishes it exac
     await waitForStatus(handle, (s) => s.phase === 'copy' && s.copy.copied > 0);
     await handle.signal(pauseSignal);
     const paused = await waitForStatus(handle, (s) => s.paused);
-    await new Promise((r) => setTimeout(r, 3_000)); // in-flight batches land, then nothing moves
     const collection = new QdrantCollection(qdrant.url, (plan.target as { collection: string }).collection);
-    const held = await collection.count();
+    const held = await heldStill(handle, () => collection.count()); // in-flight batches land, then nothing moves
     await new Promise((r) => setTimeout(r, 3_000));
     expect(await collection.count()).toBe(held); // the store itself holds still
     expect((await liveStatus(handle)).copy.copied).toBe(held); // and the live progress says so

@@ -61,6 +61,25 @@ export async function waitForStatus(
   throw new Error(`Timed out waiting; last status: ${JSON.stringify(last)}`);
 }
 
+/**
+ * After a pause: the store's count once it holds still and the live progress
+ * agrees with it. Pages in flight commit first, and a loaded machine may take
+ * seconds over that, so this polls rather than sleeping a fixed time.
+ */
+export async function heldStill(handle: WorkflowHandle, count: () => Promise<number>, timeoutMs = 60_000): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  let previous: number | undefined;
+  let copied: number | undefined;
+  while (Date.now() < deadline) {
+    const held = await count();
+    copied = (await liveStatus(handle)).copy.copied;
+    if (held === previous && copied === held) return held;
+    previous = held;
+    await new Promise((r) => setTimeout(r, 1_500));
+  }
+  throw new Error(`The paused copy did not hold still: the store held ${previous}, the live progress said ${copied}`);
+}
+
 export const waitForPhase = (handle: WorkflowHandle, phase: Phase, timeoutMs?: number) =>
   waitForStatus(handle, (s) => s.phase === phase, timeoutMs);
 
