@@ -133,16 +133,19 @@ it("sqliteVecMigration: a rollback keeps what the service rewrote after the swit
   await waitForPhase(handle, 'rollback-window');
   const live = openTarget(target);
   const [memory] = (await live.readPage(null, 1)).points;
+  // Both stores open before the switch back: the writes below must land within the rollback's
+  // first settle second, and a loaded machine takes long enough over a connection or a file.
+  const db = openWritableStore(source, DIMENSIONS);
+  const rewrite = db.prepare('UPDATE memories SET tags = ?, updated_at = ? WHERE content_hash = ?');
   await handle.signal(rollbackSignal, { by: 'bob' });
   await until(() => readFileSync(liveFile, 'utf8') === BEFORE_SWITCH);
   // Right after the switch back: a write still in flight lands in the target, and the service,
   // its clock 30 s behind the worker's, rewrites the same memory in SQLite.
   const lagging = Date.now() / 1000 - 30;
   await live.upsert([{ ...memory, payload: { ...memory.payload, tags: ['in-flight'], updated_at: lagging } }]);
-  await live.close();
-  const db = openWritableStore(source, DIMENSIONS);
-  db.prepare('UPDATE memories SET tags = ?, updated_at = ? WHERE content_hash = ?').run('rewritten-after-switch-back', lagging, memory.payload.content_hash);
+  rewrite.run('rewritten-after-switch-back', lagging, memory.payload.content_hash);
   db.close();
+  await live.close();
 
   const result = await handle.result();
   expect(result.outcome).toBe('rolled-back');

@@ -8,7 +8,9 @@
  *   node --import tsx test/support/mcp-writer.ts '<WriterConfig JSON>'
  *
  * It appends `<where> <op> <point id>` lines to `log` (ids only), so a test
- * knows which target points the "service" wrote after cutover.
+ * knows which target points the "service" wrote after cutover. A line is
+ * written before its write: a test that reads the target, then the log,
+ * never sees a write the log does not name yet.
  */
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
@@ -103,9 +105,9 @@ async function writeTarget(target: ReturnType<typeof openTarget>, known: string[
   const op = random();
   if (op < 0.5) {
     const point = newPoint();
+    log(`target created ${point.id}`);
     await target.upsert([point]);
     known.push(point.id);
-    log(`target created ${point.id}`);
     return;
   }
   const id = pick(known);
@@ -115,12 +117,12 @@ async function writeTarget(target: ReturnType<typeof openTarget>, known: string[
   if (op < 0.8) {
     const t = now();
     point.payload = { ...point.payload, tags: [...(point.payload.tags as string[]), 'edited-in-target'], updated_at: t };
-    await target.upsert([point]);
     log(`target updated ${id}`);
+    await target.upsert([point]);
   } else {
+    log(`target deleted ${id}`);
     await target.deletePoints([id]);
     known.splice(known.indexOf(id), 1);
-    log(`target deleted ${id}`);
   }
 }
 
