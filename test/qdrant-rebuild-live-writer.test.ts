@@ -77,7 +77,6 @@ const start = (plan: QdrantRebuildPlanInput) =>
 
 const aliasTarget = async (alias: string) => (await listAliases(qdrant.url)).find((b) => b.alias === alias)?.collection;
 
-/** The writer wrote at least once of each kind since `before`. */
 /** Waits (30 s at most) until the writer has added, updated and deleted since `before`: it shares a loaded machine. */
 async function allKindsSince(writer: Mem0Writer, before: ReturnType<Mem0Writer['counts']>, kinds: (keyof typeof before)[] = ['add', 'update', 'delete']): Promise<void> {
   const deadline = Date.now() + 30_000;
