@@ -8,8 +8,9 @@ import Database from 'better-sqlite3';
 import neo4j from 'neo4j-driver';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { memoryPoint, relationshipPoint, type GraphStore } from '../activities/memorygraph/graph-store';
+import { asRelationship, memoryPoint, relationshipPoint, scan, withEndsInTarget, type GraphStore } from '../activities/memorygraph/graph-store';
 import { bringInLine, diffStreamed, printsOf } from '../activities/memorygraph/sync';
+import type { MemoryPoint } from '../activities/stores/contract';
 import { openFalkorStore } from '../activities/stores/falkordb';
 import { openNeo4jDriver } from '../activities/stores/neo4j';
 import { openNeo4jGraphStore } from '../activities/stores/memorygraph-neo4j';
@@ -64,6 +65,38 @@ describe('SQLite → Neo4j → FalkorDB → SQLite', () => {
       expect(b.relationships).toEqual(a.relationships);
     });
     expect(await dumpWithMemorygraph({ kind: 'sqlite', path: last })).toEqual(await dumpWithMemorygraph({ kind: 'sqlite', path: sourcePath }));
+  });
+});
+
+describe('the relationships copy under a live service', () => {
+  it('copies the ends a relationship needs that arrived after the memories were copied, and leaves one whose end is gone', async () => {
+    const file = path.join(dir, 'live-ends.db');
+    await populateWithMemorygraph({ kind: 'sqlite', path: file }, { memories: 30, relationships: 60, seed: 'ends' });
+    const target = await openFalkorStore({ url: falkor.url, graph: 'ends' }, true);
+    await target.prepareSchema();
+    let source = MemorygraphSqliteStore.openReadOnly(file);
+    for await (const page of scan(source, 'memories', 100)) await target.upsert('memories', page.map((m) => target.shape('memories', m)));
+    await source.close();
+    // The service goes on: new memories, linked to each other and to old ones, after the memories' copy.
+    await populateWithMemorygraph({ kind: 'sqlite', path: file }, { memories: 3, relationships: 12, seed: 'ends', offset: 30 });
+    source = MemorygraphSqliteStore.openReadOnly(file);
+    await using([source, target], async () => {
+      const copied = new Set((await printsOf(target)).memories.keys());
+      const relationships: MemoryPoint[] = [];
+      for await (const page of scan(source, 'relationships', 100)) relationships.push(...page.map((r) => target.shape('relationships', r)));
+      const needsNewEnd = relationships.filter((r) => !copied.has(asRelationship(r).from) || !copied.has(asRelationship(r).to));
+      expect(needsNewEnd.length).toBeGreaterThan(0);
+
+      // Written as read, those relationships do not land: their ends are not in the graph.
+      await target.upsert('relationships', relationships);
+      expect((await printsOf(target)).relationships.size).toBe(relationships.length - needsNewEnd.length);
+
+      const gone = { ...relationships[0], id: 'edge-to-a-deleted-memory', payload: { ...relationships[0].payload, to: 'a-memory-deleted-since' } };
+      const kept = await withEndsInTarget(source, target, [...relationships, gone]);
+      expect(kept.map((r) => r.id)).toEqual(relationships.map((r) => r.id));
+      await target.upsert('relationships', kept);
+      expect(await printsOf(target)).toEqual(await printsOf(source));
+    });
   });
 });
 

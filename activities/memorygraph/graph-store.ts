@@ -193,3 +193,23 @@ export async function* inMergeOrder(store: GraphStore, entity: Entity, pageSize:
     yield keyed;
   }
 }
+
+/**
+ * A live service may add a memory after the memories' copy has passed its id
+ * and link it before the relationships' copy reads the link: a graph target
+ * cannot hold that relationship until its ends are there, so the missing ends
+ * are copied first (the catch-up would bring them anyway, and they count as
+ * this run's writes). A relationship whose end the source no longer holds was
+ * removed with it meanwhile: it is left to the catch-up, not written.
+ */
+export async function withEndsInTarget(source: GraphStore, target: GraphStore, relationships: MemoryPoint[]): Promise<MemoryPoint[]> {
+  const endsOf = (point: MemoryPoint) => [asRelationship(point).from, asRelationship(point).to];
+  const ends = [...new Set(relationships.flatMap(endsOf))];
+  const held = new Set((await target.retrieve('memories', ends)).map((memory) => memory.id));
+  const missing = ends.filter((id) => !held.has(id));
+  if (missing.length === 0) return relationships;
+  const found = (await source.retrieve('memories', missing)).map((memory) => target.shape('memories', memory));
+  await target.upsert('memories', found);
+  found.forEach((memory) => held.add(memory.id));
+  return relationships.filter((point) => endsOf(point).every((id) => held.has(id)));
+}

@@ -24,7 +24,7 @@ import { FalkorStore } from '../stores/falkordb';
 import { readExportFile, stagingOf, writeExportFile } from '../stores/memorygraph-files';
 import { Neo4jGraphStore } from '../stores/memorygraph-neo4j';
 import { MemorygraphSqliteStore } from '../stores/memorygraph-sqlite';
-import { pointsOf, scan, type Entity, type GraphCounts, type GraphStore } from './graph-store';
+import { pointsOf, scan, withEndsInTarget, type Entity, type GraphCounts, type GraphStore } from './graph-store';
 import { openBackup, removeCreatedStoreIfEmpty, storeFileGone, undoRunWrites, type IdSets, type Undone } from './rollback';
 import { openSource, openTarget, probeTarget, runDir, withStore } from './stores';
 import { ENTITIES, PAGE, beat, bringInLine, carryBack, diffEntity, diffStreamed, printsOf, printsToRecord, type CarryBack, type CutoverPrints, type SyncCounts } from './sync';
@@ -361,6 +361,7 @@ export function memoryGraphActivities({ client }: { client: Client }) {
             } },
             target: to,
             channel: workflowCopyChannel(client),
+            transform: entity === 'relationships' ? (relationships) => withEndsInTarget(source, target, relationships) : undefined,
           });
         }),
       );
