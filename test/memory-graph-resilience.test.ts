@@ -113,8 +113,10 @@ describe('a live writer', () => {
       let rounds = 0;
       const writer = (async () => {
         // memorygraph's own code, a few memories and relationships at a time, as a busy MCP server would.
+        // Each round starts Python; the pause leaves the worker a core on a 2-core machine.
         while (writing) {
           await populateWithMemorygraph({ kind: 'sqlite', path: source }, { memories: 3, relationships: 4, seed: 'live', offset: 300 + 3 * rounds++ });
+          await new Promise((r) => setTimeout(r, 500));
         }
       })();
       const handle = await client.workflow.start(memoryGraphMigration, {
