@@ -13,8 +13,8 @@ import { QdrantCollection, listAliases, listCollections, updateAliases } from '.
 import { generateMem0Collections, mem0Memory } from '../scripts/generate-mem0-collection';
 import { approveUpdate, pauseSignal, resumeSignal, rollbackSignal, statusQuery } from '../workflows/messages';
 import { qdrantCollectionRebuild, type QdrantRebuildPlanInput } from '../workflows/qdrant-collection-rebuild';
-import { connectClient, failureMessage, startWorker, tempDir, uniqueQueue, waitForPhase, waitForStatus } from './support/harness';
-import { expectHolds, startMem0Writer, type Mem0Writer } from './support/mem0-writer';
+import { connectClient, failureMessage, startWorker, tempDir, uniqueQueue, waitForPhase, waitForStatus, writesSince } from './support/harness';
+import { expectHolds, startMem0Writer } from './support/mem0-writer';
 import { uniqueName } from './support/postgres';
 import { startTestQdrant, type TestQdrant } from './support/qdrant';
 
@@ -77,14 +77,6 @@ const start = (plan: QdrantRebuildPlanInput) =>
 
 const aliasTarget = async (alias: string) => (await listAliases(qdrant.url)).find((b) => b.alias === alias)?.collection;
 
-/** Waits (30 s at most) until the writer has added, updated and deleted since `before`: it shares a loaded machine. */
-async function allKindsSince(writer: Mem0Writer, before: ReturnType<Mem0Writer['counts']>, kinds: (keyof typeof before)[] = ['add', 'update', 'delete']): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  const missing = () => kinds.filter((kind) => writer.counts()[kind] <= before[kind]);
-  while (missing().length > 0 && Date.now() < deadline) await sleep(200);
-  expect(missing(), `no ${missing().join(', ')} since ${JSON.stringify(before)}`).toEqual([]);
-}
-
 /** History as text, payloads decoded: start input, activity inputs, results, failures, heartbeat details. */
 async function historyText(handle: WorkflowHandle): Promise<string> {
   const history = await handle.fetchHistory();
@@ -110,8 +102,8 @@ describe('a steady writer (every 150 ms: adds, updates, deletes)', () => {
     expect(result.outcome, result.notes.join('\n')).toBe('cut-over');
     expect(await aliasTarget(`${base}_live`)).toBe(`${base}_v2`);
 
-    await allKindsSince(writer, atApproval);
-    await allKindsSince(writer, writer.counts(), ['add']); // the writer goes on, now into the new collection
+    await writesSince(writer, atApproval);
+    await writesSince(writer, writer.counts(), { kinds: ['add'] }); // the writer goes on, now into the new collection
     const expected = await writer.stop();
     await expectHolds(qdrant.url, `${base}_v2`, expected);
     expect(result.notes.join('\n')).toMatch(qdrant.double ? /Catch-up right after the swap: [1-9]/ : /Catch-up right after the swap: \d+ added/);
@@ -130,7 +122,7 @@ describe('a steady writer (every 150 ms: adds, updates, deletes)', () => {
     await waitForPhase(handle, 'rollback-window');
     expect(await aliasTarget(`${base}_live`)).toBe(`${base}_v2`);
 
-    await allKindsSince(writer, writer.counts()); // post-cutover writes: they land only in the new collection
+    await writesSince(writer, writer.counts()); // post-cutover writes: they land only in the new collection
     await handle.signal(rollbackSignal, { by: 'alice', reason: 'recall regressed' });
     const result = await handle.result();
     expect(result.outcome).toBe('rolled-back');

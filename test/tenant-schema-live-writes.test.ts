@@ -25,7 +25,6 @@ import {
   startMemoryWriter,
   writtenId,
   type MemoriesConnection,
-  type MemoryWriter,
 } from './support/openmemory-fixtures';
 import {
   activityAttempts,
@@ -37,6 +36,7 @@ import {
   uniqueQueue,
   waitForPhase,
   waitForStatus,
+  writesSince,
 } from './support/harness';
 import { startTestPostgres, uniqueName, type TestPostgres } from './support/postgres';
 
@@ -135,17 +135,6 @@ async function historyText(handle: WorkflowHandle): Promise<string> {
   return JSON.stringify(history, (_key, value) => (value instanceof Uint8Array ? Buffer.from(value).toString('utf8') : value));
 }
 
-/** Waits until the writer has made at least one more write of each kind than `since`. */
-async function writesOfEveryKindSince(writer: MemoryWriter, since: ReturnType<MemoryWriter['counts']>): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const now = writer.counts();
-    if (now.insert > since.insert && now.update > since.update && now.delete > since.delete) return;
-    if (Date.now() > deadline) throw new Error(`the writer stalled: ${JSON.stringify(now)} since ${JSON.stringify(since)}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 async function signalRollback(handle: WorkflowHandle, request: RollbackRequest): Promise<void> {
   await handle.signal(rollbackSignal, request);
 }
@@ -173,13 +162,13 @@ describe.each([sqlite, postgres])('on $engine', (h) => {
     const connection = await h.connect(target);
     const writer = await startMemoryWriter(connection);
     try {
-      await writesOfEveryKindSince(writer, writer.counts());
+      await writesSince(writer, writer.counts(), { timeoutMs: 10_000 });
       const handle = await start(planFor(target));
       await waitForPhase(handle, 'await-approval');
-      await writesOfEveryKindSince(writer, writer.counts()); // through the approval wait
+      await writesSince(writer, writer.counts(), { timeoutMs: 10_000 }); // through the approval wait
       await handle.executeUpdate(approveUpdate, { args: [{ by: 'alice' }] });
       const result = await handle.result();
-      await writesOfEveryKindSince(writer, writer.counts()); // and on, into the upgraded schema
+      await writesSince(writer, writer.counts(), { timeoutMs: 10_000 }); // and on, into the upgraded schema
       const expected = await writer.stop();
 
       expect(result.outcome).toBe('cut-over');
@@ -196,17 +185,17 @@ describe.each([sqlite, postgres])('on $engine', (h) => {
     const connection = await h.connect(target);
     const writer = await startMemoryWriter(connection);
     try {
-      await writesOfEveryKindSince(writer, writer.counts());
+      await writesSince(writer, writer.counts(), { timeoutMs: 10_000 });
       const handle = await start(planFor(target, { rollbackWindow: '10m' }));
       await waitForPhase(handle, 'await-approval');
-      await writesOfEveryKindSince(writer, writer.counts()); // through the approval wait
+      await writesSince(writer, writer.counts(), { timeoutMs: 10_000 }); // through the approval wait
       await handle.executeUpdate(approveUpdate, { args: [{ by: 'alice' }] });
       await waitForPhase(handle, 'rollback-window');
-      await writesOfEveryKindSince(writer, writer.counts()); // into the upgraded schema
+      await writesSince(writer, writer.counts(), { timeoutMs: 10_000 }); // into the upgraded schema
 
       await signalRollback(handle, { by: 'alice', reason: 'back to 1.1' });
       const result = await handle.result();
-      await writesOfEveryKindSince(writer, writer.counts()); // and on, into the reverted schema
+      await writesSince(writer, writer.counts(), { timeoutMs: 10_000 }); // and on, into the reverted schema
       const expected = await writer.stop();
 
       expect(result.outcome).toBe('rolled-back');

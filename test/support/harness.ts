@@ -80,6 +80,24 @@ export async function heldStill(handle: WorkflowHandle, count: () => Promise<num
   throw new Error(`The paused copy did not hold still: the store held ${previous}, the live progress said ${copied}`);
 }
 
+/**
+ * Waits until a live writer's count of each of `kinds` (every kind it counts,
+ * by default) has passed `since`: the writer shares a loaded machine, so a
+ * test polls for its progress rather than sleeping a fixed time.
+ */
+export async function writesSince<Kind extends string>(
+  writer: { counts(): Record<Kind, number> },
+  since: Record<Kind, number>,
+  { kinds = Object.keys(since) as Kind[], timeoutMs = 30_000 }: { kinds?: Kind[]; timeoutMs?: number } = {},
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const stalled = () => kinds.filter((kind) => writer.counts()[kind] <= since[kind]);
+  while (stalled().length > 0) {
+    if (Date.now() > deadline) throw new Error(`the writer stalled: no ${stalled().join(', ')} since ${JSON.stringify(since)}, now ${JSON.stringify(writer.counts())}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 export const waitForPhase = (handle: WorkflowHandle, phase: Phase, timeoutMs?: number) =>
   waitForStatus(handle, (s) => s.phase === phase, timeoutMs);
 
