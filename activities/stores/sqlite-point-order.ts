@@ -21,15 +21,14 @@ export interface PointOrderJob {
   sql: string;
   params: unknown[];
   pageSize: number;
-  /** When set, `memshift_vector(chunk_id, chunk_offset)` reads a row's vector from these chunks. */
+  /** When set, memshift_stored_digest takes a row's `chunk_id, chunk_offset` and reads its vector from these chunks. */
   chunks?: VectorChunks;
 }
 
 const { path, sql, params, pageSize, chunks } = workerData as PointOrderJob;
 const db = openReadOnly(path);
 addPointIdFunction(db);
-db.function('memshift_stored_digest', { deterministic: true, varargs: true }, storedDigestOfRow);
-if (chunks) readVectorsFrom(chunks);
+db.function('memshift_stored_digest', { deterministic: true, varargs: true }, chunks ? digestOfChunkedRow(chunks) : storedDigestOfRow);
 const rows = db.prepare(sql).iterate(...params);
 
 parentPort!.on('message', () => {
@@ -41,6 +40,10 @@ parentPort!.on('message', () => {
 });
 
 /**
+ * storedDigestOfRow, but given the place of the row's vector rather than the
+ * vector: handing each vector to SQLite and back would copy it twice and
+ * cost a second call into JavaScript per row.
+ *
  * A function cannot read through the connection whose statement calls it,
  * so chunks come through a second one. Rows arrive in primary-key order,
  * which is the order vectors fill chunks in: the last chunk read is kept.
@@ -48,16 +51,17 @@ parentPort!.on('message', () => {
  * the statement's; a row the service changes in between carries an
  * updated_at the comparison already counts as written since.
  */
-function readVectorsFrom({ table, vectorBytes }: VectorChunks): void {
+function digestOfChunkedRow({ table, vectorBytes }: VectorChunks): (...values: unknown[]) => string {
   const chunkDb = openReadOnly(path);
   chunkDb.exec('BEGIN');
   const chunkAt = chunkDb.prepare(`SELECT vectors FROM "${table}" WHERE rowid = ?`).pluck();
   let chunkId: unknown = null;
   let vectors: Buffer = Buffer.alloc(0);
-  db.function('memshift_vector', (id: unknown, offset: unknown) => {
-    if (id === null) return null;
+  return (...values) => {
+    const [id, offset] = values.splice(-2, 2);
+    if (id === null) return storedDigestOfRow(...values, null);
     if (id !== chunkId) [chunkId, vectors] = [id, chunkAt.get(id) as Buffer];
     const at = Number(offset) * vectorBytes;
-    return vectors.subarray(at, at + vectorBytes);
-  });
+    return storedDigestOfRow(...values, vectors.subarray(at, at + vectorBytes));
+  };
 }

@@ -166,15 +166,15 @@ function payloadOf(row: Omit<MemoryRow, 'embedding'>): Record<string, unknown> {
 /** Threads sorting one range's rows by point id (streamByPointId): one per core here. */
 const SORTING_THREADS = 2;
 
-/** How a sorting thread's statement reads a row's embedding: its join and the vector's expression. */
+/** How a sorting thread's statement reads a row's embedding: its join, and what memshift_stored_digest takes for the vector. */
 interface EmbeddingsRead {
   join: string;
-  vector: string;
+  vectorArgs: string;
   chunks?: VectorChunks;
 }
 
-const VEC0_EMBEDDINGS: EmbeddingsRead = { join: 'LEFT JOIN memory_embeddings e ON e.rowid = ranked.id', vector: 'e.content_embedding' };
-const CHUNK_EMBEDDINGS = { join: 'LEFT JOIN memory_embeddings_rowids r ON r.rowid = ranked.id', vector: 'memshift_vector(r.chunk_id, r.chunk_offset)' };
+const VEC0_EMBEDDINGS: EmbeddingsRead = { join: 'LEFT JOIN memory_embeddings e ON e.rowid = ranked.id', vectorArgs: 'e.content_embedding' };
+const CHUNK_EMBEDDINGS = { join: 'LEFT JOIN memory_embeddings_rowids r ON r.rowid = ranked.id', vectorArgs: 'r.chunk_id, r.chunk_offset' };
 
 /**
  * sqlite-vec 0.1 keeps a vec0 table's vectors in tables of its own:
@@ -362,7 +362,7 @@ export class McpMemorySource implements PointSource {
   async *streamDigestsByPointId(range: IdRange, pageSize: number): AsyncGenerator<DigestedPoint[]> {
     const chunks = vectorChunksOf(this.db);
     const embeddings = chunks ? { ...CHUNK_EMBEDDINGS, chunks } : VEC0_EMBEDDINGS;
-    const digests = `memshift_stored_digest(${POINT_COLUMNS}, ${embeddings.vector}) AS digest`;
+    const digests = `memshift_stored_digest(${POINT_COLUMNS}, ${embeddings.vectorArgs}) AS digest`;
     for await (const rows of this.inPointIdOrder<{ point_id: string; id: number; digest: string }>(range, pageSize, `m.id, ${digests}`, embeddings)) {
       yield rows.map((row) => ({ id: row.point_id, digest: row.digest, at: row.id }));
     }
