@@ -25,6 +25,7 @@ import {
   startMemoryWriter,
   writtenId,
   type MemoriesConnection,
+  type MemoryWriter,
 } from './support/openmemory-fixtures';
 import {
   activityAttempts,
@@ -135,6 +136,9 @@ async function historyText(handle: WorkflowHandle): Promise<string> {
   return JSON.stringify(history, (_key, value) => (value instanceof Uint8Array ? Buffer.from(value).toString('utf8') : value));
 }
 
+/** Waits for one more write of each kind: this writer writes every 15 ms, so 10 s without one is a stall. */
+const moreWritesOfEveryKind = (writer: MemoryWriter) => writesSince(writer, writer.counts(), { timeoutMs: 10_000 });
+
 async function signalRollback(handle: WorkflowHandle, request: RollbackRequest): Promise<void> {
   await handle.signal(rollbackSignal, request);
 }
@@ -162,13 +166,13 @@ describe.each([sqlite, postgres])('on $engine', (h) => {
     const connection = await h.connect(target);
     const writer = await startMemoryWriter(connection);
     try {
-      await writesSince(writer, writer.counts(), { timeoutMs: 10_000 });
+      await moreWritesOfEveryKind(writer);
       const handle = await start(planFor(target));
       await waitForPhase(handle, 'await-approval');
-      await writesSince(writer, writer.counts(), { timeoutMs: 10_000 }); // through the approval wait
+      await moreWritesOfEveryKind(writer); // through the approval wait
       await handle.executeUpdate(approveUpdate, { args: [{ by: 'alice' }] });
       const result = await handle.result();
-      await writesSince(writer, writer.counts(), { timeoutMs: 10_000 }); // and on, into the upgraded schema
+      await moreWritesOfEveryKind(writer); // and on, into the upgraded schema
       const expected = await writer.stop();
 
       expect(result.outcome).toBe('cut-over');
@@ -185,17 +189,17 @@ describe.each([sqlite, postgres])('on $engine', (h) => {
     const connection = await h.connect(target);
     const writer = await startMemoryWriter(connection);
     try {
-      await writesSince(writer, writer.counts(), { timeoutMs: 10_000 });
+      await moreWritesOfEveryKind(writer);
       const handle = await start(planFor(target, { rollbackWindow: '10m' }));
       await waitForPhase(handle, 'await-approval');
-      await writesSince(writer, writer.counts(), { timeoutMs: 10_000 }); // through the approval wait
+      await moreWritesOfEveryKind(writer); // through the approval wait
       await handle.executeUpdate(approveUpdate, { args: [{ by: 'alice' }] });
       await waitForPhase(handle, 'rollback-window');
-      await writesSince(writer, writer.counts(), { timeoutMs: 10_000 }); // into the upgraded schema
+      await moreWritesOfEveryKind(writer); // into the upgraded schema
 
       await signalRollback(handle, { by: 'alice', reason: 'back to 1.1' });
       const result = await handle.result();
-      await writesSince(writer, writer.counts(), { timeoutMs: 10_000 }); // and on, into the reverted schema
+      await moreWritesOfEveryKind(writer); // and on, into the reverted schema
       const expected = await writer.stop();
 
       expect(result.outcome).toBe('rolled-back');
