@@ -1,6 +1,7 @@
 /**
- * The pass over every point reads a SQLite-vec store's embeddings from
- * sqlite-vec's own chunks rather than through vec0 row by row. These tests
+ * The copy's pages and the pass over every point read a SQLite-vec store's
+ * embeddings from sqlite-vec's own chunks rather than through vec0 row by
+ * row. These tests
  * hold it to vec0's answers on a store the way a live service leaves it:
  * rows deleted and soft-deleted, embeddings replaced (a new slot, the old one
  * cleared), a row without an embedding; and show that a store whose layout
@@ -11,7 +12,7 @@ import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import type { DigestedPoint } from '../activities/stores/contract';
+import type { DigestedPoint, MemoryPoint } from '../activities/stores/contract';
 import type { IdRange } from '../workflows/messages';
 import { splitIdRange } from '../activities/stores/key-order';
 import { storedDigest } from '../activities/stores/pgvector-digest';
@@ -21,6 +22,8 @@ import { generateMcpStore } from '../scripts/generate-mcp-store';
 const WHOLE: IdRange = { index: 0, from: null, to: null };
 let dir: string;
 let store: string;
+/** The same store with its layout's record removed: read through vec0. */
+let older: string;
 
 beforeAll(() => {
   dir = mkdtempSync(path.join(os.tmpdir(), 'memshift-chunks-'));
@@ -38,6 +41,11 @@ beforeAll(() => {
     replace.run(rowid, Buffer.from(new Float32Array(16).fill(Number(rowid) / 7).buffer));
   }
   db.close();
+  older = path.join(dir, 'older.db');
+  copyFileSync(store, older);
+  const olderDb = new Database(older);
+  olderDb.exec("DELETE FROM memory_embeddings_info WHERE key = 'CREATE_VERSION'");
+  olderDb.close();
 });
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -80,11 +88,38 @@ it('ranges of point ids read the same rows as the whole, each once', async () =>
 });
 
 it('a store whose layout sqlite-vec did not record as 0.1 is read through vec0, with the same digests', async () => {
-  const older = path.join(dir, 'older.db');
-  copyFileSync(store, older);
-  const db = new Database(older);
-  db.exec("DELETE FROM memory_embeddings_info WHERE key = 'CREATE_VERSION'");
-  db.close();
   expect(vectorChunksOf(openReadOnly(older))).toBeUndefined();
   expect(await digestsOf(older, false)).toEqual(await digestsOf(store, false));
+});
+
+/** Every page a copy reads (readPage, or each range's after splitKeys), read page by page as the copy does. */
+async function pagesOf(file: string, includeDeleted: boolean, parts = 1, inTransaction = false): Promise<MemoryPoint[][]> {
+  const db = openReadOnly(file);
+  const whole = new McpMemorySource(db, includeDeleted);
+  const keys = await whole.splitKeys(parts);
+  const sources = parts === 1 ? [whole] : [null, ...keys].map((start, i) => whole.range({ index: i, start, end: keys[i] ?? null }));
+  if (inTransaction) db.exec('BEGIN'); // a catch-up reads in a snapshot of its own
+  const pages: MemoryPoint[][] = [];
+  for (const source of sources) {
+    for (let cursor: string | null = null; ; ) {
+      const page = await source.readPage(cursor, 100);
+      pages.push(page.points);
+      if ((cursor = page.next) === null) break;
+    }
+  }
+  if (inTransaction) db.exec('COMMIT');
+  await whole.close();
+  return pages;
+}
+
+it('the copy reads the same pages by chunks as through vec0: every vector, payload and cursor', async () => {
+  for (const includeDeleted of [false, true]) {
+    const byChunks = await pagesOf(store, includeDeleted);
+    expect(byChunks.flat().length).toBe(includeDeleted ? 2_998 : 2_996);
+    expect(byChunks).toEqual(await pagesOf(older, includeDeleted));
+    expect(byChunks.flat().find((p) => p.payload.source_id === 2999)!.vector).toEqual([]); // no embedding, as vec0 says
+    expect(byChunks.flat().find((p) => p.payload.source_id === 1024)!.vector).toEqual(Array(16).fill(Math.fround(1024 / 7))); // its replacement
+    expect(await pagesOf(store, includeDeleted, 3)).toEqual(await pagesOf(older, includeDeleted, 3));
+  }
+  expect(await pagesOf(store, false, 1, true)).toEqual(await pagesOf(older, false));
 });

@@ -3,6 +3,7 @@
  * the `memory_embeddings` vec0 table, read by primary key. Read-only, except
  * `writeBackPoints`, which only a rollback uses to carry post-cutover writes back.
  */
+import { ApplicationFailure } from '@temporalio/common';
 import Database from 'better-sqlite3';
 import { hash } from 'node:crypto';
 import { once } from 'node:events';
@@ -258,12 +259,18 @@ export function liveRowsFilter(includeDeleted: boolean): string {
 
 const SELECT_MEMORIES = `SELECT ${POINT_COLUMNS}, e.content_embedding AS embedding FROM memories m LEFT JOIN memory_embeddings e ON e.rowid = m.id`;
 
+/** A page of rows with where their vectors are (chunk_id null: no embedding); readPages fills `embedding` from the chunks. */
+const SELECT_MEMORIES_BY_CHUNK = `SELECT ${POINT_COLUMNS}, r.chunk_id, r.chunk_offset FROM memories m LEFT JOIN memory_embeddings_rowids r ON r.rowid = m.id`;
+
+type ChunkedRow = MemoryRow & { chunk_id: number | null; chunk_offset: number | null };
+
 export class McpMemorySource implements PointSource {
-  private readonly pageQuery: Database.Statement;
+  private readonly pageQuery: (...params: unknown[]) => MemoryRow[];
   private readonly countQuery: Database.Statement;
   private readonly params: number[];
   private readonly filter: string;
   private readonly snapshot: Watermark | null;
+  private readonly chunks: VectorChunks | undefined;
 
   /** With `changedSince`, only rows added or updated since that watermark (a catch-up). */
   constructor(private readonly db: SqliteDb, includeDeleted: boolean, private readonly changedSince?: Watermark) {
@@ -271,8 +278,47 @@ export class McpMemorySource implements PointSource {
     const filter = `${liveRowsFilter(includeDeleted)}${changedSince ? ' AND (m.id > ? OR m.updated_at >= ?)' : ''}`;
     this.filter = filter;
     this.params = changedSince ? [changedSince.maxId, changedSince.since] : [];
-    this.pageQuery = db.prepare(`${SELECT_MEMORIES} WHERE m.id > ? AND ${filter} ORDER BY m.id LIMIT ?`);
+    this.chunks = vectorChunksOf(db);
+    this.pageQuery = this.readPages(`m.id > ? AND ${filter}`);
     this.countQuery = db.prepare(`SELECT count(*) AS n FROM memories m WHERE ${filter}`);
+  }
+
+  /**
+   * Reads the rows matching `where` in primary-key order, up to a limit (the
+   * last parameter), with their embeddings. Where sqlite-vec's layout is
+   * known (vectorChunksOf), the vectors come from the few chunks a page
+   * spans, each read once, instead of vec0 opening a blob per row: the
+   * copy's reads of the source take about half the time. The rows and their
+   * chunks are read in one transaction, so both are the same snapshot while
+   * the service writes.
+   */
+  private readPages(where: string): (...params: unknown[]) => MemoryRow[] {
+    if (!this.chunks) {
+      const rows = this.db.prepare(`${SELECT_MEMORIES} WHERE ${where} ORDER BY m.id LIMIT ?`);
+      return (...params) => rows.all(...params) as MemoryRow[];
+    }
+    const { table, vectorBytes } = this.chunks;
+    const rows = this.db.prepare(`${SELECT_MEMORIES_BY_CHUNK} WHERE ${where} ORDER BY m.id LIMIT ?`);
+    const chunkAt = this.db.prepare(`SELECT vectors FROM "${table}" WHERE rowid = ?`).pluck();
+    // Nested in a caller's read transaction (a catch-up's snapshot), this is a savepoint in it.
+    return this.db.transaction((...params: unknown[]) => {
+      const page = rows.all(...params) as ChunkedRow[];
+      const chunks = new Map<number, Buffer>();
+      for (const row of page) {
+        if (row.chunk_id === null) {
+          row.embedding = null;
+          continue;
+        }
+        let vectors = chunks.get(row.chunk_id);
+        if (!vectors) chunks.set(row.chunk_id, (vectors = chunkAt.get(row.chunk_id) as Buffer));
+        const at = row.chunk_offset! * vectorBytes;
+        if (!vectors || vectors.length < at + vectorBytes) {
+          throw ApplicationFailure.nonRetryable(`Memory ${row.id}'s embedding is not where sqlite-vec's index places it (chunk ${row.chunk_id}); run PRAGMA integrity_check on the source.`, 'MalformedRow');
+        }
+        row.embedding = vectors.subarray(at, at + vectorBytes);
+      }
+      return page;
+    });
   }
 
   async count(): Promise<number> {
@@ -287,7 +333,7 @@ export class McpMemorySource implements PointSource {
    */
   async readPage(cursor: string | null, limit: number): Promise<Page> {
     const afterId = this.cursorId(cursor);
-    const rows = this.pageQuery.all(afterId, ...this.params, limit) as MemoryRow[];
+    const rows = this.pageQuery(afterId, ...this.params, limit);
     const next = rows.length < limit ? null : `${this.cursorPrefix()}${rows[rows.length - 1].id}`;
     return { points: rows.map(toMemoryPoint), next };
   }
@@ -326,12 +372,12 @@ export class McpMemorySource implements PointSource {
     const bounded = `${this.filter} AND m.id <= ?`;
     const upTo = end === null ? Number.MAX_SAFE_INTEGER : Number(end);
     const from = start === null ? -1 : Number(start);
-    const page = this.db.prepare(`${SELECT_MEMORIES} WHERE m.id > ? AND ${bounded} ORDER BY m.id LIMIT ?`);
+    const page = this.readPages(`m.id > ? AND ${bounded}`);
     const count = this.db.prepare(`SELECT count(*) AS n FROM memories m WHERE m.id > ? AND ${bounded}`).pluck();
     return {
       count: async () => count.get(from, ...this.params, upTo) as number,
       readPage: async (cursor, limit) => {
-        const rows = page.all(cursor === null ? from : Number(cursor), ...this.params, upTo, limit) as MemoryRow[];
+        const rows = page(cursor === null ? from : Number(cursor), ...this.params, upTo, limit);
         return { points: rows.map(toMemoryPoint), next: rows.length < limit ? null : String(rows[rows.length - 1].id) };
       },
       close: async () => {},
