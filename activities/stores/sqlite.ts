@@ -287,8 +287,8 @@ export class McpMemorySource implements PointSource {
    * Reads the rows matching `where` in primary-key order, up to a limit (the
    * last parameter), with their embeddings. Where sqlite-vec's layout is
    * known (vectorChunksOf), the vectors come from the few chunks a page
-   * spans, each read once, instead of vec0 opening a blob per row: the
-   * copy's reads of the source take about half the time. The rows and their
+   * spans, each read once, instead of vec0 opening a blob per row (100k
+   * memories read as points: 1.6–1.8 s instead of 2.1–2.3 s). The rows and their
    * chunks are read in one transaction, so both are the same snapshot while
    * the service writes.
    */
