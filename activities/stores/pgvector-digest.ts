@@ -56,7 +56,13 @@ function jsonbText(value: unknown): string {
 const MAX_SHAPES = 1_000;
 const keyOrders = new Map<string, [key: string, quoted: string][]>();
 
+/** The shapes met last, most recent first: a pass meets the same few over and over. */
+const recentShapes: { keys: string[]; order: [key: string, quoted: string][] }[] = [];
+const RECENT_SHAPES = 8;
+
 function keyOrder(keys: string[]): [key: string, quoted: string][] {
+  // Comparing keys with a recent shape's costs less than building this object's shape string.
+  for (const recent of recentShapes) if (sameKeys(recent.keys, keys)) return recent.order;
   const shape = keys.join('\u0000'); // jsonb refuses \u0000, so no key holds it
   let order = keyOrders.get(shape);
   if (!order) {
@@ -65,5 +71,13 @@ function keyOrder(keys: string[]): [key: string, quoted: string][] {
     order = sorted.map((key) => [key, JSON.stringify(key)]);
     if (keyOrders.size < MAX_SHAPES) keyOrders.set(shape, order);
   }
+  recentShapes.unshift({ keys, order });
+  if (recentShapes.length > RECENT_SHAPES) recentShapes.pop();
   return order;
+}
+
+function sameKeys(a: string[], b: string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
