@@ -12,7 +12,7 @@ import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import type { DigestedPoint, MemoryPoint } from '../activities/stores/contract';
+import type { DigestedPoint, Page } from '../activities/stores/contract';
 import type { IdRange } from '../workflows/messages';
 import { splitIdRange } from '../activities/stores/key-order';
 import { storedDigest } from '../activities/stores/pgvector-digest';
@@ -93,17 +93,17 @@ it('a store whose layout sqlite-vec did not record as 0.1 is read through vec0, 
 });
 
 /** Every page a copy reads (readPage, or each range's after splitKeys), read page by page as the copy does. */
-async function pagesOf(file: string, includeDeleted: boolean, parts = 1, inTransaction = false): Promise<MemoryPoint[][]> {
+async function pagesOf(file: string, includeDeleted: boolean, parts = 1, inTransaction = false): Promise<Page[]> {
   const db = openReadOnly(file);
   const whole = new McpMemorySource(db, includeDeleted);
   const keys = await whole.splitKeys(parts);
   const sources = parts === 1 ? [whole] : [null, ...keys].map((start, i) => whole.range({ index: i, start, end: keys[i] ?? null }));
   if (inTransaction) db.exec('BEGIN'); // a catch-up reads in a snapshot of its own
-  const pages: MemoryPoint[][] = [];
+  const pages: Page[] = [];
   for (const source of sources) {
     for (let cursor: string | null = null; ; ) {
       const page = await source.readPage(cursor, 100);
-      pages.push(page.points);
+      pages.push(page);
       if ((cursor = page.next) === null) break;
     }
   }
@@ -115,10 +115,11 @@ async function pagesOf(file: string, includeDeleted: boolean, parts = 1, inTrans
 it('the copy reads the same pages by chunks as through vec0: every vector, payload and cursor', async () => {
   for (const includeDeleted of [false, true]) {
     const byChunks = await pagesOf(store, includeDeleted);
-    expect(byChunks.flat().length).toBe(includeDeleted ? 2_998 : 2_996);
+    const points = byChunks.flatMap((page) => page.points);
+    expect(points.length).toBe(includeDeleted ? 2_998 : 2_996);
     expect(byChunks).toEqual(await pagesOf(older, includeDeleted));
-    expect(byChunks.flat().find((p) => p.payload.source_id === 2999)!.vector).toEqual([]); // no embedding, as vec0 says
-    expect(byChunks.flat().find((p) => p.payload.source_id === 1024)!.vector).toEqual(Array(16).fill(Math.fround(1024 / 7))); // its replacement
+    expect(points.find((p) => p.payload.source_id === 2999)!.vector).toEqual([]); // no embedding, as vec0 says
+    expect(points.find((p) => p.payload.source_id === 1024)!.vector).toEqual(Array(16).fill(Math.fround(1024 / 7))); // its replacement
     expect(await pagesOf(store, includeDeleted, 3)).toEqual(await pagesOf(older, includeDeleted, 3));
   }
   expect(await pagesOf(store, false, 1, true)).toEqual(await pagesOf(older, false));
