@@ -8,7 +8,7 @@
  * its reads of the target.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { addPointIdFunction, openReadOnly, storedDigestOfRow } from './sqlite';
+import { addPointIdFunction, chunkVectorReaders, openReadOnly, storedDigestOfRow } from './sqlite';
 
 /** Where sqlite-vec keeps the vectors, read a chunk at a time (vectorChunksOf in sqlite.ts). */
 export interface VectorChunks {
@@ -51,17 +51,13 @@ parentPort!.on('message', () => {
  * the statement's; a row the service changes in between carries an
  * updated_at the comparison already counts as written since.
  */
-function digestOfChunkedRow({ table, vectorBytes }: VectorChunks): (...values: unknown[]) => string {
+function digestOfChunkedRow(chunks: VectorChunks): (...values: unknown[]) => string {
   const chunkDb = openReadOnly(path);
   chunkDb.exec('BEGIN');
-  const chunkAt = chunkDb.prepare(`SELECT vectors FROM "${table}" WHERE rowid = ?`).pluck();
-  let chunkId: unknown = null;
-  let vectors: Buffer = Buffer.alloc(0);
+  const vectorAt = chunkVectorReaders(chunkDb, chunks)();
   return (...values) => {
     const [id, offset] = values.splice(-2, 2);
-    if (id === null) return storedDigestOfRow(...values, null);
-    if (id !== chunkId) [chunkId, vectors] = [id, chunkAt.get(id) as Buffer];
-    const at = Number(offset) * vectorBytes;
-    return storedDigestOfRow(...values, vectors.subarray(at, at + vectorBytes));
+    // A slot its chunk lacks digests as no vector: the digests differ, and the point is read whole through vec0.
+    return storedDigestOfRow(...values, id === null ? null : (vectorAt(Number(id), Number(offset)) ?? null));
   };
 }

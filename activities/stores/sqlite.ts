@@ -201,6 +201,25 @@ export function vectorChunksOf(db: SqliteDb): VectorChunks | undefined {
   return { table: 'memory_embeddings_vector_chunks00', vectorBytes };
 }
 
+/**
+ * Readers of rows' vectors from sqlite-vec's chunks (vectorChunksOf) by
+ * chunk and slot, through `db`: make one per snapshot. A reader keeps the
+ * last chunk it read, since rows read in primary-key order fill the chunks
+ * in that order; it returns undefined when the chunk does not hold the slot.
+ */
+export function chunkVectorReaders(db: SqliteDb, { table, vectorBytes }: VectorChunks): () => (chunkId: number, offset: number) => Buffer | undefined {
+  const chunkAt = db.prepare(`SELECT vectors FROM "${table}" WHERE rowid = ?`).pluck();
+  return () => {
+    let lastChunkId: number | null = null;
+    let vectors: Buffer | undefined;
+    return (chunkId, offset) => {
+      if (chunkId !== lastChunkId) [lastChunkId, vectors] = [chunkId, chunkAt.get(chunkId) as Buffer | undefined];
+      const at = offset * vectorBytes;
+      return vectors && vectors.length >= at + vectorBytes ? vectors.subarray(at, at + vectorBytes) : undefined;
+    };
+  };
+}
+
 /** A sorting thread's rows, a page at a time, the next page asked for as soon as one arrives. */
 async function* sortedPages<Row>(thread: Worker, pageSize: number): AsyncGenerator<Row[]> {
   const nextPage = () => {
@@ -297,25 +316,22 @@ export class McpMemorySource implements PointSource {
       const rows = this.db.prepare(`${SELECT_MEMORIES} WHERE ${where} ORDER BY m.id LIMIT ?`);
       return (...params) => rows.all(...params) as MemoryRow[];
     }
-    const { table, vectorBytes } = this.chunks;
     const rows = this.db.prepare(`${SELECT_MEMORIES_BY_CHUNK} WHERE ${where} ORDER BY m.id LIMIT ?`);
-    const chunkAt = this.db.prepare(`SELECT vectors FROM "${table}" WHERE rowid = ?`).pluck();
+    const vectorReader = chunkVectorReaders(this.db, this.chunks);
     // Nested in a caller's read transaction (a catch-up's snapshot), this is a savepoint in it.
     return this.db.transaction((...params: unknown[]) => {
       const page = rows.all(...params) as ChunkedRow[];
-      const chunks = new Map<number, Buffer>();
+      const vectorAt = vectorReader(); // this page's snapshot
       for (const row of page) {
         if (row.chunk_id === null) {
           row.embedding = null;
           continue;
         }
-        let vectors = chunks.get(row.chunk_id);
-        if (!vectors) chunks.set(row.chunk_id, (vectors = chunkAt.get(row.chunk_id) as Buffer));
-        const at = row.chunk_offset! * vectorBytes;
-        if (!vectors || vectors.length < at + vectorBytes) {
+        const vector = vectorAt(row.chunk_id, row.chunk_offset!);
+        if (!vector) {
           throw ApplicationFailure.nonRetryable(`Memory ${row.id}'s embedding is not where sqlite-vec's index places it (chunk ${row.chunk_id}); run PRAGMA integrity_check on the source.`, 'MalformedRow');
         }
-        row.embedding = vectors.subarray(at, at + vectorBytes);
+        row.embedding = vector;
       }
       return page;
     });
@@ -406,8 +422,7 @@ export class McpMemorySource implements PointSource {
    * again through vec0 itself.
    */
   async *streamDigestsByPointId(range: IdRange, pageSize: number): AsyncGenerator<DigestedPoint[]> {
-    const chunks = vectorChunksOf(this.db);
-    const embeddings = chunks ? { ...CHUNK_EMBEDDINGS, chunks } : VEC0_EMBEDDINGS;
+    const embeddings = this.chunks ? { ...CHUNK_EMBEDDINGS, chunks: this.chunks } : VEC0_EMBEDDINGS;
     const digests = `memshift_stored_digest(${POINT_COLUMNS}, ${embeddings.vectorArgs}) AS digest`;
     for await (const rows of this.inPointIdOrder<{ point_id: string; id: number; digest: string }>(range, pageSize, `m.id, ${digests}`, embeddings)) {
       yield rows.map((row) => ({ id: row.point_id, digest: row.digest, at: row.id }));
