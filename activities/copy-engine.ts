@@ -211,6 +211,26 @@ export async function copyPointsResumably(job: CopyJob): Promise<CopyResult> {
   };
 }
 
+/**
+ * A dry run's read: every page as the copy would read it, nothing written.
+ * Heartbeats each page: a dry run runs as a long activity, and a store that
+ * takes longer than the heartbeat timeout to read must not be retried forever.
+ */
+export async function readEveryPage(source: PointSource, batchSize: number): Promise<{ memories: number; batches: number; readSeconds: number }> {
+  const started = Date.now();
+  let cursor: string | null = null;
+  let memories = 0;
+  let batches = 0;
+  do {
+    const page = await source.readPage(cursor, batchSize);
+    memories += page.points.length;
+    batches += page.points.length ? 1 : 0;
+    cursor = page.next;
+    Context.current().heartbeat({ read: memories });
+  } while (cursor !== null);
+  return { memories, batches, readSeconds: (Date.now() - started) / 1000 };
+}
+
 /** Whether the target holds every point of a page as read (payload, and vector unless transformed): written by an earlier attempt. */
 async function alreadyStored(target: PointTarget, points: MemoryPoint[], compareVectors: boolean): Promise<boolean> {
   const stored = new Map((await target.retrieve(points.map((p) => p.id))).map((p) => [p.id, p]));

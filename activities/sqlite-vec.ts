@@ -19,7 +19,7 @@ import type { SqliteVecPlan } from '../workflows/sqlite-vec-migration';
 import { payloadFingerprint, sameJson } from './compare';
 import { currentWorkflow } from './context';
 import { rangeCopyChannel, workflowCopyChannel } from './copy-channel';
-import { copyPointsResumably, copyRangeResumably, cosine, type CopyChannel, type CopyResult } from './copy-engine';
+import { copyPointsResumably, copyRangeResumably, cosine, readEveryPage, type CopyChannel, type CopyResult } from './copy-engine';
 import { assertLiveBackendFile, readLiveBackend, recordLiveBackend, restoreLiveBackend, untilQuiet, type ProtectedFiles } from './cutover';
 import { reembedPoints } from './embeddings';
 import { assertWritableFile, realPathOf, writeFileAtomically } from './files';
@@ -515,18 +515,7 @@ export function sqliteVecActivities({ client }: { client: Client }) {
     /** Reads everything and simulates the batches; writes nothing anywhere. */
     async dryRunSqliteVec(plan: SqliteVecPlan) {
       return withSource(plan, async (db) => {
-        const source = new McpMemorySource(db, plan.source.deleted === 'copy');
-        const started = Date.now();
-        let cursor: string | null = null;
-        let memories = 0;
-        let batches = 0;
-        do {
-          const page = await source.readPage(cursor, plan.copy.batchSize);
-          memories += page.points.length;
-          batches += page.points.length ? 1 : 0;
-          cursor = page.next;
-        } while (cursor !== null);
-        const readSeconds = (Date.now() - started) / 1000;
+        const { memories, batches, readSeconds } = await readEveryPage(new McpMemorySource(db, plan.source.deleted === 'copy'), plan.copy.batchSize);
         // Writes cost about one round trip per batch on top of reading; measure one against the target.
         const target = openTarget(plan.target);
         const pingStarted = Date.now();

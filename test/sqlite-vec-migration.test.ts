@@ -4,6 +4,7 @@
  * DATABASE_URL) and Qdrant (the test double, or QDRANT_URL).
  */
 import type { Client } from '@temporalio/client';
+import { MockActivityEnvironment } from '@temporalio/testing';
 import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -11,13 +12,14 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sameJson } from '../activities/compare';
+import { sqliteVecActivities } from '../activities/sqlite-vec';
 import type { MemoryPoint } from '../activities/stores/contract';
 import { openReadOnly } from '../activities/stores/sqlite';
 import { openTarget } from '../activities/targets';
 import { generateMcpStore, insertMemories, openWritableStore } from '../scripts/generate-mcp-store';
 import { approveSignal, approveUpdate, rejectSignal, rollbackSignal } from '../workflows/messages';
 import type { TargetSpec } from '../workflows/plan-schemas';
-import { sqliteVecMigration, type SqliteVecPlanInput } from '../workflows/sqlite-vec-migration';
+import { SqliteVecPlan, sqliteVecMigration, type SqliteVecPlanInput } from '../workflows/sqlite-vec-migration';
 import { startTestPostgres, uniqueName, type TestPostgres } from './support/postgres';
 import { connectClient, failureMessage, startWorker, tempDir, uniqueQueue, waitForPhase } from './support/harness';
 import { startTestQdrant, type TestQdrant } from './support/qdrant';
@@ -201,6 +203,17 @@ describe('pgvector-only behaviours', () => {
     expect((await targetState(plan.target)).exists).toBe(false);
     expect(existsSync(plan.cutover.file)).toBe(false);
     expect(backups()).toEqual(backupsBefore);
+  });
+
+  it('a dry run heartbeats as it reads: a store slower to read than the heartbeat timeout is not retried forever', async () => {
+    const env = new MockActivityEnvironment();
+    const beats: unknown[] = [];
+    env.on('heartbeat', (details) => beats.push(details));
+    const plan = SqliteVecPlan.parse(planFor(pgTarget(), { dryRun: true }));
+    const estimate = await env.run(sqliteVecActivities({ client }).dryRunSqliteVec, plan);
+    expect(estimate).toMatchObject({ memories: LIVE, batches: 12 });
+    expect(beats).toHaveLength(12);
+    expect(beats.at(-1)).toEqual({ read: LIVE });
   });
 
   it('a target that already holds data is refused unless the plan says resume', async () => {

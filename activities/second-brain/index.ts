@@ -23,7 +23,7 @@ import { describeDatabase, type SecondBrainPlan, type SecondBrainUser } from '..
 import { differingFields, payloadFingerprint } from '../compare';
 import { currentWorkflow, heartbeatWhile } from '../context';
 import { workflowCopyChannel } from '../copy-channel';
-import { copyPointsResumably, type CopyChannel, type CopyResult } from '../copy-engine';
+import { copyPointsResumably, readEveryPage, type CopyChannel, type CopyResult } from '../copy-engine';
 import { assertLiveBackendFile, readLiveBackend, recordLiveBackend, restoreLiveBackend, untilQuiet, type ProtectedFiles } from '../cutover';
 import { assertWritableFile, writeFileAtomically } from '../files';
 import type { MemoryPoint } from '../stores/contract';
@@ -557,19 +557,7 @@ export function secondBrainActivities({ client }: { client: Client }) {
     /** Reads every memory as the copy would, writes nothing; estimates the copy from the read rate. */
     async dryRunSecondBrain(plan: SecondBrainPlan): Promise<{ memories: number; batches: number; readSeconds: number; estimatedSeconds: number }> {
       return withSource(plan, async (source) => {
-        const reader = await openSource(source, plan);
-        const started = Date.now();
-        let cursor: string | null = null;
-        let memories = 0;
-        let batches = 0;
-        do {
-          const page = await reader.readPage(cursor, plan.copy.batchSize);
-          memories += page.points.length;
-          batches += page.points.length ? 1 : 0;
-          cursor = page.next;
-          Context.current().heartbeat();
-        } while (cursor !== null);
-        const readSeconds = (Date.now() - started) / 1000;
+        const { memories, batches, readSeconds } = await readEveryPage(await openSource(source, plan), plan.copy.batchSize);
         // A v3 batch writes each memory three times over (row, event, tags): about twice the read, spread over the concurrency.
         const estimatedSeconds = Math.ceil(readSeconds + (2 * readSeconds) / plan.copy.concurrency);
         return { memories, batches, readSeconds: Number(readSeconds.toFixed(2)), estimatedSeconds };
