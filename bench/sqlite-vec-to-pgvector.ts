@@ -10,9 +10,10 @@
  *   npm run bench -- --sizes 100000,1000000         # and 1M (~2 GB of SQLite in .memshift/bench)
  *   [--batch 2000] [--concurrency 2] [--partitions 2] [--workers 1,2] [--heap-mb 256] [--tools copy,plain,memshift] [--repeat 1]
  * --batch defaults to the plan's own for pgvector targets. --repeat runs every
- * tool that many rounds, in turn, and compares each run with the COPY
- * baseline of its own round: this VM's speed drifts by a third within
- * minutes, so one round proves little; the summary gives medians.
+ * tool that many rounds, in turn, each round starting one tool later, and
+ * compares each run with the COPY baseline of its own round: this VM's speed
+ * drifts by a third within minutes, so one round proves little; the summary
+ * gives medians.
  * --partitions is the plan's copy.partitions for runs with more than one
  * worker (a second worker gets work only from a partitioned copy).
  * Sizes above --full-run-max (default 100000) stop memshift's workflow when
@@ -242,12 +243,15 @@ async function main() {
           console.error(`${size}, round ${round}: ${run.tool} ${Math.round(run.points / run.copySeconds)} points/s in ${run.copySeconds}s, CPU ${JSON.stringify(run.cpuSeconds)}, peak RSS MB during copy ${run.copyPeakRssMb.join(' + ')}, whole run ${run.peakRssMb.join(' + ')}${run.phases ? `; phases: ${run.phases}` : ''}`);
           await dropTable(postgres.url, t);
         };
-        if (tools.includes('copy')) await measure('copy', (t) => scriptCopy('COPY baseline (binary, 1 connection)', 'bench/copy-baseline.ts', size, source, postgres, t, batch));
-        if (tools.includes('plain')) await measure('plain', (t) => scriptCopy('plain script', 'bench/plain-copy.ts', size, source, postgres, t, batch));
+        const toolsInTurn: (() => Promise<void>)[] = [];
+        if (tools.includes('copy')) toolsInTurn.push(() => measure('copy', (t) => scriptCopy('COPY baseline (binary, 1 connection)', 'bench/copy-baseline.ts', size, source, postgres, t, batch)));
+        if (tools.includes('plain')) toolsInTurn.push(() => measure('plain', (t) => scriptCopy('plain script', 'bench/plain-copy.ts', size, source, postgres, t, batch)));
         for (const workers of tools.includes('memshift') ? workerCounts : []) {
           const settings = { batch, concurrency, workers, partitions: workers > 1 ? partitions : 1, stopAtApproval: size > fullRunMax };
-          await measure(`memshift${workers}`, (t) => memshiftCopy(size, source, postgres, t, temporal.address, settings));
+          toolsInTurn.push(() => measure(`memshift${workers}`, (t) => memshiftCopy(size, source, postgres, t, temporal.address, settings)));
         }
+        // Each round starts one tool later: no tool always runs first (on a rested machine) or right after the heaviest.
+        for (let i = 0; i < toolsInTurn.length; i++) await toolsInTurn[(i + round - 1) % toolsInTurn.length]();
       }
     }
   } finally {
