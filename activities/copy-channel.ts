@@ -20,6 +20,12 @@ export function rangeCopyChannel(client: Client): CopyChannel {
   return { control, report: async () => {} };
 }
 
+/** For a catch-up: short, and run inside cutover too, so a pause must not hold a switch half done; no progress signals. */
+export function catchUpCopyChannel(client: Client): CopyChannel {
+  const { control } = workflowCopyChannel(client);
+  return { control: async () => ({ ...(await control()), paused: false }), report: async () => {} };
+}
+
 export function workflowCopyChannel(client: Client): CopyChannel {
   const { workflowId, runId } = currentWorkflow();
   const workflow = client.workflow.getHandle(workflowId, runId);

@@ -211,6 +211,48 @@ export async function copyPointsResumably(job: CopyJob): Promise<CopyResult> {
   };
 }
 
+/** A catch-up: the rows the service wrote since a watermark, copied onto a target that holds the rest. */
+export interface CatchUpJob {
+  source: PointSource;
+  target: PointTarget;
+  channel: CopyChannel;
+  /** Whether the target already holds this point as read: not written again (a watermark's slack re-reads recent rows). */
+  alreadyHeld(point: MemoryPoint, stored: MemoryPoint): boolean;
+  fingerprint(point: MemoryPoint): string;
+  /**
+   * After the switch: each point's fingerprint as this run left the target.
+   * A point the service has since changed or created there is never
+   * overwritten; the record follows each point written.
+   */
+  leftAtCutover?: Record<string, string>;
+  /** Reshapes the points about to be written (re-embedding). */
+  reshape?(points: MemoryPoint[]): Promise<MemoryPoint[]>;
+}
+
+/** Runs a catch-up through the copy engine; returns how many points it wrote. */
+export async function copyChangedPoints(job: CatchUpJob): Promise<number> {
+  const { target, leftAtCutover } = job;
+  let written = 0;
+  await copyPointsResumably({
+    source: job.source,
+    target,
+    channel: job.channel,
+    transform: async (points) => {
+      const stored = new Map((await target.retrieve(points.map((p) => p.id))).map((p) => [p.id, p]));
+      const writable = points.filter((p) => {
+        const now = stored.get(p.id);
+        if (now && job.alreadyHeld(p, now)) return false;
+        return !leftAtCutover || (now && job.fingerprint(now)) === leftAtCutover[p.id];
+      });
+      const reshaped = job.reshape ? await job.reshape(writable) : writable;
+      if (leftAtCutover) for (const p of reshaped) leftAtCutover[p.id] = job.fingerprint(p);
+      written += reshaped.length;
+      return reshaped;
+    },
+  });
+  return written;
+}
+
 /**
  * A dry run's read: every page as the copy would read it, nothing written.
  * Heartbeats each page: a dry run runs as a long activity, and a store that

@@ -18,8 +18,8 @@ import { describeTarget } from '../workflows/plan-schemas';
 import type { SqliteVecPlan } from '../workflows/sqlite-vec-migration';
 import { payloadFingerprint, sameJson } from './compare';
 import { currentWorkflow } from './context';
-import { rangeCopyChannel, workflowCopyChannel } from './copy-channel';
-import { copyPointsResumably, copyRangeResumably, cosine, readEveryPage, type CopyChannel, type CopyResult } from './copy-engine';
+import { catchUpCopyChannel, rangeCopyChannel, workflowCopyChannel } from './copy-channel';
+import { copyChangedPoints, copyPointsResumably, copyRangeResumably, cosine, readEveryPage, type CopyResult } from './copy-engine';
 import { assertLiveBackendFile, readLiveBackend, recordLiveBackend, restoreLiveBackend, untilQuiet, type ProtectedFiles } from './cutover';
 import { reembedPoints } from './embeddings';
 import { assertWritableFile, realPathOf, writeFileAtomically } from './files';
@@ -333,28 +333,14 @@ async function catchUp(
   const includeDeleted = plan.source.deleted === 'copy';
   const watermark = watermarkOf(db);
   const before = await pointsBeforeRun(plan);
-  const reembed = plan.reembed ? reembedPoints(plan.reembed) : async (points: MemoryPoint[]) => points;
-  const workflow = workflowCopyChannel(client);
-  // Catch-ups are short and run inside cutover too: a pause must not hold a switch half done.
-  const quiet: CopyChannel = { control: async () => ({ ...(await workflow.control()), paused: false }), report: async () => {} };
-  let upserted = 0;
-  await copyPointsResumably({
+  const upserted = await copyChangedPoints({
     source: new McpMemorySource(db, includeDeleted, since),
     target,
-    channel: quiet,
-    transform: async (points) => {
-      const stored = new Map((await target.retrieve(points.map((p) => p.id))).map((p) => [p.id, p]));
-      const writable = points.filter((p) => {
-        const now = stored.get(p.id);
-        // The watermark's slack re-reads recent rows: one the target already holds is not written again.
-        if (now && sameJson(p.payload, now.payload) && (plan.reembed || sameVector(p, now))) return false;
-        return !leftAtCutover || (now && pointFingerprint(now)) === leftAtCutover[p.id];
-      });
-      const written = await reembed(writable);
-      if (leftAtCutover) for (const p of written) leftAtCutover[p.id] = pointFingerprint(p);
-      upserted += written.length;
-      return written;
-    },
+    channel: catchUpCopyChannel(client),
+    alreadyHeld: (point, stored) => sameJson(point.payload, stored.payload) && (plan.reembed !== undefined || sameVector(point, stored)),
+    fingerprint: pointFingerprint,
+    leftAtCutover,
+    reshape: plan.reembed && reembedPoints(plan.reembed),
   });
 
   const orphans: string[] = [];

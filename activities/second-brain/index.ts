@@ -22,8 +22,8 @@ import type { CheckResult, RollbackRequest, ValidationReport } from '../../workf
 import { describeDatabase, type SecondBrainPlan, type SecondBrainUser } from '../../workflows/second-brain-plan';
 import { differingFields, payloadFingerprint } from '../compare';
 import { currentWorkflow, heartbeatWhile } from '../context';
-import { workflowCopyChannel } from '../copy-channel';
-import { copyPointsResumably, readEveryPage, type CopyChannel, type CopyResult } from '../copy-engine';
+import { catchUpCopyChannel, workflowCopyChannel } from '../copy-channel';
+import { copyChangedPoints, copyPointsResumably, readEveryPage, type CopyResult } from '../copy-engine';
 import { assertLiveBackendFile, readLiveBackend, recordLiveBackend, restoreLiveBackend, untilQuiet, type ProtectedFiles } from '../cutover';
 import { assertWritableFile, writeFileAtomically } from '../files';
 import type { MemoryPoint } from '../stores/contract';
@@ -207,25 +207,13 @@ async function catchUp(
   leftAtCutover?: Record<string, string>,
 ): Promise<CatchUpResult> {
   const watermark = await watermarkNow(db);
-  const workflow = workflowCopyChannel(client);
-  // Catch-ups are short and run inside cutover too: a pause must not hold a switch half done.
-  const quiet: CopyChannel = { control: async () => ({ ...(await workflow.control()), paused: false }), report: async () => {} };
-  let upserted = 0;
-  await copyPointsResumably({
+  const upserted = await copyChangedPoints({
     source: await openSource(source, plan, db, since),
     target,
-    channel: quiet,
-    transform: async (points) => {
-      const stored = new Map((await target.retrieve(points.map((p) => p.id))).map((p) => [p.id, p]));
-      const writable = points.filter((p) => {
-        const now = stored.get(p.id);
-        if (now && differingFields(p.payload, now.payload).length === 0 && sameFloat32Vector(p.vector, now.vector)) return false;
-        return !leftAtCutover || (now ? fingerprint(now) : undefined) === leftAtCutover[p.id];
-      });
-      if (leftAtCutover) for (const p of writable) leftAtCutover[p.id] = fingerprint(p);
-      upserted += writable.length;
-      return writable;
-    },
+    channel: catchUpCopyChannel(client),
+    alreadyHeld: (point, stored) => differingFields(point.payload, stored.payload).length === 0 && sameFloat32Vector(point.vector, stored.vector),
+    fingerprint,
+    leftAtCutover,
   });
   const removed = await removeDeleted(plan, db, target, leftAtCutover);
   return { watermark, upserted, removed };
