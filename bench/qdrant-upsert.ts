@@ -25,7 +25,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { gzipSync } from 'node:zlib';
 import { create, toBinary, type MessageInitShape } from '@bufbuild/protobuf';
-import type { QdrantClient as GrpcClient, RetrievedPoint, Value } from '@qdrant/js-client-grpc' with { 'resolution-mode': 'import' };
+import type { QdrantClient as GrpcClient, RetrievedPoint } from '@qdrant/js-client-grpc' with { 'resolution-mode': 'import' };
 import type { MemoryPoint } from '../activities/stores/contract';
 import { QdrantCollection } from '../activities/stores/qdrant';
 import { seededRandom } from '../scripts/seeded-random';
@@ -88,7 +88,6 @@ function batches(total: number, seed: number): MemoryPoint[][] {
 
 // ---- MemoryPoint ⇄ gRPC, as a gRPC adapter would convert them ----
 
-type ValueInit = MessageInitShape<GrpcModule['ValueSchema']>;
 type UpsertInit = MessageInitShape<GrpcModule['UpsertPointsSchema']>;
 
 function upsertRequest(collectionName: string, points: MemoryPoint[]): UpsertInit {

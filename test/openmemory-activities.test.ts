@@ -259,7 +259,7 @@ describe.each([sqlite, postgres])('OpenMemory activities on $engine', (h) => {
     // Nothing already there is made again.
     expect(plan.steps[0].sql.filter((s) => /(memories|vectors)" ADD COLUMN|^CREATE TABLE \S*users/.test(s))).toEqual([]);
 
-    const backup = await backupOpenMemory({ target, ...h.backupLocation() });
+    await backupOpenMemory({ target, ...h.backupLocation() });
     await applyOpenMemoryVersion({ target, version: TARGET, changes: plan.steps[0].changes });
     const report = await verifyOpenMemoryUpgrade({ target, targetVersion: TARGET });
     expect(report.checks.filter((c) => !c.ok)).toEqual([]);
