@@ -375,7 +375,7 @@ async function validatePair(plan: QdrantRebuildPlan, pair: Pair, dense: DenseVec
   const report = buildReport({
     sourceCount: watermark.size,
     targetCount: await target.count(),
-    perUser: await comparePerUser(mismatchesFirst(watermarkUsers, targetUsers), async (user) => targetUsers.get(user) ?? 0),
+    perUser: await comparePerUser(mismatchesFirst(watermarkUsers, targetUsers), async () => targetUsers),
     samples,
   });
   return { report, bm25Missing, withText, problems, since };

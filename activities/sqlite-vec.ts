@@ -626,7 +626,7 @@ export function sqliteVecActivities({ client }: { client: Client }) {
             const report = buildReport({
               sourceCount: await source.count(),
               targetCount: await target.count(),
-              perUser: await comparePerUser(perUserSourceCounts(db, includeDeleted), (user) => target.countMatching(USER_PATH, user)),
+              perUser: await comparePerUser(perUserSourceCounts(db, includeDeleted), (users) => target.countsMatching(USER_PATH, users)),
               samples: await compareSamples(source.byIds(sampleIds), target, { vectorsCopied: !plan.reembed }),
             });
             return { caught, report };

@@ -27,13 +27,11 @@ export interface PerUserCount {
 
 export async function comparePerUser(
   sourceCounts: PerUserCount[],
-  countInTarget: (user: string) => Promise<number>,
+  countsInTarget: (users: string[]) => Promise<Map<string, number>>,
 ): Promise<ValidationReport['perUser']> {
-  const rows: ValidationReport['perUser'] = [];
-  for (const { user, n } of sourceCounts.filter((c) => c.user !== null).slice(0, MAX_USERS)) {
-    rows.push({ user: user!, source: n, target: await countInTarget(user!) });
-  }
-  return rows;
+  const compared = sourceCounts.filter((c): c is { user: string; n: number } => c.user !== null).slice(0, MAX_USERS);
+  const inTarget = await countsInTarget(compared.map((c) => c.user));
+  return compared.map(({ user, n }) => ({ user, source: n, target: inTarget.get(user) ?? 0 }));
 }
 
 export interface SampleComparison {

@@ -61,6 +61,6 @@ export interface PointTarget {
 
 /** Counting by one payload value, for per-user parity (`metadata.user_id`). */
 export interface CountsByPayload {
-  /** Points whose payload at `path` (dot-separated) equals `value`. */
-  countMatching(path: string, value: string): Promise<number>;
+  /** How many points hold each of `values` at payload `path` (dot-separated); a value no point holds may be absent. */
+  countsMatching(path: string, values: string[]): Promise<Map<string, number>>;
 }

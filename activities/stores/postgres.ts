@@ -208,12 +208,13 @@ export class PgvectorTable implements PointSource, PointTarget, CountsByPayload 
     return Number(result.rows[0].n);
   }
 
-  async countMatching(path: string, value: string): Promise<number> {
-    const result = await this.run<{ n: string }>(
-      `SELECT count(*) AS n FROM ${this.qualified} WHERE payload #>> $1::text[] = $2`,
-      [path.split('.'), value],
+  /** One scan for all values: a count per value would read the table once per user. */
+  async countsMatching(path: string, values: string[]): Promise<Map<string, number>> {
+    const result = await this.run<{ value: string; n: string }>(
+      `SELECT payload #>> $1::text[] AS value, count(*) AS n FROM ${this.qualified} WHERE payload #>> $1::text[] = ANY($2::text[]) GROUP BY 1`,
+      [path.split('.'), values],
     );
-    return Number(result.rows[0].n);
+    return new Map(result.rows.map((row) => [row.value, Number(row.n)]));
   }
 
   async retrieve(ids: string[]): Promise<MemoryPoint[]> {

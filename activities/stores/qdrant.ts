@@ -158,8 +158,11 @@ export class QdrantCollection implements PointSource, PointTarget, CountsByPaylo
     return this.countWhere(undefined);
   }
 
-  countMatching(path: string, value: string): Promise<number> {
-    return this.countWhere({ must: [{ key: path, match: { value } }] });
+  /** A count per value: Qdrant answers each from its payload index where the collection has one. */
+  async countsMatching(path: string, values: string[]): Promise<Map<string, number>> {
+    const counts = new Map<string, number>();
+    for (const value of values) counts.set(value, await this.countWhere({ must: [{ key: path, match: { value } }] }));
+    return counts;
   }
 
   private countWhere(filter: Schemas['Filter'] | undefined): Promise<number> {
